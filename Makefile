@@ -1,0 +1,69 @@
+# seqcast: `make repro` runs the whole pipeline, `make test` the test suite.
+# Both create .venv from uv.lock first, and only when it is missing or outdated.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.8
+HOST ?= 127.0.0.1
+MLFLOW_PORT ?= 5000
+SERVE_PORT ?= 5001
+PREFECT_PORT ?= 4200
+
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export GX_ANALYTICS_ENABLED := false
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: help env repro test lint format ui serve prefect-server schedule bench clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+env: $(STAMP) ## create .venv from uv.lock (only when missing or outdated)
+
+$(STAMP): uv.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv sync --frozen
+	@touch $(STAMP)
+
+repro: $(STAMP) ## run the whole pipeline on the shipped data (dvc repro)
+	$(BIN)/python -m pipelines.server run -- dvc repro
+
+test: $(STAMP) ## run the test suite
+	$(BIN)/python -m pytest
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check src pipelines tests benchmarks
+	$(BIN)/ruff format --check src pipelines tests benchmarks
+
+format: $(STAMP) ## ruff format and autofix
+	$(BIN)/ruff format src pipelines tests benchmarks
+	$(BIN)/ruff check --fix src pipelines tests benchmarks
+
+ui: $(STAMP) ## the MLflow UI on the local store, at http://127.0.0.1:5000
+	@mkdir -p mlruns
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
+		--default-artifact-root $(CURDIR)/mlruns/artifacts --host $(HOST) --port $(MLFLOW_PORT)
+
+serve: $(STAMP) ## serve the champion model at http://127.0.0.1:5001/invocations
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlruns/mlflow.db} \
+	$(BIN)/mlflow models serve -m "models:/$$($(BIN)/python -c 'from seqcast.config import load_config; print(load_config().tracking.registered_model)')@champion" \
+		--env-manager local --host $(HOST) --port $(SERVE_PORT)
+
+prefect-server: $(STAMP) ## a local Prefect server (own SQLite under .prefect/) at http://127.0.0.1:4200
+	$(BIN)/python -m pipelines.server start --port $(PREFECT_PORT)
+
+schedule: $(STAMP) ## register and serve the scheduled pipeline deployment
+	$(BIN)/python -m pipelines.deploy
+
+bench: $(STAMP) ## benchmarks: figures printed and written to benchmarks/results/
+	$(BIN)/python -m benchmarks.run
+
+clean: ## remove pipeline outputs (not the MLflow store)
+	rm -rf data/prepared data/windows models plots evaluation metrics reports/validation reports/plots

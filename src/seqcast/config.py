@@ -1,0 +1,237 @@
+"""One validated model of params.yaml: the single source of truth for every stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PositiveInt = Annotated[int, Field(gt=0)]
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+CALENDAR_FEATURES = ("time_of_day", "day_of_week", "day_of_year")
+MODEL_KINDS = ("gru", "lstm")
+
+
+class ConfigError(ValueError):
+    """A params file that cannot drive the pipeline; the message names the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    path: str
+    timestamp: str = "timestamp"
+    targets: list[str] = Field(min_length=1)
+    features: list[str] = []
+    frequency: str
+    max_null_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    bounds: dict[str, tuple[float, float]] = {}
+
+    @field_validator("frequency")
+    @classmethod
+    def _known_frequency(cls, value: str) -> str:
+        import pandas as pd
+
+        try:
+            pd.tseries.frequencies.to_offset(value)
+        except ValueError as err:
+            raise ValueError(f"not a pandas frequency such as 30min, h, D: {err}") from None
+        return value
+
+    @field_validator("bounds")
+    @classmethod
+    def _ordered_bounds(cls, value: dict[str, tuple[float, float]]) -> dict:
+        for column, (low, high) in value.items():
+            if low > high:
+                raise ValueError(f"{column}: min {low} is above max {high}")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_columns(self) -> DataConfig:
+        columns = [self.timestamp, *self.targets, *self.features]
+        duplicated = sorted({c for c in columns if columns.count(c) > 1})
+        if duplicated:
+            raise ValueError(f"a column is named twice among timestamp/targets/features: {duplicated}")
+        unknown = sorted(set(self.bounds) - set(self.targets) - set(self.features))
+        if unknown:
+            raise ValueError(f"bounds name columns that are neither targets nor features: {unknown}")
+        return self
+
+    @property
+    def value_columns(self) -> list[str]:
+        """Targets first, then features: the column order of every array."""
+        return [*self.targets, *self.features]
+
+
+class SplitConfig(_Section):
+    train: Fraction = 0.7
+    val: Fraction = 0.1
+    max_gap_steps: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _leaves_a_test_set(self) -> SplitConfig:
+        if self.train + self.val >= 1.0:
+            raise ValueError(
+                f"train + val = {self.train + self.val:g} leaves no test set (must be < 1)"
+            )
+        return self
+
+    @property
+    def test(self) -> float:
+        """The fraction left for testing."""
+        return 1.0 - self.train - self.val
+
+
+class ScalingConfig(_Section):
+    scaler: Literal["standard", "minmax", "robust"] = "standard"
+
+
+class WindowConfig(_Section):
+    input_width: PositiveInt
+    horizon: PositiveInt
+    shift: PositiveInt = 1
+    stride: PositiveInt = 1
+    history_across_splits: bool = True
+
+
+class FeaturesConfig(_Section):
+    calendar: list[Literal["time_of_day", "day_of_week", "day_of_year"]] = []
+    reference: Literal["none", "naive", "seasonal_naive", "auto"] = "none"
+    reference_season: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _season_for_seasonal_reference(self) -> FeaturesConfig:
+        if self.reference == "seasonal_naive" and self.reference_season is None:
+            raise ValueError("reference_season is required when reference is seasonal_naive")
+        return self
+
+
+class BaselinesConfig(_Section):
+    seasons: list[PositiveInt] = []
+    linear_alpha: Annotated[float, Field(ge=0.0)] = 1.0
+
+
+class EvaluationConfig(_Section):
+    mase_season: PositiveInt = 1
+
+
+class TrainConfig(_Section):
+    seed: int = 42
+    backend: Literal["tensorflow", "jax"] = "tensorflow"
+    jit_compile: Literal["auto"] | bool = "auto"
+    epochs: PositiveInt = 20
+    batch_size: PositiveInt = 64
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 0.002
+    patience: Annotated[int, Field(ge=0)] = 5
+
+
+class ModelConfig(_Section):
+    units: PositiveInt = 50
+    layers: PositiveInt = 1
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    recurrent_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+
+
+class ModelsConfig(_Section):
+    gru: ModelConfig = ModelConfig()
+    lstm: ModelConfig = ModelConfig()
+
+    def get(self, kind: str) -> ModelConfig:
+        """The settings of one model kind."""
+        if kind not in MODEL_KINDS:
+            raise ConfigError(f"models: unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
+        return getattr(self, kind)
+
+
+class TrackingConfig(_Section):
+    experiment: str = "seqcast"
+    registered_model: str = "seqcast-forecaster"
+
+
+class PromotionConfig(_Section):
+    metric: Literal["mae", "rmse", "mase", "smape"] = "mase"
+    margin: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+
+
+class IngestConfig(_Section):
+    source: str | None = None
+    mode: Literal["replace", "extend"] = "extend"
+
+
+class ScheduleConfig(_Section):
+    cron: str = "0 3 * * *"
+    timezone: str = "UTC"
+    timeout_seconds: PositiveInt = 3600
+
+
+class Config(_Section):
+    data: DataConfig
+    split: SplitConfig = SplitConfig()
+    scaling: ScalingConfig = ScalingConfig()
+    window: WindowConfig
+    features: FeaturesConfig = FeaturesConfig()
+    baselines: BaselinesConfig = BaselinesConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    train: TrainConfig = TrainConfig()
+    models: ModelsConfig = ModelsConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    promotion: PromotionConfig = PromotionConfig()
+    ingest: IngestConfig = IngestConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+
+    @property
+    def target_indices(self) -> list[int]:
+        """Positions of the targets among the value columns."""
+        return list(range(len(self.data.targets)))
+
+
+def _key(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def parse_config(raw: object, source: str = "params.yaml") -> Config:
+    """Validate a parsed params mapping; errors name every bad key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            message = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "extra_forbidden":
+                message = "unknown key (a typo? see params.yaml for the known keys)"
+            got = "" if e["type"] in ("missing", "extra_forbidden") else f" (got {e['input']!r})"
+            lines.append(f"{source}: {_key(e['loc'])}: {message}{got}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def load_config(path: str | Path = "params.yaml") -> Config:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: params file not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return parse_config(raw, str(path))
+
+
+def flatten(config: Config) -> dict[str, str]:
+    """Params as dotted keys, for MLflow."""
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            out[prefix] = str(value)
+
+    walk("", config.model_dump(mode="json"))
+    return out

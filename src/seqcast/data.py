@@ -1,0 +1,69 @@
+"""Reading the raw series and turning it into a regular, gap-checked frame."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from seqcast.config import DataConfig
+
+
+class DataError(ValueError):
+    """Raw data that cannot be used; the message names the file, column or row."""
+
+
+def read_raw(path: str | Path) -> pd.DataFrame:
+    """Read the raw CSV as text-faithful columns, failing with the file name."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: raw data file not found")
+    try:
+        frame = pd.read_csv(path, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not a readable CSV: {err}") from None
+    if frame.empty:
+        raise DataError(f"{path}: no data rows")
+    return frame
+
+
+def file_hash(path: str | Path) -> str:
+    """MD5 of a file, the same digest DVC records."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def regularise(frame: pd.DataFrame, cfg: DataConfig, max_gap_steps: int, source: str) -> pd.DataFrame:
+    """Index by time at the configured frequency; fill gaps up to max_gap_steps by interpolation."""
+    columns = cfg.value_columns
+    times = pd.to_datetime(frame[cfg.timestamp])
+    values = frame[columns].astype("float64").set_axis(pd.DatetimeIndex(times, name=cfg.timestamp))
+    full = pd.date_range(values.index[0], values.index[-1], freq=cfg.frequency, name=cfg.timestamp)
+    if not values.index.isin(full).all():
+        off = values.index[~values.index.isin(full)][0]
+        raise DataError(f"{source}: {cfg.timestamp} {off} is off the {cfg.frequency} grid")
+    values = values.reindex(full)
+    missing = values.isna().any(axis=1).to_numpy()
+    for start, length in _runs(missing):
+        if length > max_gap_steps:
+            raise DataError(
+                f"{source}: gap of {length} steps starting at {full[start]} "
+                f"(split.max_gap_steps is {max_gap_steps}); fill or cut the data there"
+            )
+    if missing.any():
+        values = values.interpolate(method="linear", limit_area="inside")
+    if values.isna().any().any():
+        raise DataError(f"{source}: missing values at the start or end cannot be interpolated")
+    return values
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, length) of each run of True."""
+    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(s), int(e - s)) for s, e in zip(edges[::2], edges[1::2], strict=True)]

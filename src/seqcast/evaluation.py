@@ -1,0 +1,160 @@
+"""Every model scored on identical windows, in the series' units; tables and plots."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from seqcast import features, metrics
+from seqcast.forecaster import Forecaster
+from seqcast.scaling import to_units
+
+HEADLINE = ("mae", "rmse", "mase", "smape")
+LINEAR_MAX_WINDOWS = 50_000
+
+
+@dataclass
+class Scored:
+    """One model's forecasts and metrics on one split."""
+
+    name: str
+    forecast: np.ndarray  # (windows, horizon, targets) in units
+    scores: dict[str, np.ndarray]
+
+    def headline(self, targets: list[str]) -> dict[str, float]:
+        """The four headline metrics, averaged over targets (a single target reads as itself)."""
+        return {k: float(np.mean(self.scores[k])) for k in HEADLINE}
+
+    def as_metrics(self, targets: list[str]) -> dict:
+        """The JSON a DVC metrics file holds: headline, per-step MAE, per target when several."""
+        out: dict = self.headline(targets)
+        steps = self.scores["mae_per_step"]
+        out["mae_per_step"] = {str(h + 1): float(np.mean(steps[h])) for h in range(len(steps))}
+        if len(targets) > 1:
+            out["per_target"] = {
+                t: {k: float(self.scores[k][i]) for k in HEADLINE} for i, t in enumerate(targets)
+            }
+        return out
+
+
+def units_of(loaded: dict) -> np.ndarray:
+    """The windowed series back in the series' units."""
+    meta = loaded["meta"]
+    return to_units(
+        np.asarray(loaded["series"]), np.asarray(meta["offset"]), np.asarray(meta["scale"])
+    )
+
+
+def mase_scale(loaded: dict, season: int) -> np.ndarray:
+    """MASE's denominator from the training rows only."""
+    n_train = loaded["meta"]["rows"]["train"]
+    n_targets = loaded["spec"].n_targets
+    return metrics.seasonal_naive_scale(units_of(loaded)[:n_train, :n_targets], season)
+
+
+def score(forecaster: Forecaster, loaded: dict, split: str, scale: np.ndarray) -> Scored:
+    """Forecast every window of a split and score it against the actual values."""
+    origins = loaded["origins"][split]
+    meta = loaded["meta"]
+    n = loaded["spec"].n_targets
+    scaled = forecaster.predict_scaled(
+        np.asarray(loaded["series"]), np.asarray(loaded["calendar"]), origins
+    )
+    forecast = to_units(scaled, np.asarray(meta["offset"])[:n], np.asarray(meta["scale"])[:n])
+    actual = features.targets(loaded["spec"], units_of(loaded), origins)
+    return Scored(forecaster.name, forecast, metrics.score(actual, forecast, scale))
+
+
+def fit_linear(loaded: dict, alpha: float):
+    """Ridge on the networks' own inputs and reference, fit on (at most 50k) training windows."""
+    from seqcast.baselines import fit_linear as ridge
+
+    spec, series, cal = loaded["spec"], np.asarray(loaded["series"]), np.asarray(loaded["calendar"])
+    rows = loaded["origins"]["train"][-LINEAR_MAX_WINDOWS:]
+    x = features.flat(features.inputs(spec, series, cal, rows))
+    y = features.residuals(spec, series, rows).reshape(len(rows), -1)
+    return ridge(x, y, alpha)
+
+
+def best_baseline(results: dict[str, dict], baselines: list[str], metric: str = "mae") -> str:
+    """The baseline with the lowest error by a metric."""
+    return min(baselines, key=lambda name: results[name][metric])
+
+
+def table(results: dict[str, dict], seconds: dict[str, float], best: str) -> str:
+    """A fixed-width summary table, best baseline marked."""
+    lines = [f"{'model':<22}{'MAE':>12}{'RMSE':>12}{'MASE':>9}{'sMAPE %':>10}{'train s':>10}"]
+    for name, m in sorted(results.items(), key=lambda item: item[1]["mae"]):
+        mark = " *" if name == best else ""
+        took = f"{seconds[name]:.1f}" if name in seconds else "-"
+        lines.append(
+            f"{name + mark:<22}{m['mae']:>12.2f}{m['rmse']:>12.2f}{m['mase']:>9.3f}"
+            f"{m['smape']:>10.2f}{took:>10}"
+        )
+    lines.append("* best baseline")
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, header: list[str], rows) -> None:
+    """A plain CSV for DVC plots."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def plot_pngs(
+    folder: Path,
+    times,
+    actual: np.ndarray,
+    forecasts: dict[str, np.ndarray],
+    steps: dict[str, np.ndarray],
+    curves: dict[str, dict[str, list[float]]],
+) -> list[Path]:
+    """PNG versions of the DVC plots, for MLflow and the report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    fig, ax = plt.subplots(figsize=(11, 4))
+    ax.plot(times, actual, color="black", lw=1.2, label="actual")
+    for name, values in forecasts.items():
+        ax.plot(times, values, lw=0.9, label=name)
+    ax.set_title("test period: one-step-ahead forecast against actual")
+    ax.legend(fontsize=7, ncol=4)
+    written.append(_save(fig, folder / "forecast.png"))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, values in steps.items():
+        ax.plot(np.arange(1, len(values) + 1), values, marker=".", label=name)
+    ax.set_xlabel("horizon step")
+    ax.set_ylabel("MAE")
+    ax.set_title("test MAE per horizon step")
+    ax.legend(fontsize=7)
+    written.append(_save(fig, folder / "horizon_mae.png"))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, history in curves.items():
+        epochs = np.arange(1, len(history["loss"]) + 1)
+        ax.plot(epochs, history["loss"], label=f"{name} train")
+        ax.plot(epochs, history["val_loss"], ls="--", label=f"{name} validation")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_title("learning curves (MSE on scaled residuals)")
+    ax.legend(fontsize=7)
+    written.append(_save(fig, folder / "learning_curves.png"))
+    return written
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,187 @@
+"""A forecaster carries everything a forecast needs: settings, scaler, reference and model.
+
+Baselines, the linear rival and the networks are all Forecasters, so every one of them is
+scored, saved and served through the same code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from seqcast import features
+from seqcast.features import InputSpec
+from seqcast.scaling import to_scaled, to_units
+
+SETTINGS = "forecaster.json"
+KERAS_FILE = "model.keras"
+LINEAR_FILE = "linear.pkl"
+PREDICT_BATCH = 4096
+
+
+class ForecastInputError(ValueError):
+    """History that cannot be forecast from; the message says what was expected."""
+
+
+@dataclass
+class Forecaster:
+    """One model's forecasting recipe, in the series' units at both ends."""
+
+    name: str
+    spec: InputSpec
+    timestamp: str
+    columns: list[str]
+    frequency: str
+    offset: np.ndarray
+    scale: np.ndarray
+    predictor: Any = None  # a Keras model, a Ridge, or None for a pure baseline
+
+    @property
+    def targets(self) -> list[str]:
+        """Target column names."""
+        return self.columns[: self.spec.n_targets]
+
+    @property
+    def min_history(self) -> int:
+        """Rows of history a forecast needs."""
+        return self.spec.context
+
+    def predict_scaled(
+        self, series: np.ndarray, cal: np.ndarray, origins: np.ndarray
+    ) -> np.ndarray:
+        """Forecasts in scaled units at each origin: reference plus predicted residual."""
+        out = np.empty((len(origins), self.spec.horizon, self.spec.n_targets), dtype=np.float64)
+        for start in range(0, len(origins), PREDICT_BATCH):
+            batch = origins[start : start + PREDICT_BATCH]
+            forecast = features.reference_forecast(self.spec, series, batch).astype(np.float64)
+            if self.predictor is not None:
+                forecast += self._residual(features.inputs(self.spec, series, cal, batch))
+            out[start : start + len(batch)] = forecast
+        return out
+
+    def _residual(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        shape = (len(batch["past"]), self.spec.horizon, self.spec.n_targets)
+        if hasattr(self.predictor, "predict_on_batch"):
+            return np.asarray(self.predictor.predict_on_batch(batch), dtype=np.float64).reshape(
+                shape
+            )
+        return self.predictor.predict(features.flat(batch)).reshape(shape)
+
+    def forecast_units(
+        self, values: np.ndarray, times: pd.DatetimeIndex, origins: np.ndarray
+    ) -> np.ndarray:
+        """Forecasts in the series' units at each origin of a regular series given in units."""
+        series = to_scaled(np.asarray(values, dtype=np.float64), self.offset, self.scale)
+        ahead = features.future_times(times[-1], self.frequency, self.spec.horizon, self.spec.shift)
+        cal = features.calendar(times.append(ahead), self.spec.calendar_names)
+        scaled = self.predict_scaled(series, cal, origins)
+        n = self.spec.n_targets
+        return to_units(scaled, self.offset[:n], self.scale[:n])
+
+    def forecast(self, history: pd.DataFrame) -> pd.DataFrame:
+        """Forecast the horizon after raw recent history (timestamp plus value columns)."""
+        values, times = self.check_history(history)
+        last = np.array([len(values) - 1])
+        forecast = self.forecast_units(values, times, last)[0]
+        ahead = features.future_times(times[-1], self.frequency, self.spec.horizon, self.spec.shift)
+        frame = pd.DataFrame(forecast, columns=self.targets)
+        frame.insert(0, self.timestamp, ahead.strftime("%Y-%m-%d %H:%M:%S"))
+        return frame
+
+    def check_history(self, history: pd.DataFrame) -> tuple[np.ndarray, pd.DatetimeIndex]:
+        """The last min_history rows as (values, times); a clear error for anything unusable."""
+        needed = [self.timestamp, *self.columns]
+        missing = [c for c in needed if c not in history.columns]
+        if missing:
+            raise ForecastInputError(
+                f"missing column(s) {missing}; expected {needed}, got {list(history.columns)}"
+            )
+        if len(history) < self.min_history:
+            raise ForecastInputError(
+                f"too little history: {len(history)} rows given, {self.min_history} needed "
+                f"(input width {self.spec.input_width}"
+                + (f" + reference season {self.spec.season})" if self.spec.seasonal else ")")
+            )
+        recent = history[needed].iloc[-self.min_history :]
+        try:
+            times = pd.DatetimeIndex(pd.to_datetime(recent[self.timestamp]))
+        except (ValueError, TypeError) as err:
+            raise ForecastInputError(
+                f"column {self.timestamp}: unparseable timestamp: {err}"
+            ) from None
+        try:
+            values = recent[self.columns].to_numpy(dtype=np.float64)
+        except (ValueError, TypeError) as err:
+            raise ForecastInputError(
+                f"value columns {self.columns} must be numeric: {err}"
+            ) from None
+        bad = np.argwhere(~np.isfinite(values))
+        if len(bad):
+            row, col = bad[0]
+            raise ForecastInputError(
+                f"{len(bad)} null or non-finite value(s), first in column {self.columns[col]} "
+                f"at {times[row]}"
+            )
+        expected = pd.date_range(times[0], periods=len(times), freq=self.frequency)
+        if not times.equals(expected):
+            at = int(np.argmax(times != expected))
+            raise ForecastInputError(
+                f"timestamps must be increasing every {self.frequency} with no gaps: "
+                f"row {at} of the last {len(times)} is {times[at]}, expected {expected[at]}"
+            )
+        return values, times
+
+    def save(self, folder: Path) -> None:
+        """Write settings and model into a folder (which the caller makes atomic)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        settings = {
+            "name": self.name,
+            "spec": dataclasses.asdict(self.spec),
+            "timestamp": self.timestamp,
+            "columns": self.columns,
+            "frequency": self.frequency,
+            "offset": self.offset.tolist(),
+            "scale": self.scale.tolist(),
+            "predictor": _predictor_kind(self.predictor),
+        }
+        (folder / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
+        if settings["predictor"] == "keras":
+            self.predictor.save(folder / KERAS_FILE)
+        elif settings["predictor"] == "linear":
+            (folder / LINEAR_FILE).write_bytes(pickle.dumps(self.predictor))
+
+    @classmethod
+    def load(cls, folder: Path) -> Forecaster:
+        """Read a forecaster written by save(); Keras models load under any backend."""
+        folder = Path(folder)
+        settings = json.loads((folder / SETTINGS).read_text())
+        predictor = None
+        if settings["predictor"] == "keras":
+            import keras
+
+            predictor = keras.saving.load_model(folder / KERAS_FILE, compile=False)
+        elif settings["predictor"] == "linear":
+            predictor = pickle.loads((folder / LINEAR_FILE).read_bytes())
+        return cls(
+            name=settings["name"],
+            spec=InputSpec(**settings["spec"]),
+            timestamp=settings["timestamp"],
+            columns=settings["columns"],
+            frequency=settings["frequency"],
+            offset=np.asarray(settings["offset"]),
+            scale=np.asarray(settings["scale"]),
+            predictor=predictor,
+        )
+
+
+def _predictor_kind(predictor: Any) -> str:
+    if predictor is None:
+        return "none"
+    return "keras" if hasattr(predictor, "predict_on_batch") else "linear"

@@ -1,0 +1,57 @@
+"""Forecast errors as pure functions of arrays shaped (windows, horizon, targets)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def mae(actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
+    """Mean absolute error per target."""
+    return np.mean(np.abs(actual - forecast), axis=(0, 1))
+
+
+def rmse(actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
+    """Root mean squared error per target."""
+    return np.sqrt(np.mean((actual - forecast) ** 2, axis=(0, 1)))
+
+
+def smape(actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
+    """Symmetric MAPE in percent (0-200) per target; a point where both are 0 counts as 0."""
+    denominator = np.abs(actual) + np.abs(forecast)
+    ratio = np.divide(
+        2.0 * np.abs(actual - forecast),
+        denominator,
+        out=np.zeros_like(denominator, dtype=float),
+        where=denominator != 0,
+    )
+    return 100.0 * np.mean(ratio, axis=(0, 1))
+
+
+def seasonal_naive_scale(train: np.ndarray, season: int) -> np.ndarray:
+    """In-sample MAE of the seasonal-naive forecast on training rows (n, targets): MASE's scale."""
+    if season >= len(train):
+        raise ValueError(
+            f"evaluation.mase_season: {season} is not shorter than the training split ({len(train)} rows)"
+        )
+    return np.mean(np.abs(train[season:] - train[:-season]), axis=0)
+
+
+def mase(actual: np.ndarray, forecast: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Mean absolute scaled error per target."""
+    return mae(actual, forecast) / scale
+
+
+def mae_per_step(actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
+    """MAE at each horizon step, shaped (horizon, targets)."""
+    return np.mean(np.abs(actual - forecast), axis=0)
+
+
+def score(actual: np.ndarray, forecast: np.ndarray, scale: np.ndarray) -> dict[str, np.ndarray]:
+    """Every metric per target, plus MAE per horizon step."""
+    return {
+        "mae": mae(actual, forecast),
+        "rmse": rmse(actual, forecast),
+        "mase": mase(actual, forecast, scale),
+        "smape": smape(actual, forecast),
+        "mae_per_step": mae_per_step(actual, forecast),
+    }

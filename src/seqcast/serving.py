@@ -1,0 +1,148 @@
+"""The Forecaster as an MLflow pyfunc model: logged once, served by `mlflow models serve`.
+
+The served model is a thin shell: `predict` is `Forecaster.forecast`, so the HTTP answer, the
+offline `forecast_csv` answer and the evaluation code path are one and the same.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.models.model import ModelInfo
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types.schema import ColSpec, Schema
+
+from seqcast import paths
+from seqcast.forecaster import SETTINGS, Forecaster, ForecastInputError
+
+ARTIFACT = "forecaster"
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# Pinned for other env managers; `--env-manager local` serves from this environment, which
+# also provides seqcast itself (installed from this checkout).
+REQUIREMENTS = (
+    "mlflow",
+    "cloudpickle",
+    "keras",
+    "tensorflow-cpu",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+)
+
+
+class ForecastRequestError(MlflowException):
+    """Unusable forecast input: HTTP 400 whose JSON message is exactly the reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, error_code=INVALID_PARAMETER_VALUE)
+        self.reason = reason
+
+    def serialize_as_json(self) -> str:
+        """The server's error body; the reason without the request dump the server prepends."""
+        # mlflow's scoring server rewrites `message` to "Failed to predict data '<whole request
+        # frame>'. Error: ..." before serialising; the caller only needs the reason.
+        body = json.loads(super().serialize_as_json())
+        return json.dumps(body | {"message": self.reason})
+
+
+class ForecastModel(mlflow.pyfunc.PythonModel):
+    """Raw recent history in, the next horizon of every target out (series units)."""
+
+    def __init__(self) -> None:
+        self.forecaster: Forecaster | None = None
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        """Load the Forecaster folder logged as the `forecaster` artifact."""
+        self.forecaster = Forecaster.load(Path(context.artifacts[ARTIFACT]))
+
+    def predict(
+        self,
+        context: mlflow.pyfunc.PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        """Forecast after the history rows; a 400 naming the problem for unusable history."""
+        if self.forecaster is None:
+            raise MlflowException("ForecastModel.predict called before load_context")
+        try:
+            return self.forecaster.forecast(pd.DataFrame(model_input))
+        except ForecastInputError as err:
+            raise ForecastRequestError(str(err)) from None
+
+
+def signature(forecaster: Forecaster) -> ModelSignature:
+    """Timestamp as text and value columns as doubles in; timestamp and targets out."""
+    # Inputs are optional so that MLflow's enforcement, which would answer a missing column
+    # with a dump of the request, lets Forecaster.check_history name every missing column.
+    inputs = [ColSpec("string", forecaster.timestamp, required=False)]
+    inputs += [ColSpec("double", column, required=False) for column in forecaster.columns]
+    outputs = [ColSpec("string", forecaster.timestamp)]
+    outputs += [ColSpec("double", column) for column in forecaster.targets]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+
+
+def example(forecaster: Forecaster, history: pd.DataFrame) -> pd.DataFrame:
+    """The last min_history rows of raw history, timestamps as text like a JSON request."""
+    rows = history[[forecaster.timestamp, *forecaster.columns]].tail(forecaster.min_history)
+    rows = rows.reset_index(drop=True)
+    stamps = rows[forecaster.timestamp]
+    if not pd.api.types.is_string_dtype(stamps) and not pd.api.types.is_object_dtype(stamps):
+        rows[forecaster.timestamp] = pd.to_datetime(stamps).dt.strftime(TIME_FORMAT)
+    return rows.astype({c: "float64" for c in forecaster.columns})
+
+
+def requirements() -> list[str]:
+    """Pinned pip requirements of the served model (skips MLflow's slow inference)."""
+    pinned = []
+    for name in REQUIREMENTS:
+        try:
+            pinned.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return pinned
+
+
+def log_forecaster(
+    folder: Path, name: str = "model", input_example: pd.DataFrame | None = None
+) -> ModelInfo:
+    """Log a saved Forecaster folder as a pyfunc model in the active run."""
+    folder = Path(folder)
+    forecaster = Forecaster.load(folder)
+    return mlflow.pyfunc.log_model(
+        name=name,
+        python_model=ForecastModel(),
+        artifacts={ARTIFACT: str(folder)},
+        signature=signature(forecaster),
+        input_example=None if input_example is None else example(forecaster, input_example),
+        pip_requirements=requirements(),
+    )
+
+
+def _use_project_store() -> None:
+    # A registry URI such as models:/name@alias needs the project's store, not MLflow's default.
+    if not mlflow.is_tracking_uri_set():
+        mlflow.set_tracking_uri(paths.tracking_uri())
+
+
+def load(model_uri: str) -> Forecaster:
+    """The Forecaster inside a logged or registered model (e.g. models:/name@champion)."""
+    _use_project_store()
+    model = mlflow.pyfunc.load_model(model_uri)
+    return model.unwrap_python_model().forecaster
+
+
+def forecast_csv(model_uri_or_folder: str | Path, csv_path: str | Path) -> pd.DataFrame:
+    """The served model's answer for raw history in a CSV, without a server."""
+    folder = Path(model_uri_or_folder)
+    if (folder / SETTINGS).is_file():
+        forecaster = Forecaster.load(folder)
+    else:
+        forecaster = load(str(model_uri_or_folder))
+    return forecaster.forecast(pd.read_csv(csv_path))

@@ -1,0 +1,202 @@
+"""The MLflow store, experiments, and the tags that make every run reproducible."""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from seqcast import paths
+
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+VERSIONED = (
+    "tensorflow",
+    "keras",
+    "jax",
+    "mlflow",
+    "dvc",
+    "prefect",
+    "great-expectations",
+    "scikit-learn",
+    "pandas",
+    "numpy",
+)
+
+
+def setup(experiment: str, root: Path | None = None) -> str:
+    """Point MLflow at the store and return the experiment id, creating it when new."""
+    import mlflow
+
+    root = root or paths.repo_root()
+    uri = paths.tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    found = mlflow.get_experiment_by_name(experiment)
+    database = paths.sqlite_file(uri)
+    if database is not None:
+        _write_ahead_log(database)
+    if found is not None:
+        return found.experiment_id
+    # Artifacts sit beside the SQLite file, not wherever the current directory happens to be.
+    location = (database.parent / "artifacts").as_uri() if database is not None else None
+    try:
+        return mlflow.create_experiment(
+            experiment, artifact_location=location, tags=EXPERIMENT_KIND
+        )
+    except mlflow.exceptions.MlflowException:
+        # Another process created it between our look-up and create.
+        return mlflow.get_experiment_by_name(experiment).experiment_id
+
+
+def _write_ahead_log(database: Path) -> None:
+    """Switch the SQLite store to WAL once: readers stop blocking the one writer."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(database, timeout=60)) as db:
+        if db.execute("pragma journal_mode").fetchone()[0] != "wal":
+            db.execute("pragma journal_mode=wal")
+
+
+def git_state(where: Path | None = None) -> dict[str, str]:
+    """The commit and whether the working tree differs from it."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=where or Path.cwd(), capture_output=True, text=True
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit, "git_dirty": str(bool(dirty)).lower()}
+
+
+def versions() -> dict[str, str]:
+    """Exact versions of Python and the libraries a run depends on."""
+    out = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name if name != "tensorflow" else "tensorflow-cpu")
+        except metadata.PackageNotFoundError:
+            try:
+                out[name] = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                continue
+    return out
+
+
+def run_tags(data_md5: str, windows_md5: str, **extra: str) -> dict[str, str]:
+    """Tags every seqcast run carries: code, data and library versions."""
+    tags = {f"seqcast.{k}": v for k, v in git_state().items()}
+    tags |= {"seqcast.data_md5": data_md5, "seqcast.windows_md5": windows_md5}
+    tags |= {f"seqcast.version.{k}": v for k, v in versions().items()}
+    return tags | {f"seqcast.{k}": str(v) for k, v in extra.items()}
+
+
+def ui_link(
+    experiment_id: str, run_id: str | None = None, host: str = "http://127.0.0.1:5000"
+) -> str:
+    """A link that opens the model-training view of the experiment (or one run)."""
+    if run_id:
+        return f"{host}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{host}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def _metric_batch(prefix: str, values: dict[str, float], steps: dict[str, float] | None = None):
+    """MLflow Metric entities: headline values, plus one value per horizon step."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    out = [Metric(f"{prefix}{k}", float(v), now, 0) for k, v in values.items()]
+    for step, value in (steps or {}).items():
+        out.append(Metric(f"{prefix}mae_by_step", float(value), now, int(step)))
+    return out
+
+
+def _curve_batch(history: dict[str, list[float]]):
+    """Per-epoch learning curves as MLflow metrics with the epoch as step."""
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [
+        Metric(key, float(value), now, epoch + 1)
+        for key, values in history.items()
+        for epoch, value in enumerate(values)
+    ]
+
+
+def log_evaluation(
+    *,
+    experiment: str,
+    root: Path,
+    params: dict[str, str],
+    tags: dict[str, str],
+    dataset,
+    results: dict[str, dict],
+    curves: dict[str, dict],
+    train_info: dict[str, dict],
+    forecasters: dict[str, Path],
+    input_example,
+    artifacts: list[Path],
+) -> dict:
+    """One parent run for this pipeline execution, a child per model and baseline; returns ids."""
+    import time
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from seqcast import serving
+
+    experiment_id = setup(experiment, root)
+    client = MlflowClient()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    runs: dict = {"experiment_id": experiment_id, "networks": {}, "baselines": {}}
+    with mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=f"pipeline {stamp}",
+        tags=tags | {"seqcast.stage": "pipeline"},
+    ) as parent:
+        runs["parent_run_id"] = parent.info.run_id
+        mlflow.log_params(params)
+        mlflow.log_input(dataset, context="training")
+        for path in (p for p in artifacts if p.exists()):
+            mlflow.log_artifact(str(path), artifact_path=path.parent.name)
+        for name, result in results.items():
+            kind = "network" if name in forecasters else "baseline"
+            with mlflow.start_run(
+                experiment_id=experiment_id,
+                run_name=name,
+                nested=True,
+                tags=tags | {"seqcast.model_kind": name, "seqcast.role": kind},
+            ) as child:
+                mlflow.log_params(params)
+                batch = _metric_batch("test_", result["test"], result["test_steps"])
+                batch += _metric_batch("val_", result["val"])
+                batch += _curve_batch(curves.get(name, {}))
+                for key in ("seconds", "windows_per_second", "epochs", "best_epoch"):
+                    if key in train_info.get(name, {}):
+                        batch += _metric_batch("train_", {key: train_info[name][key]})
+                for start in range(0, len(batch), 900):
+                    client.log_batch(child.info.run_id, metrics=batch[start : start + 900])
+                mlflow.log_input(dataset, context="training")
+                entry = {
+                    "run_id": child.info.run_id,
+                    "metrics": result["test"],
+                    "val_metrics": result["val"],
+                }
+                if name in forecasters:
+                    if "train_run_id" in train_info.get(name, {}):
+                        mlflow.set_tag("seqcast.train_run_id", train_info[name]["train_run_id"])
+                    info = serving.log_forecaster(
+                        forecasters[name], name="model", input_example=input_example
+                    )
+                    entry["model_uri"] = info.model_uri
+                    runs["networks"][name] = entry
+                else:
+                    runs["baselines"][name] = entry
+    return runs

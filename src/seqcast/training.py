@@ -1,0 +1,149 @@
+"""Fit a network on batches gathered from window origins, with seeds and early stopping."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from seqcast import features
+from seqcast.config import TrainConfig
+from seqcast.features import InputSpec
+
+
+def use_backend(backend: str) -> None:
+    """Select the Keras backend; must run before keras is first imported."""
+    import sys
+
+    if "keras" in sys.modules and os.environ.get("KERAS_BACKEND", "tensorflow") != backend:
+        raise RuntimeError(f"keras is already imported with another backend than {backend!r}")
+    os.environ["KERAS_BACKEND"] = backend
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def resolve_jit(cfg: TrainConfig) -> bool:
+    """XLA on unless switched off: it is faster for these recurrent models on CPU."""
+    return True if cfg.jit_compile == "auto" else bool(cfg.jit_compile)
+
+
+def make_batches(
+    spec: InputSpec,
+    series: np.ndarray,
+    cal: np.ndarray,
+    origins: np.ndarray,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+):
+    """A Keras PyDataset gathering one batch of windows at a time from the origins."""
+    import keras
+
+    class WindowBatches(keras.utils.PyDataset):
+        """Batches built on demand: memory is one batch, not every window."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.order = origins.copy()
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+        def __len__(self) -> int:
+            return math.ceil(len(origins) / batch_size)
+
+        def __getitem__(self, index: int):
+            rows = self.order[index * batch_size : (index + 1) * batch_size]
+            x = features.inputs(spec, series, cal, rows)
+            y = features.residuals(spec, series, rows).astype(np.float32)
+            return x, y
+
+        def on_epoch_end(self) -> None:
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+    return WindowBatches()
+
+
+@dataclass
+class FitResult:
+    """What a fit produced besides the model."""
+
+    history: dict[str, list[float]]
+    seconds: float
+    epochs: int
+    best_epoch: int
+    windows_per_second: float
+
+
+def fit(
+    model,
+    spec: InputSpec,
+    series: np.ndarray,
+    cal: np.ndarray,
+    train_origins: np.ndarray,
+    val_origins: np.ndarray,
+    cfg: TrainConfig,
+    callbacks: list | None = None,
+) -> FitResult:
+    """Compile and fit with early stopping on validation loss, restoring the best weights."""
+    import keras
+
+    keras.utils.set_random_seed(cfg.seed)
+    model.compile(
+        optimizer=keras.optimizers.Adam(cfg.learning_rate),
+        loss="mse",
+        metrics=["mae"],
+        jit_compile=resolve_jit(cfg),
+    )
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=cfg.patience, restore_best_weights=True
+    )
+    train = make_batches(spec, series, cal, train_origins, cfg.batch_size, True, cfg.seed)
+    val = make_batches(spec, series, cal, val_origins, cfg.batch_size * 4, False, cfg.seed)
+    start = time.perf_counter()
+    history = model.fit(
+        train,
+        validation_data=val,
+        epochs=cfg.epochs,
+        callbacks=[stop, *(callbacks or [])],
+        verbose=0,
+    ).history
+    seconds = time.perf_counter() - start
+    epochs = len(history["loss"])
+    best = int(np.argmin(history["val_loss"])) + 1
+    return FitResult(
+        history={k: [float(v) for v in vs] for k, vs in history.items()},
+        seconds=seconds,
+        epochs=epochs,
+        best_epoch=best,
+        windows_per_second=len(train_origins) * epochs / seconds,
+    )
+
+
+def epoch_logger(kind: str, epochs: int):
+    """A callback printing one line per epoch and logging the curves to the active MLflow run."""
+    import keras
+
+    class EpochLog(keras.callbacks.Callback):
+        """One progress line per epoch; per-epoch metrics to MLflow."""
+
+        def on_epoch_begin(self, epoch: int, logs=None) -> None:
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs=None) -> None:
+            import mlflow
+
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            took = time.perf_counter() - self.started
+            print(
+                f"{kind} epoch {epoch + 1}/{epochs}  loss {logs.get('loss', float('nan')):.5f}  "
+                f"val_loss {logs.get('val_loss', float('nan')):.5f}  ({took:.1f} s)",
+                flush=True,
+            )
+            if mlflow.active_run():
+                mlflow.log_metrics(logs, step=epoch + 1)
+
+    return EpochLog()

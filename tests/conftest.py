@@ -1,0 +1,30 @@
+"""Shared fixtures: one real Prefect server for the whole session, in a temp home."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `prefect server start` on a free local port; PREFECT_API_URL points at it."""
+    from pipelines.server import free_port, start_server, stop_server
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    server = start_server(home, free_port(), log=home / "server.log")
+    previous = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        yield server.api_url
+    finally:
+        stop_server(server)
+        if previous is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = previous

@@ -1,0 +1,350 @@
+"""The promotion gate against a real MLflow registry in a temporary SQLite store."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from filelock import FileLock
+from mlflow import MlflowClient
+
+from seqcast import registry, serving, tracking, windowing
+from seqcast.config import parse_config
+from seqcast.features import InputSpec
+from seqcast.forecaster import Forecaster
+
+HORIZON, WIDTH, SEASON = 3, 8, 24
+SIZES = {"train": 200, "val": 40, "test": 60}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite store for the module (its migrations are slow); each test its own model name."""
+    root = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    experiment = tracking.setup("seqcast", root)
+    yield experiment
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+def naive(input_width: int = WIDTH, horizon: int = HORIZON) -> Forecaster:
+    """The last value repeated: a Forecaster whose test metrics are easy to compute by hand."""
+    spec = InputSpec(
+        input_width=input_width, horizon=horizon, shift=1, n_targets=1, n_values=1,
+        n_calendar=0, reference="naive",
+    )
+    return Forecaster(
+        name="naive", spec=spec, timestamp="timestamp", columns=["y"], frequency="h",
+        offset=np.array([100.0]), scale=np.array([10.0]),
+    )
+
+
+def make_cfg(name: str, margin: float = 0.0, metric: str = "mase"):
+    """A valid config naming this test's registered model."""
+    return parse_config({
+        "data": {"path": "data/raw/x.csv", "targets": ["y"], "frequency": "h"},
+        "window": {"input_width": WIDTH, "horizon": HORIZON},
+        "evaluation": {"mase_season": SEASON},
+        "tracking": {"experiment": "seqcast", "registered_model": name},
+        "promotion": {"metric": metric, "margin": margin},
+    })
+
+
+class Lab:
+    """A repository root with windows, logged models and runs.json, as evaluate leaves them."""
+
+    def __init__(self, root: Path, experiment: str) -> None:
+        self.root, self.experiment = root, experiment
+        self.count = 0
+
+    def windows(self, seed: int) -> np.ndarray:
+        """Write data/windows for a seasonal hourly series; return the series in units."""
+        rng = np.random.default_rng(seed)
+        n = sum(SIZES.values())
+        t = np.arange(n)
+        units = 100 + 10 * np.sin(2 * np.pi * t / SEASON) + rng.normal(0, 2, n)
+        units = units[:, None]
+        offset, scale = np.array([100.0]), np.array([10.0])
+        spec = naive().spec
+        from seqcast.scaling import split_bounds
+
+        found = windowing.origins(split_bounds(SIZES), spec.context, HORIZON)
+        out = self.root / "data" / "windows"
+        out.mkdir(parents=True, exist_ok=True)
+        np.save(out / "series.npy", (units - offset) / scale)
+        times = pd.date_range("2024-01-01", periods=n, freq="h")
+        np.save(out / "times.npy", times.to_numpy(dtype="datetime64[ns]"))
+        np.savez(out / "origins.npz", **found)
+        meta = {
+            "spec": spec.__dict__ | {"calendar_names": []}, "context": spec.context,
+            "columns": ["y"], "frequency": "h", "timestamp": "timestamp", "rows": SIZES,
+            "offset": offset.tolist(), "scale": scale.tolist(),
+        }
+        (out / "meta.json").write_text(json.dumps(meta))
+        return units
+
+    def log(self, forecaster: Forecaster) -> dict:
+        """Log a Forecaster in its own (nested) run; return run_id and model_uri."""
+        self.count += 1
+        folder = self.root / "models" / f"m{self.count}"
+        forecaster.save(folder)
+        with mlflow.start_run(experiment_id=self.experiment, nested=True) as run:
+            mlflow.set_tag("seqcast.git_commit", f"commit{self.count:04d}")
+            info = serving.log_forecaster(folder)
+        return {"run_id": run.info.run_id, "model_uri": info.model_uri}
+
+    def evaluation(
+        self,
+        scores: dict[str, float],
+        baseline: float = 1.0,
+        data_md5: str = "md5-a",
+        test_id: str = "test-a",
+        models: dict[str, Forecaster] | None = None,
+    ) -> dict:
+        """runs.json with one network per entry of scores (all metrics = that score)."""
+        with mlflow.start_run(experiment_id=self.experiment) as parent:
+            networks = {
+                kind: self.log((models or {}).get(kind, naive()))
+                | {"metrics": {m: score for m in registry.METRICS}}
+                for kind, score in scores.items()
+            }
+        runs = {
+            "parent_run_id": parent.info.run_id,
+            "experiment_id": self.experiment,
+            "data_md5": data_md5,
+            "test_id": test_id,
+            "networks": networks,
+            "baselines": {
+                "naive": {"metrics": {m: baseline * 1.5 for m in registry.METRICS}},
+                "seasonal_naive_24": {"metrics": {m: baseline for m in registry.METRICS}},
+            },
+            "best_baseline": "seasonal_naive_24",
+        }
+        (self.root / "evaluation").mkdir(exist_ok=True)
+        (self.root / "evaluation" / "runs.json").write_text(json.dumps(runs))
+        return runs
+
+
+@pytest.fixture
+def lab(store: str, tmp_path: Path) -> Lab:
+    """A fresh repository root sharing the module's store."""
+    made = Lab(tmp_path, store)
+    made.windows(seed=1)
+    return made
+
+
+@pytest.fixture
+def name(request: pytest.FixtureRequest) -> str:
+    """A registered model name of this test's own."""
+    return "fc-" + request.node.name.replace("[", "-").replace("]", "")
+
+
+def aliases(name: str) -> dict[str, str]:
+    """Alias -> version as the registry holds them."""
+    return {k: str(v) for k, v in MlflowClient().get_registered_model(name).aliases.items()}
+
+
+def test_first_promotion_registers_tags_and_records(lab: Lab, name: str) -> None:
+    plots = lab.root / "reports" / "plots"
+    plots.mkdir(parents=True)
+    (plots / "forecast_gru.png").write_bytes(b"\x89PNG\r\n")
+    runs = lab.evaluation({"gru": 0.5, "lstm": 0.6})
+
+    decision = registry.promote(make_cfg(name), lab.root)
+
+    assert decision["promoted"] and decision["outcome"] == "promoted"
+    assert decision["candidate"]["kind"] == "gru"
+    assert aliases(name) == {"champion": decision["candidate"]["version"]}
+    client = MlflowClient()
+    for kind, version in decision["registered"].items():
+        held = client.get_model_version(name, version)
+        assert held.tags["seqcast.kind"] == kind
+        assert held.tags["seqcast.data_md5"] == "md5-a"
+        assert held.tags["seqcast.test_id"] == "test-a"
+        assert held.tags["seqcast.git_commit"].startswith("commit")
+        assert float(held.tags["seqcast.metric.mase"]) == runs["networks"][kind]["metrics"]["mase"]
+        assert kind.upper() in held.description and "\n" not in held.description
+    written = json.loads((lab.root / "metrics" / "promotion.json").read_text())
+    assert written["promoted"] is True and written["champion"] is None
+    report = (lab.root / "reports" / "report.md").read_text()
+    assert "**best baseline**" in report and "plots/forecast_gru.png" in report
+    assert decision["summary"] in report
+    parent = client.get_run(runs["parent_run_id"])
+    assert parent.data.tags["seqcast.promotion.outcome"] == "promoted"
+    assert parent.data.params["promotion.metric"] == "mase"
+    assert parent.data.metrics["promotion.candidate_score"] == 0.5
+    logged = {a.path for a in client.list_artifacts(runs["parent_run_id"], "report")}
+    assert {"report/report.md", "report/plots"} <= logged
+    assert client.list_artifacts(runs["parent_run_id"], "promotion")[0].path.endswith(".json")
+
+
+def test_worse_candidate_becomes_challenger_better_one_champion(lab: Lab, name: str) -> None:
+    cfg = make_cfg(name)
+    lab.evaluation({"gru": 0.5, "lstm": 0.6})
+    first = registry.promote(cfg, lab.root)["candidate"]["version"]
+
+    lab.evaluation({"gru": 0.7, "lstm": 0.55})
+    worse = registry.promote(cfg, lab.root)
+    assert not worse["promoted"] and worse["outcome"] == "challenger"
+    assert worse["candidate"]["kind"] == "lstm"
+    assert worse["champion"]["score"] == 0.5 and not worse["champion"]["rescored"]
+    assert aliases(name) == {"champion": first, "challenger": worse["candidate"]["version"]}
+
+    lab.evaluation({"gru": 0.4, "lstm": 0.45})
+    better = registry.promote(cfg, lab.root)
+    assert better["promoted"]
+    assert aliases(name)["champion"] == better["candidate"]["version"]
+    # Aliases move; every earlier version stays.
+    versions = MlflowClient().search_model_versions(f"name = '{name}'")
+    assert len(versions) == 6
+
+
+def test_margin_is_honoured(lab: Lab, name: str) -> None:
+    lab.evaluation({"gru": 1.0 / 1.5})  # best baseline 1.0 beaten
+    registry.promote(make_cfg(name, margin=0.1), lab.root)
+    champion = aliases(name)["champion"]
+
+    lab.evaluation({"gru": 0.95 / 1.5})  # 5 % better: within the 10 % margin
+    within = registry.promote(make_cfg(name, margin=0.1), lab.root)
+    assert not within["promoted"] and within["threshold"] == pytest.approx(0.6)
+    assert aliases(name)["champion"] == champion
+
+    lab.evaluation({"gru": 0.85 / 1.5})  # 15 % better
+    beyond = registry.promote(make_cfg(name, margin=0.1), lab.root)
+    assert beyond["promoted"]
+    assert aliases(name)["champion"] == beyond["candidate"]["version"]
+
+
+def test_candidate_must_beat_best_baseline(lab: Lab, name: str) -> None:
+    lab.evaluation({"gru": 1.2, "lstm": 1.1}, baseline=1.0)
+
+    decision = registry.promote(make_cfg(name), lab.root)
+
+    assert not decision["promoted"] and decision["outcome"] == "rejected"
+    assert not decision["beats_baseline"]
+    assert any("does not beat" in reason for reason in decision["reasons"])
+    assert aliases(name) == {}
+
+
+def test_champion_from_other_data_is_rescored_on_new_test_windows(lab: Lab, name: str) -> None:
+    cfg = make_cfg(name)
+    # The champion looked excellent on its own (old) windows.
+    lab.evaluation({"gru": 0.01}, data_md5="md5-old", test_id="test-old")
+    champion = registry.promote(cfg, lab.root)["candidate"]["version"]
+
+    units = lab.windows(seed=2)
+    lab.evaluation({"gru": 0.3, "lstm": 0.35}, data_md5="md5-new", test_id="test-new")
+    decision = registry.promote(cfg, lab.root)
+
+    # By hand: naive forecast = value at the origin; MASE scale from the training rows.
+    with np.load(lab.root / "data" / "windows" / "origins.npz") as found:
+        test = found["test"]
+    errors = [abs(units[o + k, 0] - units[o, 0]) for o in test for k in range(1, HORIZON + 1)]
+    train = units[: SIZES["train"], 0]
+    expected = np.mean(errors) / np.mean(np.abs(train[SEASON:] - train[:-SEASON]))
+    held = decision["champion"]
+    assert held["version"] == champion and held["rescored"] and decision["champion_rescored"]
+    assert held["recorded_score"] == 0.01
+    assert held["score"] == pytest.approx(expected, rel=1e-12)
+    assert decision["promoted"] == (0.3 < expected)
+    assert any("re-scored" in reason for reason in decision["reasons"])
+
+
+@pytest.mark.parametrize(
+    ("champion_model", "why"),
+    [
+        (naive(horizon=HORIZON + 2), "horizon"),
+        (naive(input_width=5000), "rows of history"),
+    ],
+    ids=["horizon", "history"],
+)
+def test_incomparable_champion_is_replaced_and_said_so(
+    lab: Lab, name: str, champion_model: Forecaster, why: str
+) -> None:
+    cfg = make_cfg(name)
+    lab.evaluation({"gru": 0.01}, test_id="test-old", models={"gru": champion_model})
+    registry.promote(cfg, lab.root)
+
+    lab.evaluation({"gru": 0.5}, test_id="test-new")
+    decision = registry.promote(cfg, lab.root)
+
+    assert decision["promoted"]
+    assert not decision["champion"]["comparable"]
+    assert why in decision["champion"]["why_not_comparable"]
+    assert any("not comparable" in reason for reason in decision["reasons"])
+
+
+def test_failure_leaves_aliases_untouched(
+    lab: Lab, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = make_cfg(name)
+    lab.evaluation({"gru": 0.5})
+    registry.promote(cfg, lab.root)
+    lab.evaluation({"gru": 0.6})
+    registry.promote(cfg, lab.root)  # a challenger too
+    before = aliases(name)
+    written = (lab.root / "metrics" / "promotion.json").read_text()
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("tracking server went away")
+
+    monkeypatch.setattr(registry, "_log_to_run", broken)
+    lab.evaluation({"gru": 0.1})
+    with pytest.raises(RuntimeError, match="went away"):
+        registry.promote(cfg, lab.root)
+
+    assert aliases(name) == before
+    assert (lab.root / "metrics" / "promotion.json").read_text() == written
+
+
+def test_rerun_reuses_versions(lab: Lab, name: str) -> None:
+    cfg = make_cfg(name)
+    lab.evaluation({"gru": 0.5, "lstm": 0.6})
+    first = registry.promote(cfg, lab.root)
+
+    again = registry.promote(cfg, lab.root)
+
+    assert again["registered"] == first["registered"]
+    assert again["outcome"] == "unchanged" and not again["promoted"]
+    assert aliases(name) == {"champion": first["candidate"]["version"]}
+
+
+def test_champion_is_read_after_the_lock(lab: Lab, name: str) -> None:
+    cfg = make_cfg(name)
+    lab.evaluation({"gru": 0.5})
+    registry.promote(cfg, lab.root)
+    # A rival promotion that finishes while ours waits for the lock, with a better model.
+    rival = lab.evaluation({"gru": 0.2})["networks"]["gru"]
+    rival_version = registry.register(
+        rival["model_uri"], name,
+        {"seqcast.test_id": "test-a", "seqcast.data_md5": "md5-a", "seqcast.metric.mase": 0.2},
+        "rival",
+    ).version
+    lab.evaluation({"gru": 0.4})
+    result: dict = {}
+    lock = FileLock(str(lab.root / registry.LOCK))
+    with lock:
+        worker = threading.Thread(target=lambda: result.update(registry.promote(cfg, lab.root)))
+        worker.start()
+        while len(MlflowClient().search_model_versions(f"name = '{name}'")) < 3:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert worker.is_alive()  # waiting on the lock
+        MlflowClient().set_registered_model_alias(name, "champion", rival_version)
+    worker.join(timeout=60)
+
+    assert result["champion"]["version"] == str(rival_version)
+    assert not result["promoted"]
+    assert aliases(name)["champion"] == str(rival_version)
