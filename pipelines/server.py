@@ -1,7 +1,7 @@
 """One local Prefect server for a whole `dvc repro`, so each stage skips the ~5 s temporary server.
 
-    python -m pipelines.server run -- dvc repro   # reuse or start a server, run, stop what we started
-    python -m pipelines.server start|stop|status  # manage the background server under .prefect/
+python -m pipelines.server run -- dvc repro   # reuse/start a server; stop it if we started it
+python -m pipelines.server start|stop|status  # manage the background server under .prefect/
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def free_port() -> int:
 def start_server(
     home: Path, port: int, *, log: Path | None = None, timeout: float = STARTUP_TIMEOUT
 ) -> Server:
-    """Start `prefect server start` in its own session with PREFECT_HOME=home; wait until healthy."""
+    """Start `prefect server start` in its own session with PREFECT_HOME=home; await health."""
     home.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m pipelines.server", description=__doc__)
     parser.add_argument("action", choices=["run", "start", "stop", "status"])
-    parser.add_argument("--port", type=int, default=int(os.environ.get("SEQCAST_PREFECT_PORT", DEFAULT_PORT)))
+    default_port = int(os.environ.get("SEQCAST_PREFECT_PORT", DEFAULT_PORT))
+    parser.add_argument("--port", type=int, default=default_port)
     parser.add_argument("--keep", action="store_true", help="run: leave a started server running")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="run: the command after --")
     args = parser.parse_args(argv)

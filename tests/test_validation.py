@@ -214,8 +214,8 @@ def test_unparseable_timestamp(tmp_path: Path) -> None:
     report = validate(tmp_path, frame)
     assert failed_checks(report) == [("parses", "timestamp")]
     assert report.failures == [
-        f"{SOURCE}: column timestamp: 1 value empty or not parseable as a date/time, "
-        "e.g. line 42: 'not a time'"
+        f"{SOURCE}: column timestamp: 1 value empty or not parseable as a date/time "
+        "(pandas.to_datetime, in the format of the first row), e.g. line 42: 'not a time'"
     ]
 
 
@@ -227,6 +227,10 @@ def test_weekly_calendar_frequency(tmp_path: Path) -> None:
     report = validate(tmp_path, mondays, cfg)
     assert failed_checks(report) == [("on_grid", "timestamp")]
     assert report.results[5]["observed"] == "30 unexpected of 30"
+    assert report.failures[0].startswith(
+        f"{SOURCE}: column timestamp: 30 timestamps off the W-SUN grid (expected regular spacing), "
+        "e.g. line 2: '2000-01-03 00:00:00'"
+    )
 
 
 def test_raise_if_failed_lists_every_failure(tmp_path: Path) -> None:

@@ -64,9 +64,9 @@ def applicable_seasons(
     usable, skipped = [], {}
     for season in sorted(set(seasons)):
         needed = max(input_width, season) + shift + horizon - 1
-        if needed >= n_train:
+        if needed > n_train:
             skipped[f"seasonal_naive_{season}"] = (
-                f"season {season} needs {needed + 1} training rows of history and horizon, "
+                f"season {season} needs {needed} training rows of history and horizon, "
                 f"the training split has {n_train}"
             )
         else:

@@ -26,8 +26,8 @@ def calendar(times: pd.DatetimeIndex, names: list[str]) -> np.ndarray:
     ) / 86400.0
     phases = {
         "time_of_day": day_fraction,
-        "day_of_week": (times.dayofweek.to_numpy() + day_fraction) / 7.0,
-        "day_of_year": (times.dayofyear.to_numpy() - 1 + day_fraction)
+        "day_of_week": (times.day_of_week.to_numpy() + day_fraction) / 7.0,
+        "day_of_year": (times.day_of_year.to_numpy() - 1 + day_fraction)
         / np.where(times.is_leap_year, 366.0, 365.0),
     }
     columns = []

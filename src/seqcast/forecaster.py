@@ -79,8 +79,11 @@ class Forecaster:
     ) -> np.ndarray:
         """Forecasts in the series' units at each origin of a regular series given in units."""
         series = to_scaled(np.asarray(values, dtype=np.float64), self.offset, self.scale)
-        ahead = features.future_times(times[-1], self.frequency, self.spec.horizon, self.spec.shift)
-        cal = features.calendar(times.append(ahead), self.spec.calendar_names)
+        # Every row after the last observation up to the last target: shift - 1 + horizon rows.
+        steps = pd.date_range(
+            times[-1], periods=self.spec.shift + self.spec.horizon, freq=self.frequency
+        )[1:]
+        cal = features.calendar(times.append(steps), self.spec.calendar_names)
         scaled = self.predict_scaled(series, cal, origins)
         n = self.spec.n_targets
         return to_units(scaled, self.offset[:n], self.scale[:n])
@@ -92,7 +95,9 @@ class Forecaster:
         forecast = self.forecast_units(values, times, last)[0]
         ahead = features.future_times(times[-1], self.frequency, self.spec.horizon, self.spec.shift)
         frame = pd.DataFrame(forecast, columns=self.targets)
-        frame.insert(0, self.timestamp, ahead.strftime("%Y-%m-%d %H:%M:%S"))
+        # A tz-aware series keeps its UTC offset: the repeated autumn hour stays unambiguous.
+        fmt = "%Y-%m-%d %H:%M:%S" + ("%z" if ahead.tz is not None else "")
+        frame.insert(0, self.timestamp, ahead.strftime(fmt))
         return frame
 
     def check_history(self, history: pd.DataFrame) -> tuple[np.ndarray, pd.DatetimeIndex]:
@@ -116,6 +121,11 @@ class Forecaster:
             raise ForecastInputError(
                 f"column {self.timestamp}: unparseable timestamp: {err}"
             ) from None
+        if times.isna().any():
+            at = int(np.argmax(times.isna()))
+            raise ForecastInputError(
+                f"column {self.timestamp}: missing timestamp at row {at} of the last {len(times)}"
+            )
         try:
             values = recent[self.columns].to_numpy(dtype=np.float64)
         except (ValueError, TypeError) as err:

@@ -32,6 +32,7 @@ LOCK_TIMEOUT = 900.0  # seconds; a promotion holding it longer than this is stuc
 TAG = "seqcast."
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
 
@@ -40,7 +41,7 @@ class NotComparable(Exception):
 
 
 @dataclass
-class TestWindows:
+class HeldOutWindows:
     """This run's test windows in series units, as the evaluate stage scored them."""
 
     units: np.ndarray
@@ -57,14 +58,14 @@ class TestWindows:
         return self.columns[: self.spec.n_targets]
 
 
-def load_windows(folder: Path) -> TestWindows:
+def load_windows(folder: Path) -> HeldOutWindows:
     """Read data/windows: the series back in units and the test origins."""
     meta = io.read_json(folder / "meta.json")
     series = np.load(folder / "series.npy")
     offset, scale = np.asarray(meta["offset"]), np.asarray(meta["scale"])
     with np.load(folder / "origins.npz") as origins:
         test = np.asarray(origins["test"], dtype=np.int64)
-    return TestWindows(
+    return HeldOutWindows(
         units=to_units(series, offset, scale),
         times=pd.DatetimeIndex(np.load(folder / "times.npy")),
         origins=test,
@@ -75,7 +76,7 @@ def load_windows(folder: Path) -> TestWindows:
     )
 
 
-def rescore(forecaster: Forecaster, windows: TestWindows, mase_season: int) -> dict[str, float]:
+def rescore(forecaster: Forecaster, windows: HeldOutWindows, mase_season: int) -> dict[str, float]:
     """Every metric of a forecaster on these test windows; NotComparable if it cannot."""
     spec = forecaster.spec
     if forecaster.targets != windows.targets:
@@ -181,15 +182,11 @@ def _check_runs(runs: dict, metric: str) -> None:
         raise ValueError(f"{RUNS}: missing {', '.join(problems)}")
 
 
-def _register_network(client, name: str, kind: str, net: dict, runs: dict, root: Path):
+def _register_network(
+    client: MlflowClient, name: str, kind: str, net: dict, runs: dict, root: Path
+) -> ModelVersion:
     """The version holding this logged model: reused when registered before, else new."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        found = client.search_model_versions(f"name = '{name}'")
-    except MlflowException:
-        found = []
-    for version in found:
+    for version in client.search_model_versions(f"name = '{name}'"):
         # A re-run of the stage on the same evaluation must not mint duplicate versions.
         if version.tags.get(f"{TAG}model_uri") == net["model_uri"]:
             return version
@@ -212,7 +209,7 @@ def _register_network(client, name: str, kind: str, net: dict, runs: dict, root:
     return register(net["model_uri"], name, tags, description)
 
 
-def _commit(client, run_id: str, root: Path) -> str:
+def _commit(client: MlflowClient, run_id: str, root: Path) -> str:
     """The commit the model was trained at (its run's tag), else the checkout's."""
     try:
         found = client.get_run(run_id).data.tags.get(f"{TAG}git_commit")
@@ -221,12 +218,14 @@ def _commit(client, run_id: str, root: Path) -> str:
     return found or tracking.git_state(root)["git_commit"]
 
 
-def _aliases(client, name: str) -> dict[str, str]:
+def _aliases(client: MlflowClient, name: str) -> dict[str, str]:
     """Alias -> version of the registered model, as it stands now."""
     return {k: str(v) for k, v in client.get_registered_model(name).aliases.items()}
 
 
-def _champion(client, name: str, version: str | None, runs: dict, cfg: Config, root: Path):
+def _champion(
+    client: MlflowClient, name: str, version: str | None, runs: dict, cfg: Config, root: Path
+) -> dict | None:
     """The champion's score on this run's test windows: its tags, or a re-score."""
     if version is None:
         return None
@@ -262,6 +261,7 @@ def _champion(client, name: str, version: str | None, runs: dict, cfg: Config, r
 
 
 def _float(text: str | None) -> float | None:
+    """A tag's number, or None when absent or not a number."""
     try:
         return None if text is None else float(text)
     except ValueError:
@@ -308,7 +308,9 @@ def _decide(cfg: Config, runs: dict, kind: str, versions: dict, champion: dict |
         reasons.append(
             f"champion v{champion['version']}: {metric} {champion['score']:.6g} {where}; the "
             f"candidate must be below {champion['score']:.6g} x (1 - {margin:g}) = "
-            f"{threshold:.6g}: " + ("it is" if better else "it is not")
+            f"{threshold:.6g}; the candidate's {score:.6g} is "
+            + ("" if better else "not ")
+            + "below it"
         )
     already = champion is not None and champion["version"] == version
     promoted = beats_baseline and better and not already
@@ -354,12 +356,13 @@ def _decide(cfg: Config, runs: dict, kind: str, versions: dict, champion: dict |
     }
 
 
-def _set_aliases(client, name: str, aliases: dict[str, str]) -> None:
+def _set_aliases(client: MlflowClient, name: str, aliases: dict[str, str]) -> None:
+    """Point each alias at its version."""
     for alias, version in aliases.items():
         client.set_registered_model_alias(name, alias, version)
 
 
-def _restore_aliases(client, name: str, before: dict[str, str]) -> None:
+def _restore_aliases(client: MlflowClient, name: str, before: dict[str, str]) -> None:
     """Put champion and challenger back where they were (we still hold the lock)."""
     now = _aliases(client, name)
     for alias in (CHAMPION, CHALLENGER):
@@ -404,7 +407,7 @@ def _record(cfg: Config, root: Path, runs: dict, decision: dict, versions: dict)
     io.write_json(root / stages.PROMOTION, decision)
 
 
-def _log_to_run(client, run_id: str, decision: dict) -> None:
+def _log_to_run(client: MlflowClient, run_id: str, decision: dict) -> None:
     """Params once, tags and metrics every time (a re-run may decide differently)."""
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.utils.time import get_current_time_millis
@@ -474,18 +477,16 @@ def render_report(
     for base, entry in runs["baselines"].items():
         role = "**best baseline**" if base == runs["best_baseline"] else "baseline"
         rows.append((base, role, entry.get("metrics", {})))
+    champion = decision["champion"]
+    if champion and champion.get("rescored_metrics"):
+        role = f"current champion, re-scored (was scored on `{champion['test_id']}`)"
+        rows.append((f"champion v{champion['version']}", role, champion["rescored_metrics"]))
     rows.sort(key=lambda r: float(r[2].get(metric, np.inf)))
     for model, role, scores in rows:
         cells = " | ".join(_cell(scores.get(m), bold=m == metric) for m in METRICS)
         lines.append(f"| {model} | {role} | {cells} |")
     lines += ["", "## Promotion decision", "", f"**{decision['summary']}**", ""]
     lines += [f"- {reason}" for reason in decision["reasons"]]
-    champion = decision["champion"]
-    if champion and champion["rescored"]:
-        lines.append(
-            f"- champion v{champion['version']} was re-scored on this run's test windows"
-            + (f": {metric} {champion['score']:.6g}" if champion["score"] is not None else "")
-        )
     aliases = decision["aliases_set"]
     lines.append(
         "- aliases set: " + (", ".join(f"`{a}` -> v{v}" for a, v in aliases.items()) or "none")
@@ -497,6 +498,7 @@ def render_report(
 
 
 def _cell(value: Any, bold: bool) -> str:
+    """A metric for the report table; the promotion metric in bold."""
     if value is None:
         return "-"
     text = f"{float(value):.4g}"

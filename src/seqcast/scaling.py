@@ -14,8 +14,9 @@ SPLITS = ("train", "val", "test")
 
 def split_sizes(n_rows: int, cfg: SplitConfig) -> dict[str, int]:
     """Rows in each chronological split; test takes what is left."""
-    n_train = int(n_rows * cfg.train)
-    n_val = int(n_rows * cfg.val)
+    # Round away float noise first: 90 * 0.7 is 62.99999999999999, which must count as 63.
+    n_train = int(round(n_rows * cfg.train, 9))
+    n_val = int(round(n_rows * cfg.val, 9))
     sizes = {"train": n_train, "val": n_val, "test": n_rows - n_train - n_val}
     for name, size in sizes.items():
         if size < 1:
@@ -39,10 +40,14 @@ def fit_scaler(train_values: np.ndarray, kind: str) -> TransformerMixin:
 
 def affine(scaler: TransformerMixin, n_columns: int) -> tuple[np.ndarray, np.ndarray]:
     """(offset, scale) with scaled = (x - offset) / scale, read off any per-column affine scaler."""
-    zero = scaler.transform(np.zeros((1, n_columns)))[0]
-    one = scaler.transform(np.ones((1, n_columns)))[0]
-    scale = 1.0 / (one - zero)
-    return -zero * scale, scale
+    if isinstance(scaler, StandardScaler):
+        offset, scale = scaler.mean_, scaler.scale_
+    elif isinstance(scaler, RobustScaler):
+        offset, scale = scaler.center_, scaler.scale_
+    else:  # MinMaxScaler: x * scale_ + min_
+        scale = 1.0 / scaler.scale_
+        offset = -scaler.min_ * scale
+    return np.asarray(offset, dtype=np.float64).copy(), np.asarray(scale, dtype=np.float64).copy()
 
 
 def to_scaled(values: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:

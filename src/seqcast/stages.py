@@ -103,25 +103,22 @@ def window(cfg: Config, root: Path) -> dict:
     reference, season = cfg.features.reference, cfg.features.reference_season
     if reference == "seasonal_naive" and season not in seasons:
         raise ValueError(f"features.reference_season: {not_applicable[f'seasonal_naive_{season}']}")
-    # With `auto` the context must hold the longest candidate so every window is identical.
     longest = max(seasons, default=1)
-    reference_history = {"auto": longest, "seasonal_naive": season or 0}.get(reference, 0)
-    context = max(w.input_width + reference_history, longest)
-    found = windowing.origins(
-        bounds, context, w.horizon, w.shift, w.stride, w.history_across_splits
-    )
-    for name, rows in found.items():
-        if len(rows) == 0:
-            raise ValueError(
-                f"window: no {name} windows: context {context} rows (window.input_width "
-                f"{w.input_width} + reference history) + shift + window.horizon {w.horizon} "
-                f"do not fit in the {name} split of {sizes[name]} rows"
-            )
-    choice = {}
     if reference == "auto":
+        # Choose on validation windows first, so the context grows only for the chosen season.
+        provisional = windowing.origins(bounds, max(w.input_width, longest), w.horizon, w.shift,
+                                        w.stride, w.history_across_splits)
+        _require_windows(provisional, max(w.input_width, longest), w, sizes)
+        # A seasonal reference also reads input_width rows of seasonal differences.
+        fits = [m for m in seasons if w.input_width + m + w.shift + w.horizon - 1 <= sizes["train"]]
         reference, season, choice = baselines.choose_reference(
-            series[:, :n_targets], found["val"], seasons, w.horizon, w.shift
-        )
+            series[:, :n_targets], provisional["val"], fits, w.horizon, w.shift)
+    else:
+        choice = {}
+    seasonal_history = season if reference == "seasonal_naive" else 0
+    context = max(w.input_width + seasonal_history, longest)
+    found = windowing.origins(bounds, context, w.horizon, w.shift, w.stride, w.history_across_splits)
+    _require_windows(found, context, w, sizes)
     cal = features.calendar(pd.DatetimeIndex(frame.index), list(cfg.features.calendar))
     spec = features.InputSpec(
         input_width=w.input_width,
@@ -273,6 +270,18 @@ def train(cfg: Config, root: Path, kind: str) -> dict:
                     writer.writerow([epoch + 1, *(result.history[k][epoch] for k in keys)])
             write_json(out / "train.json", summary)
     return summary
+
+
+def _require_windows(found: dict, context: int, w, sizes: dict) -> None:
+    """Every split needs at least one window; say which knobs make it impossible."""
+    for name, rows in found.items():
+        if len(rows) == 0:
+            raise ValueError(
+                f"window: no {name} windows: context {context} rows (window.input_width "
+                f"{w.input_width}, plus the reference season or longest baselines.seasons) + "
+                f"window.shift + window.horizon {w.horizon} do not fit in the {name} split of "
+                f"{sizes[name]} rows"
+            )
 
 
 def _md5_files(*files: Path) -> str:

@@ -133,8 +133,9 @@ def write_outputs(report: ValidationReport, summary_path: Path, docs_dir: Path) 
     write_json(summary_path, report.summary())
     with atomic_dir(docs_dir) as tmp:
         _build_docs(report.gx_context, tmp)
-    if not (Path(docs_dir) / "index.html").exists():
-        raise RuntimeError(f"{docs_dir}: GX built no index.html")
+        # Checked before the move, so a broken build never replaces the previous docs.
+        if not (tmp / "index.html").is_file():
+            raise RuntimeError(f"{docs_dir}: Great Expectations built no index.html")
 
 
 # --- derived columns ------------------------------------------------------------------------
@@ -185,13 +186,19 @@ def _grid_positions(parsed: pd.Series, frequency: str) -> pd.Series:
     valid = parsed.dropna()
     if valid.empty:
         return pd.Series(np.nan, index=parsed.index)
-    offset = to_offset(frequency)
-    try:
-        step = pd.Timedelta(offset)
-    except ValueError:
-        return _calendar_positions(parsed, offset)
+    step = _step(frequency)
+    if step is None:
+        return _calendar_positions(parsed, to_offset(frequency))
     # seqcast.data anchors the grid at the first timestamp, so positions count from it.
     return ((parsed - valid.iloc[0]) / step).astype("float64")
+
+
+def _step(frequency: str) -> pd.Timedelta | None:
+    """The fixed length of one step, or None for calendar frequencies (W-SUN, MS, B)."""
+    try:
+        return pd.Timedelta(to_offset(frequency))
+    except ValueError:
+        return None
 
 
 def _calendar_positions(parsed: pd.Series, offset: pd.DateOffset) -> pd.Series:
@@ -337,7 +344,9 @@ def _run(
     # The asset name ends up in data-docs file names: keep it a plain file name.
     asset = context.data_sources.add_pandas("raw").add_dataframe_asset(Path(source).name or "data")
     batch = asset.add_batch_definition_whole_dataframe("whole file")
-    suite = context.suites.add(gx.ExpectationSuite(name=SUITE, expectations=expectations))
+    suite = context.suites.add(
+        gx.ExpectationSuite(name=SUITE, expectations=expectations, notes=f"Raw data: {source}")
+    )
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=f"{SUITE} on {source}", data=batch, suite=suite)
     )
@@ -473,7 +482,8 @@ def _raw(checked: pd.DataFrame, column: str, row: int) -> str:
 def _parses(count: int, rows: list[int], column: str, checked: pd.DataFrame, cfg: Config) -> str:
     """Message for timestamps that are empty or do not parse."""
     shown = _examples(rows, lambda i: _raw(checked, column, i))
-    return f"{_plural(count, 'value')} empty or not parseable as a date/time{shown}"
+    how = "pandas.to_datetime, in the format of the first row"
+    return f"{_plural(count, 'value')} empty or not parseable as a date/time ({how}){shown}"
 
 
 def _unique(count: int, rows: list[int], column: str, checked: pd.DataFrame, cfg: Config) -> str:
@@ -498,11 +508,10 @@ def _on_grid(count: int, rows: list[int], column: str, checked: pd.DataFrame, cf
     """Message for timestamps off the frequency grid."""
     parsed = checked[_name(column, "parsed")].dropna()
     shown = _examples(rows, lambda i: _raw(checked, column, i))
-    start = parsed.iloc[0] if len(parsed) else None
-    return (
-        f"{_plural(count, 'timestamp')} off the {cfg.data.frequency} grid starting at {start}"
-        f" (expected regular spacing){shown}"
-    )
+    # A fixed-length grid starts at the first timestamp; a calendar one (W-SUN, MS) at its anchors.
+    start = f" starting at {parsed.iloc[0]}" if _step(cfg.data.frequency) is not None else ""
+    grid = f"{cfg.data.frequency} grid{start}"
+    return f"{_plural(count, 'timestamp')} off the {grid} (expected regular spacing){shown}"
 
 
 def _gaps(count: int, rows: list[int], column: str, checked: pd.DataFrame, cfg: Config) -> str:

@@ -1,0 +1,259 @@
+"""The whole pipeline as one Prefect flow: ingest new data, `dvc repro`, publish the report.
+
+DVC decides what is stale (the stage flows of pipelines.stages run as its stage commands); this
+flow adds what DVC lacks for unattended runs: ingestion behind validation, retries of transient
+failures, an overall timeout, one run per checkout, and a Markdown artifact in the Prefect UI.
+
+    python -m pipelines.pipeline [--root PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from filelock import FileLock, Timeout  # noqa: E402
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.client.schemas.objects import TaskRun  # noqa: E402
+from prefect.context import FlowRunContext  # noqa: E402
+from prefect.states import Completed, Failed, State  # noqa: E402
+from prefect.tasks import Task, exponential_backoff  # noqa: E402
+
+from pipelines import report  # noqa: E402
+from pipelines.common import EXIT_EXPECTED, EXIT_TRANSIENT, is_expected, is_transient  # noqa: E402
+from pipelines.common import resolve_root as _resolve_root  # noqa: E402
+from seqcast.config import Config, load_config  # noqa: E402
+
+LOCK = Path(".dvc/tmp/seqcast-pipeline.lock")  # .dvc/tmp is git-ignored by DVC itself
+REPORT_KEY = "seqcast-report"
+
+
+class PipelineTimeout(RuntimeError):
+    """`dvc repro` outlived schedule.timeout_seconds; a RuntimeError so it is never retried."""
+
+
+def _exit_status(exc: BaseException) -> int | None:
+    """The exit code of the failed stage command, from DVC's 'exited with N' message."""
+    while exc is not None:
+        if match := re.search(r"exited with (-?\d+)", str(exc)):
+            return int(match.group(1))
+        exc = exc.__cause__
+    return None
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Connection errors, a busy DVC lock, or a stage that exited with EX_TEMPFAIL."""
+    from dvc.lock import LockError
+
+    if isinstance(exc, PipelineTimeout) or is_expected(exc):
+        return False
+    return is_transient(exc) or isinstance(exc, LockError) or _exit_status(exc) == EXIT_TRANSIENT
+
+
+def retry_condition(task: Task, task_run: TaskRun, state: State) -> bool:
+    """retry_condition_fn of the pipeline tasks: never retry ValidationFailed/Config/DataError."""
+    return isinstance(state.data, BaseException) and _retryable(state.data)
+
+
+def _expected_failure(exc: Exception) -> State:
+    """A Failed state carrying the message only: no traceback for errors the user must fix."""
+    return Failed(message=f"{type(exc).__name__}: {exc}", data=exc)
+
+
+@task(name="load-params", cache_policy=NO_CACHE, persist_result=False)
+def load_params(root: str) -> Config | State:
+    """Read and validate params.yaml."""
+    try:
+        return load_config(Path(root) / "params.yaml")
+    except Exception as exc:
+        if is_expected(exc):
+            return _expected_failure(exc)
+        raise
+
+
+@task(
+    name="ingest",
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=5),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_condition,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def ingest(cfg: Config, root: str) -> dict[str, Any] | State:
+    """Validate the newest source CSV, then replace or extend the raw data with it atomically."""
+    from dvc.repo import Repo
+
+    from pipelines.ingest import ingest as ingest_source
+
+    try:
+        # Hold DVC's own lock: no `dvc repro` run by hand reads the raw data while it changes.
+        with Repo(root) as repo, repo.lock:
+            summary = ingest_source(cfg, Path(root))
+    except Exception as exc:
+        if is_expected(exc):
+            return _expected_failure(exc)
+        raise
+    get_run_logger().info("Ingestion: %s", summary)
+    return summary
+
+
+@contextlib.contextmanager
+def _stage_environment() -> Iterator[None]:
+    """Let stage commands find this interpreter and report to this run's Prefect API."""
+    saved = dict(os.environ)
+    # dvc.yaml says `python -m pipelines.stages ...`: make that this environment's python.
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + saved.get("PATH", "")
+    context = FlowRunContext.get()
+    url = str(context.client.api_url) if context else ""
+    if not os.environ.get("PREFECT_API_URL") and url.startswith("http://127.0.0.1"):
+        # This process started a temporary server; share it instead of one per stage (~5-15 s).
+        os.environ["PREFECT_API_URL"] = url.rstrip("/")
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def _watchdog(seconds: float) -> Iterator[threading.Event]:
+    """Terminate the processes started inside the block if it is still running after `seconds`."""
+    import psutil  # a DVC dependency
+
+    me = psutil.Process()
+    before = {child.pid for child in me.children(recursive=True)}  # e.g. a temporary server
+    fired = threading.Event()
+
+    def stop_stages() -> None:
+        fired.set()
+        started = [c for c in me.children(recursive=True) if c.pid not in before]
+        for child in started:
+            with contextlib.suppress(psutil.Error):
+                child.terminate()
+        for child in psutil.wait_procs(started, timeout=10)[1]:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+
+    # A timer thread, not Prefect's task timeout: that one cannot interrupt DVC while it waits
+    # on a stage process, and would leave the stage running after the lock is released.
+    timer = threading.Timer(seconds, stop_stages)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield fired
+    finally:
+        timer.cancel()
+
+
+@task(
+    name="dvc-repro",
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=30),  # 30 s, then 60 s
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_condition,
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def reproduce(root: str, deadline: float, timeout: int) -> list[str] | State:
+    """`dvc repro` through DVC's Python API; returns the stages it ran."""
+    from dvc.exceptions import ReproductionError
+    from dvc.repo import Repo
+
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise PipelineTimeout(f"no time left of schedule.timeout_seconds ({timeout} s)")
+    with _stage_environment(), _watchdog(remaining) as fired, Repo(root) as repo:
+        try:
+            stages = repo.reproduce()
+        except ReproductionError as exc:
+            if fired.is_set():
+                raise PipelineTimeout(
+                    f"dvc repro exceeded schedule.timeout_seconds ({timeout} s); stages stopped"
+                ) from exc
+            if _exit_status(exc) == EXIT_EXPECTED:
+                # The stage printed (and its own flow run recorded) the reason; no retry.
+                return Failed(message=f"{exc}: {exc.__cause__}", data=exc)
+            raise
+    names = [stage.addressing for stage in stages]
+    get_run_logger().info("Reproduced: %s", ", ".join(names) or "nothing was stale")
+    return names
+
+
+@task(name="publish-report", cache_policy=NO_CACHE, persist_result=False)
+def publish_report(
+    root: str, stages: list[str], ingested: dict[str, Any] | None, metric: str
+) -> str:
+    """Publish the comparison table, promotion decision and MLflow link as Markdown."""
+    markdown = report.render(Path(root), stages, ingested, metric)
+    artifact = create_markdown_artifact(
+        markdown=markdown, key=REPORT_KEY, description="seqcast: models, promotion, MLflow run"
+    )
+    return str(artifact)
+
+
+def _run_name() -> str:
+    return f"pipeline-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+@flow(name="seqcast-pipeline", flow_run_name=_run_name, persist_result=False)
+def seqcast_pipeline(root: str | None = None) -> dict[str, Any] | State:
+    """Ingest (if configured), reproduce what DVC finds stale, publish the run report."""
+    path = _resolve_root(root)
+    if not (path / ".dvc").is_dir():
+        return Failed(message=f"{path} is not a DVC repository (no .dvc/); run `dvc init`")
+    lock = FileLock(path / LOCK)
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        message = f"Skipped: another seqcast pipeline run holds {path / LOCK}"
+        get_run_logger().warning(message)
+        return Completed(name="Skipped", message=message)
+    try:
+        cfg = load_params(str(path), return_state=True)
+        if cfg.is_failed():
+            return cfg
+        cfg = cfg.result()
+        deadline = time.monotonic() + cfg.schedule.timeout_seconds
+        ingested = None
+        if cfg.ingest.source:
+            ingested = ingest(cfg, str(path), return_state=True)
+            if ingested.is_failed():
+                return ingested
+            ingested = ingested.result()
+        stages = reproduce(str(path), deadline, cfg.schedule.timeout_seconds, return_state=True)
+        if stages.is_failed():
+            return stages
+        stages = stages.result()
+        artifact = publish_report(str(path), stages, ingested, cfg.promotion.metric)
+    finally:
+        lock.release()
+    return {"stages": stages, "ingested": ingested, "artifact": artifact}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the pipeline once, here and now."""
+    parser = argparse.ArgumentParser(prog="python -m pipelines.pipeline", description=__doc__)
+    parser.add_argument("--root", help="repository root (default: the checkout here)")
+    state = seqcast_pipeline(root=parser.parse_args(argv).root, return_state=True)
+    if not state.is_completed():
+        print(f"seqcast pipeline failed: {state.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
