@@ -215,6 +215,7 @@ def seqcast_pipeline(root: str | None = None) -> dict[str, Any] | State:
     path = _resolve_root(root)
     if not (path / ".dvc").is_dir():
         return Failed(message=f"{path} is not a DVC repository (no .dvc/); run `dvc init`")
+    (path / LOCK).parent.mkdir(exist_ok=True)
     lock = FileLock(path / LOCK)
     try:
         lock.acquire(blocking=False)

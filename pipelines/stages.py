@@ -23,6 +23,7 @@ from typing import Any  # noqa: E402
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.client.schemas.objects import TaskRun  # noqa: E402
+from prefect.settings import temporary_settings  # noqa: E402
 from prefect.states import Failed, State  # noqa: E402
 from prefect.tasks import Task, exponential_backoff  # noqa: E402
 
@@ -70,48 +71,58 @@ def run_stage(stage: str, root: str, kind: str | None = None) -> dict[str, Any] 
     return summary
 
 
-def _run(stage: str, root: str | None, kind: str | None = None) -> State:
-    """Run the stage task and hand its final state to the flow (a Failed task fails the flow)."""
-    return run_stage(stage, str(resolve_root(root)), kind, return_state=True)
+def _run(stage: str, root: str | None, kind: str | None = None) -> dict[str, Any] | State:
+    """Run the stage task; a failure becomes the flow's final state, message and exception kept."""
+    state = run_stage(stage, str(resolve_root(root)), kind, return_state=True)
+    if state.is_completed():
+        return state.result()
+    return Failed(message=state.message, data=state.result(raise_on_failure=False))
 
 
 @flow(name="seqcast-validate", flow_run_name="validate", persist_result=False)
-def validate(root: str | None = None) -> State:
+def validate(root: str | None = None) -> dict[str, Any] | State:
     """Check the raw series against the data contract."""
     return _run("validate", root)
 
 
 @flow(name="seqcast-normalise", flow_run_name="normalise", persist_result=False)
-def normalise(root: str | None = None) -> State:
+def normalise(root: str | None = None) -> dict[str, Any] | State:
     """Regularise, split and scale the series."""
     return _run("normalise", root)
 
 
 @flow(name="seqcast-window", flow_run_name="window", persist_result=False)
-def window(root: str | None = None) -> State:
+def window(root: str | None = None) -> dict[str, Any] | State:
     """Cut the scaled splits into model windows."""
     return _run("window", root)
 
 
 @flow(name="seqcast-train", flow_run_name="train-{kind}", persist_result=False)
-def train(kind: str = "gru", root: str | None = None) -> State:
+def train(kind: str = "gru", root: str | None = None) -> dict[str, Any] | State:
     """Fit one recurrent model kind (gru or lstm)."""
     return _run("train", root, kind)
 
 
 @flow(name="seqcast-evaluate", flow_run_name="evaluate", persist_result=False)
-def evaluate(root: str | None = None) -> State:
+def evaluate(root: str | None = None) -> dict[str, Any] | State:
     """Score the models and baselines on the test split."""
     return _run("evaluate", root)
 
 
 @flow(name="seqcast-promote", flow_run_name="promote", persist_result=False)
-def promote(root: str | None = None) -> State:
+def promote(root: str | None = None) -> dict[str, Any] | State:
     """Register the best model when it beats the champion."""
     return _run("promote", root)
 
 
-FLOWS = {f.__name__: f for f in (validate, normalise, window, train, evaluate, promote)}
+FLOWS = {
+    "validate": validate,
+    "normalise": normalise,
+    "window": window,
+    "train": train,
+    "evaluate": evaluate,
+    "promote": promote,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     kwargs: dict[str, Any] = {"root": args.root}
     if args.stage == "train":
         kwargs["kind"] = args.model
-    state = FLOWS[args.stage](**kwargs, return_state=True)
+    # Heartbeats flag crashed long runs; DVC already watches this short-lived process, and
+    # stopping the heartbeat thread costs ~0.8 s per stage (it sleeps in 1 s steps).
+    quiet = (
+        {}
+        if "PREFECT_FLOWS_HEARTBEAT_FREQUENCY" in os.environ
+        else {"flows.heartbeat_frequency": None}
+    )
+    with temporary_settings(updates=quiet):
+        state = FLOWS[args.stage](**kwargs, return_state=True)
     if state.is_completed():
         return 0
     exc = state.result(raise_on_failure=False)

@@ -23,8 +23,15 @@ TINY = {
     "train": {"epochs": 2, "batch_size": 128, "patience": 1},
     "models": {"gru": {"units": 8}, "lstm": {"units": 8}},
 }
-OUTPUTS = ("data/prepared", "data/windows", "models/gru", "models/lstm", "metrics/comparison.json",
-           "evaluation/runs.json", "metrics/promotion.json")
+OUTPUTS = (
+    "data/prepared",
+    "data/windows",
+    "models/gru",
+    "models/lstm",
+    "metrics/comparison.json",
+    "evaluation/runs.json",
+    "metrics/promotion.json",
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -74,16 +81,23 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A git copy of the working tree (tracked and new files), with tiny params, committed."""
     copy = tmp_path_factory.mktemp("e2e") / "seqcast"
     listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
-        capture_output=True, text=True, check=True).stdout.split("\0")
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
     for name in filter(None, listed):
         source = REPO / name
         if source.is_file():
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, copy / name)
     set_params(copy, TINY)
-    for args in (["git", "init", "-q"], ["git", "add", "-A"],
-                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
+    for args in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"],
+    ):
         subprocess.run(args, cwd=copy, check=True)
     return copy
 
@@ -96,8 +110,15 @@ def first(repo: Path, prefect_api: str) -> subprocess.CompletedProcess:
 
 def test_cold_repro_runs_every_stage(repo: Path, first: subprocess.CompletedProcess) -> None:
     """Every stage runs once, in DAG order, and writes its outputs."""
-    assert ran(first) == {"validate", "normalise", "window", "train@gru", "train@lstm",
-                          "evaluate", "promote"}
+    assert ran(first) == {
+        "validate",
+        "normalise",
+        "window",
+        "train@gru",
+        "train@lstm",
+        "evaluate",
+        "promote",
+    }
     comparison = json.loads((repo / "metrics/comparison.json").read_text())
     assert set(comparison["models"]) == {"gru", "lstm", "naive", "seasonal_naive_48", "linear"}
     shown = run(repo, "dvc", "metrics", "show").stdout
@@ -111,8 +132,11 @@ def test_runs_land_in_the_repo_store(repo: Path, first: subprocess.CompletedProc
     """A parent run with a child per model and baseline, in <repo>/mlruns."""
     runs = json.loads((repo / "evaluation/runs.json").read_text())
     with sqlite3.connect(repo / "mlruns" / "mlflow.db") as db:
-        parent_of = dict(db.execute(
-            "select run_uuid, value from tags where key = 'mlflow.parentRunId'").fetchall())
+        parent_of = dict(
+            db.execute(
+                "select run_uuid, value from tags where key = 'mlflow.parentRunId'"
+            ).fetchall()
+        )
         statuses = dict(db.execute("select run_uuid, status from runs").fetchall())
     children = [r for r, p in parent_of.items() if p == runs["parent_run_id"]]
     assert len(children) == 5
@@ -126,7 +150,9 @@ def test_second_repro_does_nothing(repo: Path, first: subprocess.CompletedProces
     assert "up to date" in run(repo, "dvc", "status").stdout
 
 
-def test_window_param_reruns_window_and_after(repo: Path, first: subprocess.CompletedProcess) -> None:
+def test_window_param_reruns_window_and_after(
+    repo: Path, first: subprocess.CompletedProcess
+) -> None:
     """A window change reruns window and what follows, not validation or normalisation."""
     set_params(repo, {"window": {"stride": 2}})
     done = run(repo, "dvc", "repro")

@@ -363,17 +363,27 @@ def test_champion_is_read_after_the_lock(lab: Lab, name: str) -> None:
     ).version
     lab.evaluation({"gru": 0.4})
     result: dict = {}
-    lock = FileLock(str(lab.root / registry.LOCK))
-    with lock:
-        worker = threading.Thread(target=lambda: result.update(registry.promote(cfg, lab.root)))
+
+    def ours() -> None:
+        try:
+            result["decision"] = registry.promote(cfg, lab.root)
+        except Exception as err:  # surfaced by the asserts below
+            result["error"] = err
+
+    with FileLock(str(lab.root / registry.LOCK)):
+        worker = threading.Thread(target=ours)
         worker.start()
+        deadline = time.monotonic() + 60
         while len(MlflowClient().search_model_versions(f"name = '{name}'")) < 3:
+            assert worker.is_alive() and time.monotonic() < deadline, result
             time.sleep(0.05)
         time.sleep(0.5)
-        assert worker.is_alive()  # waiting on the lock
+        assert worker.is_alive(), result  # registered, now waiting on the lock
         MlflowClient().set_registered_model_alias(name, "champion", rival_version)
     worker.join(timeout=60)
 
-    assert result["champion"]["version"] == str(rival_version)
-    assert not result["promoted"]
+    assert "error" not in result, result
+    decision = result["decision"]
+    assert decision["champion"]["version"] == str(rival_version)
+    assert not decision["promoted"] and decision["outcome"] == "challenger"
     assert aliases(name)["champion"] == str(rival_version)

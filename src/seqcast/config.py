@@ -55,10 +55,14 @@ class DataConfig(_Section):
         columns = [self.timestamp, *self.targets, *self.features]
         duplicated = sorted({c for c in columns if columns.count(c) > 1})
         if duplicated:
-            raise ValueError(f"a column is named twice among timestamp/targets/features: {duplicated}")
+            raise ValueError(
+                f"a column is named twice among timestamp/targets/features: {duplicated}"
+            )
         unknown = sorted(set(self.bounds) - set(self.targets) - set(self.features))
         if unknown:
-            raise ValueError(f"bounds name columns that are neither targets nor features: {unknown}")
+            raise ValueError(
+                f"bounds name columns that are neither targets nor features: {unknown}"
+            )
         return self
 
     @property

@@ -38,7 +38,9 @@ def file_hash(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def regularise(frame: pd.DataFrame, cfg: DataConfig, max_gap_steps: int, source: str) -> pd.DataFrame:
+def regularise(
+    frame: pd.DataFrame, cfg: DataConfig, max_gap_steps: int, source: str
+) -> pd.DataFrame:
     """Index by time at the configured frequency; fill gaps up to max_gap_steps by interpolation."""
     columns = cfg.value_columns
     times = pd.to_datetime(frame[cfg.timestamp])

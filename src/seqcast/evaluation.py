@@ -98,6 +98,97 @@ def table(results: dict[str, dict], seconds: dict[str, float], best: str) -> str
     return "\n".join(lines)
 
 
+def summarise(scored: dict[str, Scored], targets: list[str]) -> dict:
+    """Headline metrics per split and test MAE per horizon step, for one model."""
+    return {
+        "test": scored["test"].headline(targets),
+        "val": scored["val"].headline(targets),
+        "test_steps": scored["test"].as_metrics(targets)["mae_per_step"],
+    }
+
+
+def compare(
+    test: dict[str, dict], networks: list[str], baselines: list[str], metric: str, meta: dict
+) -> dict:
+    """The comparison file: every model, the best simple baseline, and who beats it."""
+    simple = [name for name in baselines if name != "linear"]
+    best = best_baseline(test, simple, metric)
+    return {
+        "models": test,
+        "metric": metric,
+        "best_baseline": best,
+        "best_network": min(networks, key=lambda k: test[k][metric]),
+        "beats_best_baseline": {k: test[k][metric] < test[best][metric] for k in networks},
+        "beats_linear": {k: test[k][metric] < test["linear"][metric] for k in networks},
+        "not_applicable": meta["not_applicable"],
+        "reference": meta["reference_choice"],
+        "windows": meta["windows"],
+    }
+
+
+def recent_history(loaded: dict, rows: int):
+    """The last rows of the series in its units, as raw history a served model takes."""
+    import pandas as pd
+
+    meta = loaded["meta"]
+    frame = pd.DataFrame(units_of(loaded)[-rows:], columns=meta["columns"])
+    frame.insert(0, meta["timestamp"], loaded["times"][-rows:].strftime("%Y-%m-%d %H:%M:%S"))
+    return frame
+
+
+def _shown(scored: dict, best: str, with_naive: bool = False) -> dict[str, str]:
+    """Plot column name -> model: generic names keep dvc.yaml's plot definitions fixed."""
+    shown = {k: k for k in scored if k in ("gru", "lstm")}
+    shown |= {"best_baseline": best, "linear": "linear"}
+    return shown | ({"naive": "naive"} if with_naive else {})
+
+
+def _test_frame(loaded: dict, scored: dict, best: str):
+    """Test-period times, actual first-target values and one-step-ahead forecasts."""
+    spec = loaded["spec"]
+    origins = loaded["origins"]["test"]
+    times = loaded["times"][origins + spec.shift]
+    actual = features.targets(spec, units_of(loaded), origins)[:, 0, 0]
+    forecasts = {
+        col: scored[n]["test"].forecast[:, 0, 0] for col, n in _shown(scored, best).items()
+    }
+    return times, actual, forecasts
+
+
+def _step_mae(scored: dict, best: str) -> dict[str, np.ndarray]:
+    """Test MAE per horizon step (mean over targets) per plotted model."""
+    return {
+        col: np.mean(scored[n]["test"].scores["mae_per_step"], axis=1)
+        for col, n in _shown(scored, best, with_naive=True).items()
+    }
+
+
+def write_plot_data(
+    folder: Path, loaded: dict, scored: dict, best: str, curves: dict[str, dict[str, list[float]]]
+) -> None:
+    """The CSVs behind dvc.yaml's plots."""
+    times, actual, forecasts = _test_frame(loaded, scored, best)
+    write_csv(
+        folder / "forecast.csv",
+        ["timestamp", "actual", *forecasts],
+        zip(times.strftime("%Y-%m-%d %H:%M"), actual, *forecasts.values(), strict=True),
+    )
+    steps = _step_mae(scored, best)
+    horizon = len(next(iter(steps.values())))
+    write_csv(
+        folder / "horizon_mae.csv",
+        ["step", *steps],
+        [[h + 1, *(float(v[h]) for v in steps.values())] for h in range(horizon)],
+    )
+    for kind, history in curves.items():
+        epochs = range(1, len(history["loss"]) + 1)
+        write_csv(
+            folder / "learning" / f"{kind}.csv",
+            ["epoch", "loss", "val_loss"],
+            zip(epochs, history["loss"], history["val_loss"], strict=True),
+        )
+
+
 def write_csv(path: Path, header: list[str], rows) -> None:
     """A plain CSV for DVC plots."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,12 +199,7 @@ def write_csv(path: Path, header: list[str], rows) -> None:
 
 
 def plot_pngs(
-    folder: Path,
-    times,
-    actual: np.ndarray,
-    forecasts: dict[str, np.ndarray],
-    steps: dict[str, np.ndarray],
-    curves: dict[str, dict[str, list[float]]],
+    folder: Path, loaded: dict, scored: dict, best: str, curves: dict[str, dict[str, list[float]]]
 ) -> list[Path]:
     """PNG versions of the DVC plots, for MLflow and the report."""
     import matplotlib
@@ -122,17 +208,19 @@ def plot_pngs(
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
+    times, actual, forecasts = _test_frame(loaded, scored, best)
     written = []
     fig, ax = plt.subplots(figsize=(11, 4))
     ax.plot(times, actual, color="black", lw=1.2, label="actual")
-    for name, values in forecasts.items():
-        ax.plot(times, values, lw=0.9, label=name)
+    for col, values in forecasts.items():
+        label = f"{col} ({best})" if col == "best_baseline" else col
+        ax.plot(times, values, lw=0.9, label=label)
     ax.set_title("test period: one-step-ahead forecast against actual")
-    ax.legend(fontsize=7, ncol=4)
+    ax.legend(fontsize=7, ncol=5)
     written.append(_save(fig, folder / "forecast.png"))
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name, values in steps.items():
-        ax.plot(np.arange(1, len(values) + 1), values, marker=".", label=name)
+    for col, values in _step_mae(scored, best).items():
+        ax.plot(np.arange(1, len(values) + 1), values, marker=".", label=col)
     ax.set_xlabel("horizon step")
     ax.set_ylabel("MAE")
     ax.set_title("test MAE per horizon step")

@@ -18,7 +18,7 @@ TWO_PI = 2.0 * np.pi
 
 
 def calendar(times: pd.DatetimeIndex, names: list[str]) -> np.ndarray:
-    """sin/cos of each named cycle at each time, in local wall-clock time: (rows, 2 * len(names))."""
+    """sin/cos of each named cycle at each time, in local wall-clock time: (rows, 2 per name)."""
     if not names:
         return np.zeros((len(times), 0), dtype=np.float32)
     day_fraction = (

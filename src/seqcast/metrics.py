@@ -31,7 +31,8 @@ def seasonal_naive_scale(train: np.ndarray, season: int) -> np.ndarray:
     """In-sample MAE of the seasonal-naive forecast on training rows (n, targets): MASE's scale."""
     if season >= len(train):
         raise ValueError(
-            f"evaluation.mase_season: {season} is not shorter than the training split ({len(train)} rows)"
+            f"evaluation.mase_season: {season} is not shorter than the training split "
+            f"({len(train)} rows)"
         )
     return np.mean(np.abs(train[season:] - train[:-season]), axis=0)
 

@@ -37,7 +37,7 @@ def validate(cfg: Config, root: Path) -> dict:
 
 
 def normalise(cfg: Config, root: Path) -> dict:
-    """Regularise the series, split it chronologically and scale it with training statistics only."""
+    """Regularise the series, split it chronologically, scale it with training statistics."""
     import pickle
 
     import pandas as pd
@@ -51,8 +51,8 @@ def normalise(cfg: Config, root: Path) -> dict:
     bounds = scaling.split_bounds(sizes)
     if cfg.window.shift + cfg.window.horizon > sizes["test"]:
         raise ValueError(
-            f"window.horizon: shift + horizon = {cfg.window.shift + cfg.window.horizon} steps do not "
-            f"fit in the test split of {sizes['test']} rows"
+            f"window.horizon: shift + horizon = {cfg.window.shift + cfg.window.horizon} steps "
+            f"do not fit in the test split of {sizes['test']} rows"
         )
     values = frame.to_numpy(dtype="float64")
     scaler = scaling.fit_scaler(values[: sizes["train"]], cfg.scaling.scaler)
@@ -106,18 +106,27 @@ def window(cfg: Config, root: Path) -> dict:
     longest = max(seasons, default=1)
     if reference == "auto":
         # Choose on validation windows first, so the context grows only for the chosen season.
-        provisional = windowing.origins(bounds, max(w.input_width, longest), w.horizon, w.shift,
-                                        w.stride, w.history_across_splits)
+        provisional = windowing.origins(
+            bounds,
+            max(w.input_width, longest),
+            w.horizon,
+            w.shift,
+            w.stride,
+            w.history_across_splits,
+        )
         _require_windows(provisional, max(w.input_width, longest), w, sizes)
         # A seasonal reference also reads input_width rows of seasonal differences.
         fits = [m for m in seasons if w.input_width + m + w.shift + w.horizon - 1 <= sizes["train"]]
         reference, season, choice = baselines.choose_reference(
-            series[:, :n_targets], provisional["val"], fits, w.horizon, w.shift)
+            series[:, :n_targets], provisional["val"], fits, w.horizon, w.shift
+        )
     else:
         choice = {}
     seasonal_history = season if reference == "seasonal_naive" else 0
     context = max(w.input_width + seasonal_history, longest)
-    found = windowing.origins(bounds, context, w.horizon, w.shift, w.stride, w.history_across_splits)
+    found = windowing.origins(
+        bounds, context, w.horizon, w.shift, w.stride, w.history_across_splits
+    )
     _require_windows(found, context, w, sizes)
     cal = features.calendar(pd.DatetimeIndex(frame.index), list(cfg.features.calendar))
     spec = features.InputSpec(
@@ -216,7 +225,8 @@ def train(cfg: Config, root: Path, kind: str) -> dict:
     n_train = len(loaded["origins"]["train"])
     if cfg.train.batch_size > n_train:
         raise ValueError(
-            f"train.batch_size: {cfg.train.batch_size} is larger than the {n_train} training windows"
+            f"train.batch_size: {cfg.train.batch_size} is larger than the {n_train} "
+            "training windows"
         )
     import mlflow
 
@@ -296,163 +306,103 @@ def _md5_files(*files: Path) -> str:
 
 def evaluate(cfg: Config, root: Path) -> dict:
     """Score networks and every baseline on identical windows; write metrics, plots, MLflow runs."""
-    import numpy as np
-    import pandas as pd
-
-    from seqcast import evaluation, features, tracking, training
-    from seqcast.config import MODEL_KINDS, flatten
-    from seqcast.data import read_raw
-    from seqcast.forecaster import Forecaster
+    from seqcast import evaluation, tracking, training
+    from seqcast.config import flatten
     from seqcast.io import atomic_dir, read_json, write_json
 
     training.use_backend(cfg.train.backend)
     loaded = load_windows(root)
-    meta, spec = loaded["meta"], loaded["spec"]
-    targets = meta["columns"][: spec.n_targets]
+    meta = loaded["meta"]
+    networks, simple = _forecasters(cfg, root, loaded)
     scale = evaluation.mase_scale(loaded, cfg.evaluation.mase_season)
+    scored = {
+        name: {split: evaluation.score(f, loaded, split, scale) for split in ("val", "test")}
+        for name, f in {**simple, **networks}.items()
+    }
+    targets = meta["columns"][: loaded["spec"].n_targets]
+    results = {name: evaluation.summarise(s, targets) for name, s in scored.items()}
+    test = {name: r["test"] for name, r in results.items()}
+    comparison = evaluation.compare(test, list(networks), list(simple), cfg.promotion.metric, meta)
+    train_info = {k: read_json(root / MODELS / k / "train.json") for k in networks}
+    curves = {k: _read_history(root / MODELS / k / "history.csv") for k in networks}
+    tags = tracking.run_tags(meta["raw_md5"], meta["windows_md5"], backend=cfg.train.backend)
+    # PNGs, MLflow runs, then the DVC outputs: a failure part-way leaves the last good ones.
+    with atomic_dir(root / "reports" / "plots") as pngs:
+        plotted = evaluation.plot_pngs(pngs, loaded, scored, comparison["best_baseline"], curves)
+        runs = tracking.log_evaluation(
+            experiment=cfg.tracking.experiment,
+            root=root,
+            params=flatten(cfg),
+            tags=tags,
+            dataset=_dataset(cfg, root, targets),
+            results=results,
+            curves=curves,
+            train_info=train_info,
+            forecasters={k: root / MODELS / k / "forecaster" for k in networks},
+            input_example=evaluation.recent_history(
+                loaded, max(f.min_history for f in networks.values())
+            ),
+            artifacts=[*plotted, root / VALIDATION_SUMMARY, root / PREPARED / "scaler.pkl"],
+            comparison=comparison,
+        )
+    runs |= {
+        "data_md5": meta["raw_md5"],
+        "test_id": _test_id(meta),
+        "best_baseline": comparison["best_baseline"],
+        "windows_md5": meta["windows_md5"],
+    }
+    with atomic_dir(root / METRICS / "models") as out:
+        for name, s in scored.items():
+            write_json(out / f"{name}.json", s["test"].as_metrics(targets))
+    write_json(root / METRICS / "comparison.json", comparison)
+    with atomic_dir(root / PLOTS) as out:
+        evaluation.write_plot_data(out, loaded, scored, comparison["best_baseline"], curves)
+    with atomic_dir(root / EVALUATION) as out:
+        write_json(out / "runs.json", runs)
+    seconds = {k: v["seconds"] for k, v in train_info.items()}
+    print(evaluation.table(test, seconds, comparison["best_baseline"]), flush=True)
+    print(f"MLflow: {tracking.ui_link(runs['experiment_id'], runs['parent_run_id'])}", flush=True)
+    return {
+        "best_baseline": comparison["best_baseline"],
+        "models": test,
+        "parent_run_id": runs["parent_run_id"],
+    }
+
+
+def _forecasters(cfg: Config, root: Path, loaded: dict) -> tuple[dict, dict]:
+    """The trained networks, and every baseline built over the same windows."""
+    from seqcast import evaluation
+    from seqcast.config import MODEL_KINDS
+    from seqcast.forecaster import Forecaster
+
+    spec = loaded["spec"]
     simple = {"naive": forecaster_for("naive", loaded, spec=_baseline_spec(spec, "naive", None))}
-    for season in meta["seasons"]:
+    for season in loaded["meta"]["seasons"]:
         name = f"seasonal_naive_{season}"
         simple[name] = forecaster_for(
             name, loaded, spec=_baseline_spec(spec, "seasonal_naive", season)
         )
-    simple["linear"] = forecaster_for(
-        "linear", loaded, predictor=evaluation.fit_linear(loaded, cfg.baselines.linear_alpha)
-    )
-    networks = {kind: Forecaster.load(root / MODELS / kind / "forecaster") for kind in MODEL_KINDS}
-    scored = {}
-    for name, forecaster in {**simple, **networks}.items():
-        scored[name] = {
-            split: evaluation.score(forecaster, loaded, split, scale) for split in ("val", "test")
-        }
-    results = {
-        name: {
-            "test": s["test"].headline(targets),
-            "val": s["val"].headline(targets),
-            "test_steps": s["test"].as_metrics(targets)["mae_per_step"],
-        }
-        for name, s in scored.items()
-    }
-    test = {name: r["test"] for name, r in results.items()}
-    baseline_names = [n for n in simple]
-    simple_names = [n for n in simple if n != "linear"]
-    best = evaluation.best_baseline(test, simple_names, cfg.promotion.metric)
-    train_info = {k: read_json(root / MODELS / k / "train.json") for k in networks}
-    curves = {k: _read_history(root / MODELS / k / "history.csv") for k in networks}
-    comparison = {
-        "models": test,
-        "best_baseline": best,
-        "best_network": min(networks, key=lambda k: test[k][cfg.promotion.metric]),
-        "beats_best_baseline": {
-            k: test[k][cfg.promotion.metric] < test[best][cfg.promotion.metric] for k in networks
-        },
-        "beats_linear": {
-            k: test[k][cfg.promotion.metric] < test["linear"][cfg.promotion.metric]
-            for k in networks
-        },
-        "metric": cfg.promotion.metric,
-        "not_applicable": meta["not_applicable"],
-        "reference": meta["reference_choice"],
-        "windows": meta["windows"],
-    }
-    origins = loaded["origins"]["test"]
-    step_times = loaded["times"][origins + spec.shift]
-    units = evaluation.units_of(loaded)
-    actual = features.targets(spec, units, origins)
-    for path in (root / METRICS / "models").glob("*.json"):
-        path.unlink()
-    for name, s in scored.items():
-        write_json(root / METRICS / "models" / f"{name}.json", s["test"].as_metrics(targets))
-    write_json(root / METRICS / "comparison.json", comparison)
-    # Generic column names keep dvc.yaml's plot definitions fixed whatever the seasons are.
-    shown = {**{k: k for k in networks}, "best_baseline": best, "linear": "linear"}
-    stepped = {**shown, "naive": "naive"}
-    with atomic_dir(root / PLOTS) as out:
-        evaluation.write_csv(
-            out / "forecast.csv",
-            ["timestamp", "actual", *shown],
-            zip(
-                step_times.strftime("%Y-%m-%d %H:%M"),
-                actual[:, 0, 0],
-                *(scored[n]["test"].forecast[:, 0, 0] for n in shown.values()),
-                strict=True,
-            ),
-        )
-        evaluation.write_csv(
-            out / "horizon_mae.csv",
-            ["step", *stepped],
-            [
-                [
-                    h + 1,
-                    *(
-                        float(np.mean(scored[n]["test"].scores["mae_per_step"][h]))
-                        for n in stepped.values()
-                    ),
-                ]
-                for h in range(spec.horizon)
-            ],
-        )
-        for kind, history in curves.items():
-            epochs = range(1, len(history["loss"]) + 1)
-            evaluation.write_csv(
-                out / "learning" / f"{kind}.csv",
-                ["epoch", "loss", "val_loss"],
-                zip(epochs, history["loss"], history["val_loss"], strict=True),
-            )
-    pngs = evaluation.plot_pngs(
-        root / "reports" / "plots",
-        step_times,
-        actual[:, 0, 0],
-        {n: scored[n]["test"].forecast[:, 0, 0] for n in shown.values()},
-        {n: np.mean(scored[n]["test"].scores["mae_per_step"], axis=1) for n in stepped.values()},
-        curves,
-    )
-    history = pd.DataFrame(units[-networks[MODEL_KINDS[0]].min_history :], columns=meta["columns"])
-    history.insert(
-        0, meta["timestamp"], loaded["times"][-len(history) :].strftime("%Y-%m-%d %H:%M:%S")
-    )
+    ridge = evaluation.fit_linear(loaded, cfg.baselines.linear_alpha)
+    simple["linear"] = forecaster_for("linear", loaded, predictor=ridge)
+    networks = {k: Forecaster.load(root / MODELS / k / "forecaster") for k in MODEL_KINDS}
+    return networks, simple
+
+
+def _dataset(cfg: Config, root: Path, targets: list[str]):
+    """The raw series as an MLflow dataset input."""
+    import warnings
+
     import mlflow.data
 
+    from seqcast.data import read_raw
+
     raw = read_raw(root / cfg.data.path)
-    dataset = mlflow.data.from_pandas(
-        raw, source=str(cfg.data.path), name=Path(cfg.data.path).stem, targets=targets[0]
-    )
-    tags = tracking.run_tags(meta["raw_md5"], meta["windows_md5"], backend=cfg.train.backend)
-    runs = tracking.log_evaluation(
-        experiment=cfg.tracking.experiment,
-        root=root,
-        params=flatten(cfg),
-        tags=tags,
-        dataset=dataset,
-        results=results,
-        curves=curves,
-        train_info=train_info,
-        forecasters={k: root / MODELS / k / "forecaster" for k in networks},
-        input_example=history,
-        artifacts=[
-            *pngs,
-            root / VALIDATION_SUMMARY,
-            root / PREPARED / "scaler.pkl",
-            root / METRICS / "comparison.json",
-        ],
-    )
-    runs |= {
-        "data_md5": meta["raw_md5"],
-        "test_id": _test_id(meta),
-        "best_baseline": best,
-        "windows_md5": meta["windows_md5"],
-    }
-    with atomic_dir(root / EVALUATION) as out:
-        write_json(out / "runs.json", runs)
-    seconds = {k: v["seconds"] for k, v in train_info.items()}
-    print(evaluation.table(test, seconds, best), flush=True)
-    print(f"MLflow: {tracking.ui_link(runs['experiment_id'], runs['parent_run_id'])}", flush=True)
-    return {
-        "best_baseline": best,
-        "models": test,
-        "parent_run_id": runs["parent_run_id"],
-        "baselines": baseline_names,
-    }
+    with warnings.catch_warnings():
+        # MLflow finds two equal readings of a local path and warns that it picked one.
+        warnings.simplefilter("ignore", UserWarning)
+        return mlflow.data.from_pandas(
+            raw, source=str(cfg.data.path), name=Path(cfg.data.path).stem, targets=targets[0]
+        )
 
 
 def _baseline_spec(spec, reference: str, season: int | None):
@@ -479,3 +429,10 @@ def _test_id(meta: dict) -> str:
     keys = {k: meta[k] for k in ("raw_md5", "rows", "context", "windows")}
     keys["horizon"], keys["shift"] = meta["spec"]["horizon"], meta["spec"]["shift"]
     return hashlib.md5(json.dumps(keys, sort_keys=True).encode()).hexdigest()
+
+
+def promote(cfg: Config, root: Path) -> dict:
+    """Register both networks, gate the best against the champion, write the decision."""
+    from seqcast import registry
+
+    return registry.promote(cfg, root)

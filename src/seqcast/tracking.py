@@ -143,6 +143,7 @@ def log_evaluation(
     forecasters: dict[str, Path],
     input_example,
     artifacts: list[Path],
+    comparison: dict,
 ) -> dict:
     """One parent run for this pipeline execution, a child per model and baseline; returns ids."""
     import time
@@ -166,6 +167,13 @@ def log_evaluation(
         mlflow.log_input(dataset, context="training")
         for path in (p for p in artifacts if p.exists()):
             mlflow.log_artifact(str(path), artifact_path=path.parent.name)
+        mlflow.log_dict(comparison, "metrics/comparison.json")
+        best = comparison["best_network"]
+        best_test = results[best]["test"]
+        mlflow.log_metrics({f"best_network_test_{k}": v for k, v in best_test.items()})
+        mlflow.set_tags(
+            {"seqcast.best_network": best, "seqcast.best_baseline": comparison["best_baseline"]}
+        )
         for name, result in results.items():
             kind = "network" if name in forecasters else "baseline"
             with mlflow.start_run(

@@ -18,7 +18,7 @@ def origins(
     stride: int = 1,
     history_across_splits: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Origins per split: targets inside the split; history inside it unless allowed earlier rows."""
+    """Origins per split: targets inside the split; history inside it unless allowed before."""
     out = {}
     for name, (start, stop) in bounds.items():
         first_history = 0 if history_across_splits and name != "train" else start
