@@ -170,6 +170,18 @@ def window(cfg: Config, root: Path) -> dict:
     return {k: meta[k] for k in ("windows", "context", "reference_choice", "not_applicable")}
 
 
+def _exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so open MLflow runs end FAILED and temp outputs vanish."""
+    import signal
+    import threading
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+
+
 def load_windows(root: Path) -> dict:
     """The window stage's outputs: meta, scaled series, calendar, times and origins."""
     import numpy as np
@@ -220,6 +232,7 @@ def train(cfg: Config, root: Path, kind: str) -> dict:
     from seqcast.io import atomic_dir, write_json
 
     mcfg = cfg.models.get(kind)
+    _exit_cleanly_on_sigterm()
     training.use_backend(cfg.train.backend)
     loaded = load_windows(root)
     n_train = len(loaded["origins"]["train"])
@@ -230,7 +243,7 @@ def train(cfg: Config, root: Path, kind: str) -> dict:
         )
     import mlflow
 
-    tracking.setup(f"{cfg.tracking.experiment}-training", root)
+    experiment_id = tracking.setup(f"{cfg.tracking.experiment}-training", root)
     tags = tracking.run_tags(
         loaded["meta"]["raw_md5"],
         loaded["meta"]["windows_md5"],
@@ -238,7 +251,7 @@ def train(cfg: Config, root: Path, kind: str) -> dict:
         stage="train",
         backend=cfg.train.backend,
     )
-    with mlflow.start_run(run_name=f"train-{kind}", tags=tags) as run:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{kind}", tags=tags) as run:
         mlflow.log_params(flatten(cfg))
         model = models.build(kind, loaded["spec"], mcfg)
         result = training.fit(
@@ -342,7 +355,10 @@ def evaluate(cfg: Config, root: Path) -> dict:
             input_example=evaluation.recent_history(
                 loaded, max(f.min_history for f in networks.values())
             ),
-            artifacts=[*plotted, root / VALIDATION_SUMMARY, root / PREPARED / "scaler.pkl"],
+            artifacts={
+                "plots": plotted,
+                "inputs": [root / VALIDATION_SUMMARY, root / PREPARED / "scaler.pkl"],
+            },
             comparison=comparison,
         )
     runs |= {

@@ -142,7 +142,7 @@ def log_evaluation(
     train_info: dict[str, dict],
     forecasters: dict[str, Path],
     input_example,
-    artifacts: list[Path],
+    artifacts: dict[str, list[Path]],
     comparison: dict,
 ) -> dict:
     """One parent run for this pipeline execution, a child per model and baseline; returns ids."""
@@ -165,8 +165,9 @@ def log_evaluation(
         runs["parent_run_id"] = parent.info.run_id
         mlflow.log_params(params)
         mlflow.log_input(dataset, context="training")
-        for path in (p for p in artifacts if p.exists()):
-            mlflow.log_artifact(str(path), artifact_path=path.parent.name)
+        for folder, paths in artifacts.items():
+            for path in (p for p in paths if p.exists()):
+                mlflow.log_artifact(str(path), artifact_path=folder)
         mlflow.log_dict(comparison, "metrics/comparison.json")
         best = comparison["best_network"]
         best_test = results[best]["test"]

@@ -1,4 +1,13 @@
-"""Fit a network on batches gathered from window origins, with seeds and early stopping."""
+"""Fit a network on batches gathered from window origins, with seeds and early stopping.
+
+Windows are never materialised: each batch is gathered from the one (rows, columns) series at a
+batch of shuffled origins by `features.inputs`, the code serving runs, so memory stays
+O(series length) and an epoch copies one batch at a time. What makes it fast on CPU, as
+measured by `python -m benchmarks.run --only training --variants all` (see README): XLA on
+(Keras' "auto" leaves it off on CPU-only TensorFlow), every training batch one shape (one
+compile), several TensorFlow steps per call. An in-graph tf.data gather measured no faster
+than this numpy PyDataset, so there is one input path for every backend.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +22,12 @@ from seqcast import features
 from seqcast.config import TrainConfig
 from seqcast.features import InputSpec
 
+# TensorFlow train steps per call of the compiled function (a while loop in-graph): fewer returns
+# to Python, the same updates. Keras on JAX loops in Python either way, so it keeps one.
+STEPS_PER_EXECUTION = 16
+# Validation in one batch up to this many windows: one shape, so one compile of the test step.
+VAL_BATCH = 2048
+
 
 def use_backend(backend: str) -> None:
     """Select the Keras backend; must run before keras is first imported."""
@@ -26,7 +41,24 @@ def use_backend(backend: str) -> None:
 
 def resolve_jit(cfg: TrainConfig) -> bool:
     """XLA on unless switched off: it is faster for these recurrent models on CPU."""
+    # Keras' own "auto" turns XLA off on CPU-only TensorFlow; measured 1.3-1.8x slower there.
     return True if cfg.jit_compile == "auto" else bool(cfg.jit_compile)
+
+
+def compile_model(model, cfg: TrainConfig, steps_per_execution: int | None = None) -> None:
+    """Adam on the MSE of scaled residuals, MAE reported, XLA as configured."""
+    import keras
+
+    if steps_per_execution is None:
+        tensorflow = keras.backend.backend() == "tensorflow"
+        steps_per_execution = STEPS_PER_EXECUTION if tensorflow else 1
+    model.compile(
+        optimizer=keras.optimizers.Adam(cfg.learning_rate),
+        loss="mse",
+        metrics=["mae"],
+        jit_compile=resolve_jit(cfg),
+        steps_per_execution=steps_per_execution,
+    )
 
 
 def make_batches(
@@ -47,9 +79,9 @@ def make_batches(
         def __init__(self) -> None:
             super().__init__()
             self.rng = np.random.default_rng(seed)
-            self.order = origins.copy()
-            if shuffle:
-                self.rng.shuffle(self.order)
+            self.origins = origins.copy()
+            self.order = self.origins
+            self.on_epoch_end()
 
         def __len__(self) -> int:
             return math.ceil(len(origins) / batch_size)
@@ -62,9 +94,17 @@ def make_batches(
 
         def on_epoch_end(self) -> None:
             if shuffle:
-                self.rng.shuffle(self.order)
+                self.rng.shuffle(self.origins)
+                self.order = filled(self.origins, batch_size)
 
     return WindowBatches()
+
+
+def filled(order: np.ndarray, batch_size: int) -> np.ndarray:
+    """The order with its last batch completed from its start: every batch has one shape."""
+    # A short last batch is a second shape, so a second XLA compile of the train step (seconds
+    # on CPU). The repeated windows are the epoch's first, a new random few each epoch.
+    return np.concatenate([order, order[: (-len(order)) % batch_size]])
 
 
 @dataclass
@@ -92,23 +132,20 @@ def fit(
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
-    model.compile(
-        optimizer=keras.optimizers.Adam(cfg.learning_rate),
-        loss="mse",
-        metrics=["mae"],
-        jit_compile=resolve_jit(cfg),
-    )
+    compile_model(model, cfg)
     stop = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=cfg.patience, restore_best_weights=True
     )
+    val_batch = max(1, min(len(val_origins), VAL_BATCH))
+    val = make_batches(spec, series, cal, val_origins, val_batch, False, cfg.seed)
     train = make_batches(spec, series, cal, train_origins, cfg.batch_size, True, cfg.seed)
-    val = make_batches(spec, series, cal, val_origins, cfg.batch_size * 4, False, cfg.seed)
     start = time.perf_counter()
     history = model.fit(
         train,
         validation_data=val,
         epochs=cfg.epochs,
         callbacks=[stop, *(callbacks or [])],
+        shuffle=False,  # the batches reshuffle the origins each epoch themselves
         verbose=0,
     ).history
     seconds = time.perf_counter() - start

@@ -1,0 +1,207 @@
+"""Stage functions on a small copy of the shipped data: errors before work, nothing half-written."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from seqcast import stages
+from seqcast.config import parse_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_root(tmp_path: Path, **override: dict) -> Path:
+    """A folder with the shipped CSV and params.yaml (sections overridden)."""
+    root = tmp_path / "repo"
+    (root / "data" / "raw").mkdir(parents=True)
+    shutil.copy(REPO / "data/raw/electricity_demand.csv", root / "data/raw/electricity_demand.csv")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in override.items():
+        params[section] = {**params.get(section, {}), **values}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return root
+
+
+def config(root: Path):
+    """The params of a test root."""
+    return parse_config(yaml.safe_load((root / "params.yaml").read_text()))
+
+
+def test_horizon_longer_than_the_test_split_names_the_key(tmp_path: Path) -> None:
+    """normalise refuses a horizon the test split cannot hold, before writing anything."""
+    root = make_root(tmp_path, window={"horizon": 900})
+    with pytest.raises(ValueError, match=r"window\.horizon"):
+        stages.normalise(config(root), root)
+    assert not (root / "data/prepared").exists()
+
+
+def test_windows_hold_the_chosen_reference(tmp_path: Path) -> None:
+    """auto picks the weekly season on the shipped data and sizes the context for it."""
+    root = make_root(tmp_path)
+    cfg = config(root)
+    stages.normalise(cfg, root)
+    summary = stages.window(cfg, root)
+    assert summary["reference_choice"]["reference"] == "seasonal_naive"
+    assert summary["reference_choice"]["season"] == 336
+    assert summary["context"] == 96 + 336
+    assert summary["windows"] == {
+        "train": 2822 - 432 - 24 + 1,
+        "val": 403 - 24 + 1,
+        "test": 807 - 24 + 1,
+    }
+    loaded = stages.load_windows(root)
+    train = loaded["origins"]["train"]
+    assert train.min() - 432 + 1 == 0 and train.max() + 24 == 2822 - 1
+
+
+def test_strict_windows_keep_history_inside_each_split(tmp_path: Path) -> None:
+    """history_across_splits false: no window reads a row of an earlier split."""
+    root = make_root(
+        tmp_path,
+        window={"history_across_splits": False},
+        features={"reference": "naive", "reference_season": None},
+    )
+    cfg = config(root)
+    stages.normalise(cfg, root)
+    stages.window(cfg, root)
+    loaded = stages.load_windows(root)
+    context = loaded["meta"]["context"]
+    assert loaded["origins"]["test"].min() - context + 1 == 2822 + 403
+    assert loaded["origins"]["val"].min() - context + 1 == 2822
+
+
+def test_batch_larger_than_the_training_windows_names_the_key(tmp_path: Path) -> None:
+    """train refuses before building a model."""
+    root = make_root(tmp_path, train={"batch_size": 100_000})
+    cfg = config(root)
+    stages.normalise(cfg, root)
+    stages.window(cfg, root)
+    with pytest.raises(ValueError, match=r"train\.batch_size"):
+        stages.train(cfg, root, "gru")
+    assert not (root / "models").exists()
+
+
+def test_interrupted_training_fails_its_run_and_writes_nothing(tmp_path: Path) -> None:
+    """SIGTERM mid-fit: the MLflow training run ends FAILED and models/gru is not written."""
+    root = make_root(
+        tmp_path,
+        train={"epochs": 200, "patience": 200},
+        models={"gru": {"units": 8, "layers": 1, "dropout": 0.0, "recurrent_dropout": 0.0}},
+    )
+    cfg = config(root)
+    stages.normalise(cfg, root)
+    stages.window(cfg, root)
+    code = (
+        "from pathlib import Path; from seqcast import stages; from seqcast.config import "
+        "load_config; stages.train(load_config('params.yaml'), Path('.'), 'gru')"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=root,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 240
+    for line in proc.stdout:
+        if line.startswith("gru epoch 2/") or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert not (root / "models" / "gru").exists()
+    assert not list((root / "models").glob(".gru.*")) if (root / "models").exists() else True
+    with sqlite3.connect(root / "mlruns" / "mlflow.db") as db:
+        statuses = [s for (s,) in db.execute("select status from runs")]
+    assert statuses == ["FAILED"]
+
+
+def test_history_is_o_of_n(tmp_path: Path) -> None:
+    """The windowed series is stored once: its size does not grow with the window width."""
+    root = make_root(tmp_path)
+    cfg = config(root)
+    stages.normalise(cfg, root)
+    stages.window(cfg, root)
+    series = np.load(root / "data/windows/series.npy")
+    assert series.shape == (4032, 1)
+    total = sum(p.stat().st_size for p in (root / "data/windows").iterdir())
+    assert total < 4032 * 8 * 12
+
+
+TINY = {
+    "window": {"input_width": 48, "horizon": 12},
+    "features": {"calendar": ["time_of_day"], "reference": "auto", "reference_season": None},
+    "baselines": {"seasons": [48, 336]},
+    "train": {"epochs": 2, "batch_size": 128, "patience": 1},
+    "tracking": {"experiment": "tiny", "registered_model": "tiny-forecaster"},
+}
+
+
+def test_evaluate_logs_parent_and_child_runs(tmp_path: Path, monkeypatch) -> None:
+    """Two epochs per network, then one parent run with a child per model and baseline."""
+    import mlflow
+
+    root = make_root(tmp_path, **TINY)
+    (root / "params.yaml").write_text(
+        (root / "params.yaml").read_text().replace("units: 50", "units: 8")
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    (tmp_path / "store").mkdir()
+    cfg = config(root)
+    for stage in (stages.normalise, stages.window):
+        stage(cfg, root)
+    for kind in ("gru", "lstm"):
+        assert stages.train(cfg, root, kind)["epochs"] <= 2
+    summary = stages.evaluate(cfg, root)
+    names = {"gru", "lstm", "naive", "seasonal_naive_48", "seasonal_naive_336", "linear"}
+    assert set(summary["models"]) == names
+    client = mlflow.MlflowClient()
+    parent = client.get_run(summary["parent_run_id"])
+    assert parent.data.params["train.epochs"] == "2"
+    assert parent.data.tags["seqcast.data_md5"] == "9c2f03e5f39f3a7bd963055aea94e444"
+    assert "seqcast.git_commit" in parent.data.tags
+    assert "seqcast.version.keras" in parent.data.tags
+    assert parent.inputs.dataset_inputs[0].dataset.name == "electricity_demand"
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert artifacts == {"plots/forecast.png", "plots/horizon_mae.png", "plots/learning_curves.png"}
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+    )
+    by_name = {run.info.run_name: run for run in children}
+    assert set(by_name) == names
+    gru = by_name["gru"]
+    assert {
+        "test_mae",
+        "test_rmse",
+        "test_mase",
+        "test_smape",
+        "val_mae",
+        "loss",
+        "val_loss",
+        "train_seconds",
+    } <= set(gru.data.metrics)
+    assert len(client.get_metric_history(gru.info.run_id, "test_mae_by_step")) == 12
+    assert len(client.get_metric_history(gru.info.run_id, "loss")) <= 2
+    assert gru.data.tags["seqcast.model_kind"] == "gru"
+    assert gru.outputs.model_outputs, "the network is logged as a model"
+    naive = by_name["naive"]
+    assert naive.data.metrics["test_mae"] == pytest.approx(summary["models"]["naive"]["mae"])
+    training = client.get_experiment_by_name("tiny-training")
+    statuses = {r.info.status for r in client.search_runs([training.experiment_id])}
+    assert statuses == {"FINISHED"}
