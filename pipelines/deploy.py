@@ -14,17 +14,22 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")  # Prefect's client-side telemetry switch
 
 from pipelines.common import resolve_root  # noqa: E402
 from pipelines.server import DEFAULT_PORT, serving  # noqa: E402
+
+if TYPE_CHECKING:  # Prefect is imported only once a server is up (see main)
+    from prefect.deployments.runner import RunnerDeployment
 
 DEPLOYMENT = "seqcast-schedule"
 FULL_NAME = f"seqcast-pipeline/{DEPLOYMENT}"
 
 
-def build(root: Path):  # -> prefect.deployments.runner.RunnerDeployment (imported lazily)
+def build(root: Path) -> RunnerDeployment:
     """The deployment: the pipeline on root, on params.yaml's schedule.cron in its timezone."""
     from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")  # Prefect's client-side telemetry switch
 
 from filelock import FileLock, Timeout  # noqa: E402
 from prefect import flow, get_run_logger, task  # noqa: E402
@@ -73,7 +74,7 @@ def _expected_failure(exc: Exception) -> State:
     return Failed(message=f"{type(exc).__name__}: {exc}", data=exc)
 
 
-@task(name="load-params", cache_policy=NO_CACHE, persist_result=False)
+@task(name="load-params", task_run_name="load-params", cache_policy=NO_CACHE, persist_result=False)
 def load_params(root: str) -> Config | State:
     """Read and validate params.yaml."""
     try:
@@ -86,6 +87,7 @@ def load_params(root: str) -> Config | State:
 
 @task(
     name="ingest",
+    task_run_name="ingest",
     retries=2,
     retry_delay_seconds=exponential_backoff(backoff_factor=5),
     retry_jitter_factor=0.5,
@@ -112,8 +114,8 @@ def ingest(cfg: Config, root: str) -> dict[str, Any] | State:
 
 
 @contextlib.contextmanager
-def _stage_environment() -> Iterator[None]:
-    """Let stage commands find this interpreter and report to this run's Prefect API."""
+def _in_checkout(root: str) -> Iterator[None]:
+    """Work as `dvc repro` typed in root, with stages reporting to this run's Prefect API."""
     saved = dict(os.environ)
     # dvc.yaml says `python -m pipelines.stages ...`: make that this environment's python.
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + saved.get("PATH", "")
@@ -123,7 +125,8 @@ def _stage_environment() -> Iterator[None]:
         # This process started a temporary server; share it instead of one per stage (~5-15 s).
         os.environ["PREFECT_API_URL"] = url.rstrip("/")
     try:
-        yield
+        with contextlib.chdir(root):  # DVC resolves dvc.yaml and stage paths from the cwd
+            yield
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -161,6 +164,7 @@ def _watchdog(seconds: float) -> Iterator[threading.Event]:
 
 @task(
     name="dvc-repro",
+    task_run_name="dvc-repro",
     retries=2,
     retry_delay_seconds=exponential_backoff(backoff_factor=30),  # 30 s, then 60 s
     retry_jitter_factor=0.5,
@@ -176,7 +180,7 @@ def reproduce(root: str, deadline: float, timeout: int) -> list[str] | State:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise PipelineTimeout(f"no time left of schedule.timeout_seconds ({timeout} s)")
-    with _stage_environment(), _watchdog(remaining) as fired, Repo(root) as repo:
+    with _in_checkout(root), _watchdog(remaining) as fired, Repo(root) as repo:
         try:
             stages = repo.reproduce()
         except ReproductionError as exc:
@@ -193,7 +197,12 @@ def reproduce(root: str, deadline: float, timeout: int) -> list[str] | State:
     return names
 
 
-@task(name="publish-report", cache_policy=NO_CACHE, persist_result=False)
+@task(
+    name="publish-report",
+    task_run_name="publish-report",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
 def publish_report(
     root: str, stages: list[str], ingested: dict[str, Any] | None, metric: str
 ) -> str:
@@ -203,6 +212,11 @@ def publish_report(
         markdown=markdown, key=REPORT_KEY, description="seqcast: models, promotion, MLflow run"
     )
     return str(artifact)
+
+
+def _failed(state: State) -> State:
+    """A task's failure as the flow's final state, with its message (not "1/1 states failed")."""
+    return Failed(message=state.message, data=state.result(raise_on_failure=False))
 
 
 def _run_name() -> str:
@@ -226,18 +240,18 @@ def seqcast_pipeline(root: str | None = None) -> dict[str, Any] | State:
     try:
         cfg = load_params(str(path), return_state=True)
         if cfg.is_failed():
-            return cfg
+            return _failed(cfg)
         cfg = cfg.result()
         deadline = time.monotonic() + cfg.schedule.timeout_seconds
         ingested = None
         if cfg.ingest.source:
             ingested = ingest(cfg, str(path), return_state=True)
             if ingested.is_failed():
-                return ingested
+                return _failed(ingested)
             ingested = ingested.result()
         stages = reproduce(str(path), deadline, cfg.schedule.timeout_seconds, return_state=True)
         if stages.is_failed():
-            return stages
+            return _failed(stages)
         stages = stages.result()
         artifact = publish_report(str(path), stages, ingested, cfg.promotion.metric)
     finally:

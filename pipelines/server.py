@@ -61,7 +61,7 @@ def start_server(
     """Start `prefect server start` in its own session with PREFECT_HOME=home; await health."""
     home.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
     out = open(log or os.devnull, "ab")  # noqa: SIM115 - the child owns it after Popen
     try:
         proc = subprocess.Popen(
@@ -132,7 +132,14 @@ def ensure_server(root: Path, port: int = DEFAULT_PORT) -> tuple[Server, bool]:
             os.environ["PREFECT_API_URL"] = url
             return Server(url), False
     home = prefect_home(root)
-    server = start_server(home, port, log=home / "server.log")
+    try:
+        server = start_server(home, port, log=home / "server.log")
+    except RuntimeError:
+        # Another `make repro` may have started one on this port meanwhile: use that one.
+        if not healthy(api_url_for(port), timeout=5.0):
+            raise
+        os.environ["PREFECT_API_URL"] = api_url_for(port)
+        return Server(api_url_for(port)), False
     (home / PID_FILE).write_text(f"{server.pid}\n")
     os.environ["PREFECT_API_URL"] = server.api_url
     return server, True
@@ -164,7 +171,7 @@ def stop_background(root: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: run -- CMD..., start, stop, status."""
+    """CLI: run [--keep] -- CMD..., start, stop, status."""
     from seqcast.paths import repo_root
 
     parser = argparse.ArgumentParser(prog="python -m pipelines.server", description=__doc__)
@@ -172,12 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     default_port = int(os.environ.get("SEQCAST_PREFECT_PORT", DEFAULT_PORT))
     parser.add_argument("--port", type=int, default=default_port)
     parser.add_argument("--keep", action="store_true", help="run: leave a started server running")
-    parser.add_argument("command", nargs=argparse.REMAINDER, help="run: the command after --")
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     root = repo_root()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if args.action == "run":
-        command = args.command[1:] if args.command[:1] == ["--"] else args.command
         if not command:
             parser.error("run needs a command after --, e.g. run -- dvc repro")
         with serving(root, args.port, keep=args.keep) as server:

@@ -12,11 +12,12 @@ import sys
 
 from pipelines.common import main_plain, prefect_disabled
 
-# Checked before importing Prefect: SEQCAST_PREFECT=off saves its ~2 s import in every stage.
+# Checked before importing Prefect: SEQCAST_PREFECT=off saves its 1-3 s import in every stage.
 if __name__ == "__main__" and prefect_disabled():
     sys.exit(main_plain(sys.argv[1:]))
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")  # Prefect's client-side telemetry switch
 
 from typing import Any  # noqa: E402
 
@@ -67,7 +68,10 @@ def run_stage(stage: str, root: str, kind: str | None = None) -> dict[str, Any] 
         # Returning the state (not raising) keeps Prefect from logging a traceback; the
         # exception rides along as data so the caller can pick the exit code.
         return Failed(message=f"{type(exc).__name__}: {exc}", data=exc)
-    get_run_logger().info("%s summary: %s", stage, summary)
+    # Scalars only: the full summary is in the stage's metrics file, and can be pages long.
+    scalars = summary.items() if isinstance(summary, dict) else []
+    brief = {k: v for k, v in scalars if isinstance(v, str | int | float | bool)}
+    get_run_logger().info("%s: %s", stage, brief)
     return summary
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seqcast.config import Config
+from seqcast.config import Config, ConfigError
 
 # Stage outputs, relative to the repository root; dvc.yaml names the same paths.
 VALIDATION_SUMMARY = Path("metrics/validation.json")
@@ -50,7 +50,7 @@ def normalise(cfg: Config, root: Path) -> dict:
     sizes = scaling.split_sizes(len(frame), cfg.split)
     bounds = scaling.split_bounds(sizes)
     if cfg.window.shift + cfg.window.horizon > sizes["test"]:
-        raise ValueError(
+        raise ConfigError(
             f"window.horizon: shift + horizon = {cfg.window.shift + cfg.window.horizon} steps "
             f"do not fit in the test split of {sizes['test']} rows"
         )
@@ -102,7 +102,7 @@ def window(cfg: Config, root: Path) -> dict:
     )
     reference, season = cfg.features.reference, cfg.features.reference_season
     if reference == "seasonal_naive" and season not in seasons:
-        raise ValueError(f"features.reference_season: {not_applicable[f'seasonal_naive_{season}']}")
+        raise ConfigError(f"features.reference_season: {not_applicable[f'seasonal_naive_{season}']}")
     longest = max(seasons, default=1)
     if reference == "auto":
         # Choose on validation windows first, so the context grows only for the chosen season.
@@ -237,7 +237,7 @@ def train(cfg: Config, root: Path, kind: str) -> dict:
     loaded = load_windows(root)
     n_train = len(loaded["origins"]["train"])
     if cfg.train.batch_size > n_train:
-        raise ValueError(
+        raise ConfigError(
             f"train.batch_size: {cfg.train.batch_size} is larger than the {n_train} "
             "training windows"
         )
@@ -299,7 +299,7 @@ def _require_windows(found: dict, context: int, w, sizes: dict) -> None:
     """Every split needs at least one window; say which knobs make it impossible."""
     for name, rows in found.items():
         if len(rows) == 0:
-            raise ValueError(
+            raise ConfigError(
                 f"window: no {name} windows: context {context} rows (window.input_width "
                 f"{w.input_width}, plus the reference season or longest baselines.seasons) + "
                 f"window.shift + window.horizon {w.horizon} do not fit in the {name} split of "
