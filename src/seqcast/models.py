@@ -41,7 +41,7 @@ def _correction(kind: str, spec: InputSpec, cfg: ModelConfig, past, future):
     """A recurrent summary of the normalised history, decoded per step with that step's future."""
     from keras import layers
 
-    # Seasonal differences are a tenth the size of the other inputs: normalise every channel.
+    # Seasonal differences are a tenth the size of levels and calendar: normalise every channel.
     x = normed = layers.BatchNormalization(momentum=NORM_MOMENTUM, name="past_norm")(past)
     recurrent = getattr(layers, RECURRENT[kind])
     for depth in range(cfg.layers):

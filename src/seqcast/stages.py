@@ -227,7 +227,7 @@ def train(cfg: Config, root: Path, kind: str) -> dict:
     """Fit one network on the training windows; save it only if the whole fit succeeds."""
     import csv
 
-    from seqcast import models, tracking, training
+    from seqcast import evaluation, models, tracking, training
     from seqcast.config import flatten
     from seqcast.io import atomic_dir, write_json
 
@@ -253,7 +253,13 @@ def train(cfg: Config, root: Path, kind: str) -> dict:
     )
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{kind}", tags=tags) as run:
         mlflow.log_params(flatten(cfg))
+        import keras
+
+        # Seed before building: the initial weights are drawn when the model is built.
+        keras.utils.set_random_seed(cfg.train.seed)
         model = models.build(kind, loaded["spec"], mcfg)
+        # The network starts as the linear rival (same windows, same alpha) and learns the rest.
+        models.start_from_linear(model, evaluation.fit_linear(loaded, cfg.baselines.linear_alpha))
         result = training.fit(
             model,
             loaded["spec"],
