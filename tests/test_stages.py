@@ -192,12 +192,13 @@ def test_evaluate_logs_parent_and_child_runs(tmp_path: Path, monkeypatch) -> Non
         "test_mase",
         "test_smape",
         "val_mae",
-        "loss",
-        "val_loss",
+        "epoch_loss",
+        "epoch_val_loss",
         "train_seconds",
     } <= set(gru.data.metrics)
     assert len(client.get_metric_history(gru.info.run_id, "test_mae_by_step")) == 12
-    assert len(client.get_metric_history(gru.info.run_id, "loss")) <= 2
+    assert len(client.get_metric_history(gru.info.run_id, "epoch_loss")) <= 2
+    assert len(client.get_metric_history(gru.info.run_id, "val_mae")) == 1
     assert gru.data.tags["seqcast.model_kind"] == "gru"
     assert gru.outputs.model_outputs, "the network is logged as a model"
     naive = by_name["naive"]

@@ -123,8 +123,9 @@ def _curve_batch(history: dict[str, list[float]]):
     from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
+    # "epoch_" keeps Keras' val_mae (scaled residuals) apart from the evaluated val_mae (units).
     return [
-        Metric(key, float(value), now, epoch + 1)
+        Metric(f"epoch_{key}", float(value), now, epoch + 1)
         for key, values in history.items()
         for epoch, value in enumerate(values)
     ]
