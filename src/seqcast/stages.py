@@ -102,7 +102,8 @@ def window(cfg: Config, root: Path) -> dict:
     )
     reference, season = cfg.features.reference, cfg.features.reference_season
     if reference == "seasonal_naive" and season not in seasons:
-        raise ConfigError(f"features.reference_season: {not_applicable[f'seasonal_naive_{season}']}")
+        reason = not_applicable[f"seasonal_naive_{season}"]
+        raise ConfigError(f"features.reference_season: {reason}")
     longest = max(seasons, default=1)
     if reference == "auto":
         # Choose on validation windows first, so the context grows only for the chosen season.
