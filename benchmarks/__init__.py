@@ -1,0 +1,1 @@
+"""seqcast benchmarks: figures printed and written to benchmarks/results/, never pass/fail."""

@@ -1,0 +1,208 @@
+"""End-to-end `dvc repro` on the shipped data in a temporary git copy of the repository.
+
+Cold runs `make repro`'s command (one Prefect server for the whole run) on a fresh copy; the
+no-op reruns it with nothing to do, and plain `dvc repro` (which starts no server when no stage
+runs). Stage times are read off DVC's "Running stage" lines as they stream.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from benchmarks.common import ROOT, median
+
+BIN = Path(sys.executable).parent
+TRAIN_PREFIX = "train@"
+
+
+def git_copy(dest: Path, params: dict | None = None) -> Path:
+    """The working tree's tracked and new files, committed in a new git repo at dest."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file() and not name.startswith("benchmarks/results/"):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    if params:
+        merged = _merge(yaml.safe_load((dest / "params.yaml").read_text()), params)
+        (dest / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
+    for args in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        [
+            "git",
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@localhost",
+            "commit",
+            "-qm",
+            "benchmark copy",
+        ],
+    ):
+        subprocess.run(args, cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def environment() -> dict[str, str]:
+    """The project's environment first on PATH; the copy's own MLflow and Prefect stores."""
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONUNBUFFERED": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    for key in ("MLFLOW_TRACKING_URI", "PREFECT_API_URL", "PREFECT_HOME"):
+        env.pop(key, None)
+    return env
+
+
+def streamed(command: list[str], cwd: Path, timeout: float) -> dict:
+    """Run command; wall seconds, exit code, output and the second each stage started."""
+    start = time.perf_counter()
+    stages: list[tuple[str, float]] = []
+    lines = []
+    with subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    ) as proc:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("Running stage '"):
+                stages.append((line.split("'")[1], time.perf_counter() - start))
+            if time.perf_counter() - start > timeout:
+                proc.kill()
+                break
+        code = proc.wait()
+    seconds = time.perf_counter() - start
+    ends = [at for _, at in stages[1:]] + [seconds] * bool(stages)
+    return {
+        "seconds": seconds,
+        "returncode": code,
+        "output": "".join(lines),
+        "tail": "".join(lines[-20:]),
+        "stages": {name: end - at for (name, at), end in zip(stages, ends, strict=True)},
+    }
+
+
+def free_port() -> int:
+    """A port for this run's own Prefect server."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_repro() -> list[str]:
+    """`make repro`'s command on a free port."""
+    return [
+        str(BIN / "python"),
+        "-m",
+        "pipelines.server",
+        "run",
+        "--port",
+        str(free_port()),
+        "--",
+        "dvc",
+        "repro",
+    ]
+
+
+def bench(
+    noop_repeats: int = 3,
+    params: dict | None = None,
+    timeout: float = 1800,
+    dry: bool = False,
+    keep: Path | None = None,
+) -> dict:
+    """Cold and no-op repro seconds, per-stage seconds, share of cold time not training."""
+    with tempfile.TemporaryDirectory(prefix="seqcast-repro-") as tmp:
+        repo = git_copy(Path(tmp) / "seqcast", params)
+        if dry:  # smoke tests: DVC reads the copy's pipeline and lists it, running nothing
+            done = streamed(["dvc", "stage", "list"], repo, timeout)
+            return {
+                "dry": True,
+                "seconds": done["seconds"],
+                "returncode": done["returncode"],
+                "stages": [line.split()[0] for line in done["output"].splitlines() if line],
+            }
+        cold = streamed(make_repro(), repo, timeout)
+        if cold["returncode"] != 0:
+            return {"error": f"cold dvc repro failed ({cold['returncode']}):\n{cold['tail']}"}
+        noop_served = [streamed(make_repro(), repo, timeout) for _ in range(noop_repeats)]
+        noop_plain = [streamed(["dvc", "repro"], repo, timeout) for _ in range(noop_repeats)]
+        reran = sorted({s for run in noop_served + noop_plain for s in run["stages"]})
+        training = sum(s for name, s in cold["stages"].items() if name.startswith(TRAIN_PREFIX))
+        fits = {
+            kind.name: json.loads((kind / "train.json").read_text())
+            for kind in sorted((repo / "models").iterdir())
+            if (kind / "train.json").exists()
+        }
+        fit_seconds = sum(f["seconds"] for f in fits.values())
+        comparison = json.loads((repo / "metrics" / "comparison.json").read_text())
+        if keep is not None:  # the trained GRU forecaster, for the serving benchmark
+            shutil.copytree(repo / "models" / "gru" / "forecaster", keep, dirs_exist_ok=True)
+        return {
+            "cold_seconds": cold["seconds"],
+            "stage_seconds": cold["stages"],
+            "noop_seconds": [r["seconds"] for r in noop_served],
+            "noop_plain_dvc_seconds": [r["seconds"] for r in noop_plain],
+            "noop_reran_stages": reran,
+            "train_stage_seconds": training,
+            "fit_seconds": fit_seconds,
+            "not_training_share": 1.0 - training / cold["seconds"],
+            "not_fitting_share": 1.0 - fit_seconds / cold["seconds"],
+            "train": {
+                k: {
+                    key: f[key]
+                    for key in ("seconds", "epochs", "windows_per_second", "backend", "jit_compile")
+                }
+                for k, f in fits.items()
+            },
+            "test_metrics": {k: comparison["models"][k] for k in comparison["models"]},
+        }
+
+
+def report(result: dict) -> tuple[list[str], list[list[object]]]:
+    """Table headers and rows."""
+    if "error" in result or result.get("dry"):
+        return ["result"], [[result.get("error") or f"dry run: {result}"]]
+    rows = [
+        ["cold (make repro)", result["cold_seconds"], ""],
+        ["no-op (make repro, median)", median(result["noop_seconds"]), ""],
+        ["no-op (dvc repro, median)", median(result["noop_plain_dvc_seconds"]), ""],
+    ]
+    rows += [[f"  stage {name}", s, ""] for name, s in result["stage_seconds"].items()]
+    rows += [
+        ["share of cold not in train stages", result["not_training_share"], "fraction"],
+        ["share of cold not in model.fit", result["not_fitting_share"], "fraction"],
+    ]
+    return ["dvc repro", "seconds", "note"], rows
