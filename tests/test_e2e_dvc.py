@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -14,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks.repro import git_copy
+
 BIN = Path(sys.executable).parent
 TINY = {
     "window": {"input_width": 48, "horizon": 12},
@@ -79,27 +79,8 @@ def set_params(repo: Path, override: dict) -> None:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A git copy of the working tree (tracked and new files), with tiny params, committed."""
-    copy = tmp_path_factory.mktemp("e2e") / "seqcast"
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for name in filter(None, listed):
-        source = REPO / name
-        if source.is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, copy / name)
-    set_params(copy, TINY)
-    for args in (
-        ["git", "init", "-q"],
-        ["git", "add", "-A"],
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"],
-    ):
-        subprocess.run(args, cwd=copy, check=True)
-    return copy
+    # The same copy the benchmarks time: tracked and new files of this working tree.
+    return git_copy(tmp_path_factory.mktemp("e2e") / "seqcast", TINY)
 
 
 @pytest.fixture(scope="module")
