@@ -22,7 +22,7 @@ export DO_NOT_TRACK := 1
 # .pyc at install time: `import prefect` drops from ~3.4 s to ~1.1 s in every stage process.
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help env repro pipeline test lint format ui serve prefect-server prefect-stop schedule trigger bench clean
+.PHONY: help env repro promote pipeline test lint format ui serve prefect-server prefect-stop schedule trigger bench clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ $(STAMP): uv.lock pyproject.toml
 
 repro: $(STAMP) ## run the whole pipeline on the shipped data (dvc repro)
 	$(BIN)/python -m pipelines.server run --port $(PREFECT_PORT) -- dvc repro
+
+promote: $(STAMP) ## run the promotion gate again from this checkout (e.g. after `dvc exp apply`)
+	$(BIN)/python -m pipelines.server run --port $(PREFECT_PORT) -- dvc repro --force --single-item promote
 
 pipeline: $(STAMP) ## one run of the pipeline flow: ingest, dvc repro, report artifact
 	$(BIN)/python -m pipelines.server run --port $(PREFECT_PORT) -- $(BIN)/python -m pipelines.pipeline
@@ -78,4 +81,4 @@ bench: $(STAMP) ## benchmarks: figures printed and written to benchmarks/results
 	$(BIN)/python -m benchmarks.run
 
 clean: ## remove pipeline outputs (not the MLflow store)
-	rm -rf data/prepared data/windows models plots evaluation metrics reports/validation reports/plots
+	rm -rf data/prepared data/windows models plots evaluation metrics reports/validation reports/report

@@ -10,8 +10,8 @@ from benchmarks.common import ROOT
 
 
 def shipped_windows(folder: Path | None = None) -> Path:
-    """A root holding data/windows for the shipped data and params.yaml: normalise + window."""
-    from seqcast import stages
+    """A root holding data/windows for the shipped data and params.yaml: the first three stages."""
+    from seqcast import scaling, validation, windowing
     from seqcast.config import load_config
 
     root = Path(folder or tempfile.mkdtemp(prefix="seqcast-bench-"))
@@ -20,6 +20,7 @@ def shipped_windows(folder: Path | None = None) -> Path:
     raw.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(ROOT / cfg.data.path, raw)
     shutil.copy2(ROOT / "params.yaml", root / "params.yaml")
-    stages.normalise(cfg, root)
-    stages.window(cfg, root)
+    validation.validate(cfg, root)
+    scaling.normalise(cfg, root)
+    windowing.window(cfg, root)
     return root

@@ -140,10 +140,10 @@ def write_series(case: Case, root: Path, seed: int) -> None:
 
 def score_all(cfg, root: Path, kinds: list[str]) -> dict:
     """MAE (in units) of every baseline, the linear rival and each network on val and test."""
-    from seqcast import evaluation, stages
-    from seqcast.forecaster import Forecaster
+    from seqcast import evaluation, models, paths, windowing
+    from seqcast.forecaster import Forecaster, forecaster_for
 
-    loaded = stages.load_windows(root)
+    loaded = windowing.load_windows(root)
     spec, meta = loaded["spec"], loaded["meta"]
     targets = meta["columns"][: spec.n_targets]
     scale = evaluation.mase_scale(loaded, cfg.evaluation.mase_season)
@@ -152,11 +152,11 @@ def score_all(cfg, root: Path, kinds: list[str]) -> dict:
         simple[f"seasonal_naive_{season}"] = dataclasses.replace(
             spec, reference="seasonal_naive", season=season
         )
-    forecasters = {name: stages.forecaster_for(name, loaded, spec=s) for name, s in simple.items()}
-    linear = evaluation.fit_linear(loaded, cfg.baselines.linear_alpha)
-    forecasters["linear"] = stages.forecaster_for("linear", loaded, predictor=linear)
+    forecasters = {name: forecaster_for(name, loaded, spec=s) for name, s in simple.items()}
+    linear = models.fit_linear_rival(loaded, cfg.baselines.linear_alpha)
+    forecasters["linear"] = forecaster_for("linear", loaded, predictor=linear)
     for kind in kinds:
-        forecasters[kind] = Forecaster.load(root / stages.MODELS / kind / "forecaster")
+        forecasters[kind] = Forecaster.load(root / paths.MODELS / kind / "forecaster")
     mae = {
         name: {
             split: float(evaluation.score(f, loaded, split, scale).headline(targets)["mae"])
@@ -170,16 +170,17 @@ def score_all(cfg, root: Path, kinds: list[str]) -> dict:
 def run_case(
     name: str, case: Case, base: dict, settings: dict, kinds: list[str], work: Path, seed: int
 ) -> dict:
-    """Normalise, window and train in a fresh root; every model's val and test MAE."""
-    from seqcast import stages
+    """Validate, normalise, window and train in a fresh root; every model's val and test MAE."""
+    from seqcast import scaling, training, validation, windowing
     from seqcast.config import parse_config
 
     root = work / name
     write_series(case, root, seed)
     cfg = parse_config(params_for(case, base, settings), f"{name} params")
-    stages.normalise(cfg, root)
-    stages.window(cfg, root)
-    trained = {kind: stages.train(cfg, root, kind) for kind in kinds}
+    validation.validate(cfg, root)
+    scaling.normalise(cfg, root)
+    windowing.window(cfg, root)
+    trained = {kind: training.train(cfg, root, kind) for kind in kinds}
     out = score_all(cfg, root, kinds)
     out["train"] = {
         k: {key: t[key] for key in ("seconds", "epochs", "best_epoch")} for k, t in trained.items()

@@ -191,11 +191,12 @@ def pick_forecaster(args: argparse.Namespace, work: Path) -> Path:
         if folder is not None and (folder / "forecaster.json").exists():
             return folder
     from benchmarks.data import shipped_windows
-    from seqcast import stages
+    from seqcast import windowing
+    from seqcast.forecaster import forecaster_for
 
     root = shipped_windows(work / "serving-windows")
     folder = work / "baseline-forecaster"
-    stages.forecaster_for("seasonal_naive", stages.load_windows(root)).save(folder)
+    forecaster_for("seasonal_naive", windowing.load_windows(root)).save(folder)
     return folder
 
 

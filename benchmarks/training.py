@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     from seqcast import training
 
     training.use_backend(args.backend)
-    from seqcast import stages
+    from seqcast import windowing
     from seqcast.config import load_config
 
     cfg = load_config(args.root / "params.yaml")
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
             }
         )
-    loaded = stages.load_windows(args.root)
+    loaded = windowing.load_windows(args.root)
     loaded["series"] = np.asarray(loaded["series"])
     loaded["calendar"] = np.asarray(loaded["calendar"])
     if args.max_windows:

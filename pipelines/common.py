@@ -8,7 +8,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-STAGES = ("validate", "normalise", "window", "train", "evaluate", "promote")
+# Each stage is one function in the module named for its concept; dvc.yaml lists that module
+# (and what it imports) as the stage's dependencies.
+STAGE_FUNCTIONS = {
+    "validate": "seqcast.validation:validate",
+    "normalise": "seqcast.scaling:normalise",
+    "window": "seqcast.windowing:window",
+    "train": "seqcast.training:train",
+    "evaluate": "seqcast.evaluation:evaluate",
+    "promote": "seqcast.registry:promote",
+}
+STAGES = tuple(STAGE_FUNCTIONS)
 MODEL_KINDS = ("gru", "lstm")
 
 # Exit codes of `python -m pipelines.stages`: the pipeline flow reads them back out of DVC's
@@ -28,17 +38,10 @@ _PERMANENT_OS_ERRORS = (
 
 
 def is_expected(exc: BaseException) -> bool:
-    """True for the library's own failures: ConfigError, DataError, ValidationFailed."""
-    from seqcast.config import ConfigError
-    from seqcast.data import DataError
+    """True for the library's own failures (bad params, bad data, failed validation)."""
+    from seqcast.errors import SeqcastError
 
-    if isinstance(exc, ConfigError | DataError):
-        return True
-    # seqcast.validation imports Great Expectations (slow): if it is not loaded, nothing raised
-    # its ValidationFailed, so there is no need to import it just to check.
-    validation = sys.modules.get("seqcast.validation")
-    failed = getattr(validation, "ValidationFailed", None)
-    return failed is not None and isinstance(exc, failed)
+    return isinstance(exc, SeqcastError)
 
 
 def is_transient(exc: BaseException | None) -> bool:
@@ -67,20 +70,42 @@ def exit_code(exc: BaseException | None) -> int:
 
 
 def resolve_root(root: str | Path | None) -> Path:
-    """The repository root: the given path, else the checkout holding params.yaml."""
-    from seqcast.paths import repo_root
+    """The workspace: the given path, else the checkout or experiment copy we run in."""
+    from seqcast.paths import workspace
 
-    return Path(root).resolve() if root else repo_root()
+    return Path(root).resolve() if root else workspace()
 
 
 def call_stage(stage: str, root: Path, kind: str | None = None) -> dict[str, Any]:
-    """Load params.yaml and call seqcast.stages.<stage>; all the work happens in the library."""
-    from seqcast import stages
+    """Load params.yaml and call the stage's function; a failure puts back the last good outputs."""
+    import importlib
+
     from seqcast.config import load_config
 
-    cfg = load_config(root / "params.yaml")
-    function = getattr(stages, stage)
-    return function(cfg, root, kind) if stage == "train" else function(cfg, root)
+    module, name = STAGE_FUNCTIONS[stage].split(":")
+    function = getattr(importlib.import_module(module), name)
+    try:
+        cfg = load_config(root / "params.yaml")
+        return function(cfg, root, kind) if stage == "train" else function(cfg, root)
+    except BaseException:
+        from seqcast.outputs import restore_last_good
+
+        restored = restore_last_good(root)
+        if restored:
+            print(f"{stage}: kept the last good {', '.join(restored)}", file=sys.stderr)
+        raise
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so open MLflow runs end FAILED and cleanup runs."""
+    import signal
+    import threading
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -113,6 +138,7 @@ def prefect_disabled() -> bool:
 def main_plain(argv: list[str] | None = None) -> int:
     """The stage CLI without Prefect: same arguments, output and exit codes."""
     args = parse_args(argv)
+    stop_on_sigterm()
     try:
         call_stage(args.stage, resolve_root(args.root), args.model)
     except Exception as exc:

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-COMPARISON = Path("metrics/comparison.json")
-PROMOTION = Path("metrics/promotion.json")
+COMPARISON = Path("evaluation/comparison.json")
+PROMOTION = Path("reports/report/decision.json")
 RUNS = Path("evaluation/runs.json")
 METRICS = ("mae", "rmse", "mase", "smape")
 LABELS = {"mae": "MAE", "rmse": "RMSE", "mase": "MASE", "smape": "sMAPE"}
@@ -41,7 +41,7 @@ def comparison_table(comparison: Any, metric: str | None = None) -> str:
     """Models as rows, metrics as columns, sorted by `metric` (lower is better), best in bold."""
     models = comparison.get("models") if isinstance(comparison, dict) else None
     if not isinstance(models, dict) or not models:
-        return "_No model comparison (metrics/comparison.json) yet._"
+        return "_No model comparison (evaluation/comparison.json) yet._"
     key = metric if metric in METRICS else "mase"
 
     def rank(item: tuple[str, Any]) -> float:
@@ -61,7 +61,7 @@ def comparison_table(comparison: Any, metric: str | None = None) -> str:
 def promotion_section(promotion: Any) -> str:
     """The promotion decision as a short key/value table."""
     if promotion is None:
-        return "_No promotion decision (metrics/promotion.json) yet._"
+        return "_No promotion decision (reports/report/decision.json) yet._"
     if not isinstance(promotion, dict):
         return f"`{_cell(promotion)}`"
     lines = ["| | |", "|---|---|"]

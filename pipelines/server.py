@@ -172,7 +172,7 @@ def stop_background(root: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: run [--keep] -- CMD..., start, stop, status."""
-    from seqcast.paths import repo_root
+    from seqcast.paths import store_root
 
     parser = argparse.ArgumentParser(prog="python -m pipelines.server", description=__doc__)
     parser.add_argument("action", choices=["run", "start", "stop", "status"])
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
-    root = repo_root()
+    root = store_root()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if args.action == "run":
         if not command:

@@ -1,8 +1,8 @@
 """One Prefect flow per DVC stage; dvc.yaml runs `python -m pipelines.stages <stage> [--model K]`.
 
-The flows are thin: each runs one task that calls seqcast.stages. Expected failures (bad params,
-bad data, failed validation) end the run Failed with their message and no retry; connection
-errors (a tracking server that does not answer) are retried with backoff.
+The flows are thin: each runs one task that calls the stage's function in seqcast. Expected
+failures (bad params, bad data, failed validation) end the run Failed with their message and no
+retry; connection errors (a tracking server that does not answer) are retried with backoff.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from pipelines.common import (  # noqa: E402
     parse_args,
     report_failure,
     resolve_root,
+    stop_on_sigterm,
 )
 
 
@@ -59,7 +60,7 @@ def retry_transient(task: Task, task_run: TaskRun, state: State) -> bool:
     persist_result=False,
 )
 def run_stage(stage: str, root: str, kind: str | None = None) -> dict[str, Any] | State:
-    """Call seqcast.stages.<stage>; an expected failure becomes a Failed state without traceback."""
+    """Call the stage's function; an expected failure becomes a Failed state, no traceback."""
     try:
         summary = call_stage(stage, resolve_root(root), kind)
     except Exception as exc:
@@ -132,6 +133,7 @@ FLOWS = {
 def main(argv: list[str] | None = None) -> int:
     """CLI for dvc.yaml: run one stage flow; exit 0, or non-zero with the failure on stderr."""
     args = parse_args(argv)
+    stop_on_sigterm()
     kwargs: dict[str, Any] = {"root": args.root}
     if args.stage == "train":
         kwargs["kind"] = args.model

@@ -86,11 +86,12 @@ def test_repro_runs_dvc_in_a_git_copy(tmp_path: Path) -> None:
 def test_serving_latency_of_the_logged_pyfunc(tmp_path: Path) -> None:
     """A baseline forecaster logged and loaded as pyfunc: request, sequential and batch timings."""
     from benchmarks.data import shipped_windows
-    from seqcast import stages
+    from seqcast import windowing
+    from seqcast.forecaster import forecaster_for
 
     root = shipped_windows(tmp_path / "windows")
     folder = tmp_path / "naive"
-    stages.forecaster_for("naive", stages.load_windows(root)).save(folder)
+    forecaster_for("naive", windowing.load_windows(root)).save(folder)
     result = bench(tmp_path, "serving", "--forecaster", str(folder))
     assert len(result["request_ms"]) == 5 and result["series"] == 20
     assert result["request_p95_ms"] >= result["request_median_ms"] > 0

@@ -1,4 +1,8 @@
-"""End to end: real `dvc repro` in a temporary git copy of the repository, on tiny params."""
+"""End to end: real `dvc repro` and `dvc exp run` in a temporary git copy of the repository.
+
+The module's copy runs the pipeline once on tiny params and commits the result as the baseline,
+as the README tells a user to; every test after that starts from that committed state.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,18 +25,23 @@ TINY = {
     "window": {"input_width": 48, "horizon": 12},
     "features": {"calendar": ["time_of_day"], "reference": "auto", "reference_season": None},
     "baselines": {"seasons": [48]},
-    "train": {"epochs": 2, "batch_size": 128, "patience": 1},
+    "train": {"epochs": 2, "batch_size": 128, "patience": 1, "jit_compile": False},
     "models": {"gru": {"units": 8}, "lstm": {"units": 8}},
 }
+# Everything the stages write, cached or not.
 OUTPUTS = (
+    "reports/validation",
     "data/prepared",
     "data/windows",
     "models/gru",
     "models/lstm",
-    "metrics/comparison.json",
-    "evaluation/runs.json",
+    "evaluation",
+    "metrics/models",
+    "plots",
     "metrics/promotion.json",
+    "reports/report",
 )
+STAGES = {"validate", "normalise", "window", "train@gru", "train@lstm", "evaluate", "promote"}
 
 pytestmark = pytest.mark.e2e
 
@@ -60,6 +70,16 @@ def ran(done: subprocess.CompletedProcess) -> set[str]:
     return {line.split("'")[1] for line in text.splitlines() if line.startswith("Running stage '")}
 
 
+def restored(done: subprocess.CompletedProcess) -> set[str]:
+    """Stages DVC restored from its run cache."""
+    text = done.stdout + done.stderr
+    return {
+        line.split("'")[1]
+        for line in text.splitlines()
+        if line.startswith("Stage '") and "is cached" in line
+    }
+
+
 def digest(path: Path) -> str:
     """One md5 over a file or every file below a folder."""
     h = hashlib.md5()
@@ -70,110 +90,200 @@ def digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def snapshot(repo: Path) -> dict[str, str]:
+    """Digest of every stage output in the workspace."""
+    return {name: digest(repo / name) for name in OUTPUTS if (repo / name).exists()}
+
+
 def set_params(repo: Path, override: dict) -> None:
     """Rewrite params.yaml with an override merged in."""
     params = yaml.safe_load((repo / "params.yaml").read_text())
     (repo / "params.yaml").write_text(yaml.safe_dump(merge(params, override), sort_keys=False))
 
 
+def store(repo: Path, query: str, *args: object) -> list[tuple]:
+    """Rows from the repository's one MLflow store."""
+    with sqlite3.connect(repo / "mlruns" / "mlflow.db") as db:
+        return db.execute(query, args).fetchall()
+
+
+def aliases(repo: Path) -> dict[str, int]:
+    """Registry alias -> version."""
+    return dict(store(repo, "select alias, version from registered_model_aliases"))
+
+
+def runs_of(repo: Path, experiment: str) -> dict[str, dict[str, str]]:
+    """Run id -> params of every MLflow run tagged with a DVC experiment name."""
+    ids = store(
+        repo,
+        "select run_uuid from tags where key = 'seqcast.dvc_exp_name' and value = ?",
+        experiment,
+    )
+    return {
+        run_id: dict(store(repo, "select key, value from params where run_uuid = ?", run_id))
+        for (run_id,) in ids
+    }
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A git copy of the working tree (tracked and new files), with tiny params, committed."""
-    # The same copy the benchmarks time: tracked and new files of this working tree.
     return git_copy(tmp_path_factory.mktemp("e2e") / "seqcast", TINY)
 
 
 @pytest.fixture(scope="module")
 def first(repo: Path, prefect_api: str) -> subprocess.CompletedProcess:
-    """The cold `dvc repro`."""
-    return run(repo, "dvc", "repro")
+    """The cold `dvc repro`, committed with dvc.lock and the small outputs as the baseline."""
+    done = run(repo, "dvc", "repro")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline")
+    return done
+
+
+@pytest.fixture
+def clean(repo: Path, first: subprocess.CompletedProcess):
+    """Each test starts from the committed baseline and leaves it so."""
+    yield repo
+    run(repo, "git", "checkout", "--", ".")
+    run(repo, "dvc", "checkout", "--force")
 
 
 def test_cold_repro_runs_every_stage(repo: Path, first: subprocess.CompletedProcess) -> None:
-    """Every stage runs once, in DAG order, and writes its outputs."""
-    assert ran(first) == {
-        "validate",
-        "normalise",
-        "window",
-        "train@gru",
-        "train@lstm",
-        "evaluate",
-        "promote",
-    }
-    comparison = json.loads((repo / "metrics/comparison.json").read_text())
-    assert set(comparison["models"]) == {"gru", "lstm", "naive", "seasonal_naive_48", "linear"}
+    """Every stage runs once and writes its outputs; metrics files hold numbers only."""
+    assert ran(first) == STAGES
+    models = {p.stem for p in (repo / "metrics/models").glob("*.json")}
+    assert models == {"gru", "lstm", "naive", "seasonal_naive_48", "linear"}
+    for path in [*(repo / "metrics/models").glob("*.json"), repo / "metrics/promotion.json"]:
+        values = json.loads(path.read_text())
+        assert values and all(type(v) is float for v in values.values()), path
+    assert set(json.loads((repo / "metrics/models/gru.json").read_text())) == {
+        "mae", "rmse", "mase", "smape", "val_mae", "val_mase",
+    }  # fmt: skip
+    steps = json.loads((repo / "evaluation/scores.json").read_text())["gru"]["test"]["mae_step"]
+    assert list(steps) == [f"{h:02d}" for h in range(1, 13)]
     shown = run(repo, "dvc", "metrics", "show").stdout
-    for name in ("gru.json", "lstm.json", "naive.json", "seasonal_naive_48.json", "linear.json"):
+    for name in ("gru.json", "naive.json", "seasonal_naive_48.json", "promotion.json"):
         assert name in shown
-    dag = run(repo, "dvc", "dag", "--md").stdout
-    assert "validate" in dag and "window" in dag and "promote" in dag
+    assert max(len(line) for line in shown.splitlines()) <= 160
+    report = (repo / "reports/report/report.md").read_text()
+    for image in (repo / "reports/report/plots").glob("*.png"):
+        assert f"](plots/{image.name})" in report
 
 
 def test_runs_land_in_the_repo_store(repo: Path, first: subprocess.CompletedProcess) -> None:
     """A parent run with a child per model and baseline, in <repo>/mlruns."""
     runs = json.loads((repo / "evaluation/runs.json").read_text())
-    with sqlite3.connect(repo / "mlruns" / "mlflow.db") as db:
-        parent_of = dict(
-            db.execute(
-                "select run_uuid, value from tags where key = 'mlflow.parentRunId'"
-            ).fetchall()
-        )
-        statuses = dict(db.execute("select run_uuid, status from runs").fetchall())
+    parent_of = dict(store(repo, "select run_uuid, value from tags where key='mlflow.parentRunId'"))
+    statuses = dict(store(repo, "select run_uuid, status from runs"))
     children = [r for r, p in parent_of.items() if p == runs["parent_run_id"]]
     assert len(children) == 5
     assert statuses[runs["parent_run_id"]] == "FINISHED"
+    assert aliases(repo) == {"champion": 1}
 
 
-def test_second_repro_does_nothing(repo: Path, first: subprocess.CompletedProcess) -> None:
+def test_second_repro_does_nothing(clean: Path) -> None:
     """Nothing changed, nothing reruns."""
-    again = run(repo, "dvc", "repro")
-    assert ran(again) == set()
-    assert "up to date" in run(repo, "dvc", "status").stdout
+    again = run(clean, "dvc", "repro")
+    assert ran(again) == set() and restored(again) == set()
+    assert "up to date" in run(clean, "dvc", "status").stdout
 
 
-def test_window_param_reruns_window_and_after(
-    repo: Path, first: subprocess.CompletedProcess
-) -> None:
+def test_editing_a_stage_body_makes_that_stage_stale(clean: Path) -> None:
+    """The file a stage runs is the file it depends on."""
+    for module, stale in [("registry", {"promote"}), ("validation", {"validate"})]:
+        with open(clean / f"src/seqcast/{module}.py", "a") as handle:
+            handle.write("\n# an edit\n")
+        status = yaml.safe_load(run(clean, "dvc", "status", "--json").stdout)
+        assert set(status) == stale, module
+        run(clean, "git", "checkout", "--", f"src/seqcast/{module}.py")
+
+
+def test_window_param_reruns_window_and_after(clean: Path) -> None:
     """A window change reruns window and what follows, not validation or normalisation."""
-    set_params(repo, {"window": {"stride": 2}})
-    done = run(repo, "dvc", "repro")
+    set_params(clean, {"window": {"stride": 2}})
+    done = run(clean, "dvc", "repro")
     assert ran(done) == {"window", "train@gru", "train@lstm", "evaluate", "promote"}
 
 
-def test_gru_param_reruns_only_gru(repo: Path, first: subprocess.CompletedProcess) -> None:
-    """A GRU change retrains the GRU alone."""
-    run(repo, "dvc", "repro")
-    set_params(repo, {"models": {"gru": {"units": 6}}})
-    done = run(repo, "dvc", "repro")
-    assert ran(done) == {"train@gru", "evaluate", "promote"}
+def test_run_cache_restores_earlier_params(clean: Path) -> None:
+    """Back to params already run: DVC restores train and evaluate instead of rerunning them."""
+    before = snapshot(clean)
+    set_params(clean, {"models": {"gru": {"units": 6}}})
+    changed = run(clean, "dvc", "repro")
+    assert ran(changed) == {"train@gru", "evaluate", "promote"}
+    run(clean, "git", "checkout", "--", "params.yaml")
+    started = time.perf_counter()
+    back = run(clean, "dvc", "repro")
+    seconds = time.perf_counter() - started
+    assert restored(back) == {"train@gru", "evaluate"}
+    assert ran(back) == {"promote"}  # the registry is live state: decided again, not restored
+    print(f"run-cache restore: {seconds:.1f} s")
+    # Byte for byte what the first run wrote; only the promotion is decided anew.
+    decided = ("metrics/promotion.json", "reports/report")
+    after = snapshot(clean)
+    assert {k: v for k, v in after.items() if k not in decided} == {
+        k: v for k, v in before.items() if k not in decided
+    }
 
 
-def test_bad_params_fail_naming_the_key(repo: Path, first: subprocess.CompletedProcess) -> None:
-    """A bad params value stops the run with the key named, outputs untouched."""
-    run(repo, "dvc", "repro")
-    before = {name: digest(repo / name) for name in OUTPUTS}
-    saved = (repo / "params.yaml").read_text()
-    set_params(repo, {"models": {"lstm": {"units": 0}}})
-    failed = run(repo, "dvc", "repro", check=False)
-    (repo / "params.yaml").write_text(saved)
+def test_bad_params_fail_naming_the_key_and_keep_outputs(clean: Path) -> None:
+    """A bad value stops the run with the key named; the last good outputs stay in place."""
+    before = snapshot(clean)
+    set_params(clean, {"models": {"lstm": {"units": 0}}})
+    failed = run(clean, "dvc", "repro", check=False)
     assert failed.returncode != 0
     assert "models.lstm.units" in failed.stdout + failed.stderr
-    assert before == {name: digest(repo / name) for name in OUTPUTS}
+    assert snapshot(clean) == before
 
 
-def test_corrupt_csv_fails_validation_and_keeps_outputs(
-    repo: Path, first: subprocess.CompletedProcess
-) -> None:
+def test_corrupt_csv_fails_validation_and_keeps_outputs(clean: Path) -> None:
     """A broken raw CSV fails at validation with the row named; the last good outputs stay."""
-    run(repo, "dvc", "repro")
-    before = {name: digest(repo / name) for name in OUTPUTS}
-    raw = repo / "data/raw/electricity_demand.csv"
+    before = snapshot(clean)
+    raw = clean / "data/raw/electricity_demand.csv"
     lines = raw.read_text().splitlines()
     lines[10] = lines[10].split(",")[0] + ",not-a-number"
     raw.write_text("\n".join(lines) + "\n")
-    failed = run(repo, "dvc", "repro", check=False)
+    failed = run(clean, "dvc", "repro", check=False)
     assert failed.returncode != 0
     text = failed.stdout + failed.stderr
-    assert "validation failed" in text and "demand_mw" in text
+    assert "validation failed" in text and "demand_mw" in text and "line 11" in text
     assert ran(failed) == {"validate"}
-    assert before == {name: digest(repo / name) for name in OUTPUTS}
+    assert snapshot(clean) == before
+
+
+def test_temp_experiment_trains_with_its_override_and_leaves_the_workspace(clean: Path) -> None:
+    """`dvc exp run --temp -S`: the copy trains with the override; the workspace is untouched."""
+    before, champion = snapshot(clean), aliases(clean)["champion"]
+    run(clean, "dvc", "exp", "run", "--temp", "-S", "train.seed=1", "-n", "seed-one")
+    assert snapshot(clean) == before
+    assert "up to date" in run(clean, "dvc", "status").stdout
+    runs = runs_of(clean, "seed-one")
+    assert len(runs) == 2 + 1 + 5  # two training runs, the parent, a child per model
+    assert {params["train.seed"] for params in runs.values()} == {"1"}
+    assert aliases(clean)["champion"] == champion
+    shown = json.loads(run(clean, "dvc", "exp", "show", "--json").stdout)
+    found = [
+        exp for base in shown for exp in base.get("experiments") or [] if exp["name"] == "seed-one"
+    ]
+    assert found
+
+
+def test_two_queued_experiments_run_at_once(clean: Path) -> None:
+    """`--queue` twice, `dvc queue start -j 2`: both finish, both reach the one store."""
+    champion = aliases(clean)["champion"]
+    run(clean, "dvc", "exp", "run", "--queue", "-S", "models.gru.units=6", "-n", "q-gru")
+    run(clean, "dvc", "exp", "run", "--queue", "-S", "models.lstm.units=6", "-n", "q-lstm")
+    run(clean, "dvc", "queue", "start", "-j", "2")
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        status = run(clean, "dvc", "queue", "status").stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    run(clean, "dvc", "queue", "stop", check=False)
+    assert status.count("Success") == 2, status
+    gru = runs_of(clean, "q-gru")
+    lstm = runs_of(clean, "q-lstm")
+    assert {p["models.gru.units"] for p in gru.values()} == {"6"}
+    assert {p["models.lstm.units"] for p in lstm.values()} == {"6"}
+    assert aliases(clean)["champion"] == champion

@@ -60,8 +60,11 @@ STAGE = textwrap.dedent(
         "lstm": {"mae": 110.0, "rmse": 160.0, "mase": 0.66, "smape": 1.3},
         "naive": {"mae": 300.0, "rmse": 400.0, "mase": 1.0, "smape": 3.0},
     }
-    Path("metrics/comparison.json").write_text(json.dumps({"models": models}))
-    Path("metrics/promotion.json").write_text(json.dumps({"promoted": True, "candidate": "gru"}))
+    Path("reports/report").mkdir(parents=True, exist_ok=True)
+    Path("evaluation/comparison.json").write_text(json.dumps({"models": models}))
+    Path("reports/report/decision.json").write_text(
+        json.dumps({"promoted": True, "candidate": "gru"})
+    )
     Path("evaluation/runs.json").write_text(
         json.dumps({"parent_run_id": "abc123", "experiment_id": "7"})
     )
@@ -94,10 +97,10 @@ def make_repo(
     stage = {
         "cmd": f"python stage.py {stage_seconds}",
         "deps": ["stage.py", "data/raw/series.csv"],
-        "outs": [{"evaluation/runs.json": {"cache": False}}],
-        "metrics": [
-            {"metrics/comparison.json": {"cache": False}},
-            {"metrics/promotion.json": {"cache": False}},
+        "outs": [
+            {"evaluation/runs.json": {"cache": False}},
+            {"evaluation/comparison.json": {"cache": False}},
+            {"reports/report/decision.json": {"cache": False}},
         ],
     }
     (path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"report": stage}}))
@@ -276,11 +279,11 @@ def test_report_renders_table_decision_and_link(tmp_path: Path) -> None:
     """Models sorted by the promotion metric, best in bold; decision; MLflow parent-run link."""
     from pipelines.report import render
 
-    (tmp_path / "metrics").mkdir()
+    (tmp_path / "reports/report").mkdir(parents=True)
     (tmp_path / "evaluation").mkdir()
     models = {"lstm": {"mae": 2.0, "mase": 0.9}, "gru": {"mae": 3.0, "mase": 0.5}}
-    (tmp_path / "metrics/comparison.json").write_text(json.dumps({"models": models}))
-    (tmp_path / "metrics/promotion.json").write_text(json.dumps({"promoted": False}))
+    (tmp_path / "evaluation/comparison.json").write_text(json.dumps({"models": models}))
+    (tmp_path / "reports/report/decision.json").write_text(json.dumps({"promoted": False}))
     (tmp_path / "evaluation/runs.json").write_text(
         json.dumps({"parent_run_id": "r1", "experiment_id": "3"})
     )

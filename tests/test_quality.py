@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import mark_validated
 
-from seqcast import evaluation, stages
+from seqcast import evaluation, models, scaling, training, windowing
 from seqcast.config import parse_config
-from seqcast.forecaster import Forecaster
+from seqcast.forecaster import Forecaster, forecaster_for
 
 HOURLY_CALENDAR = ["time_of_day", "day_of_week"]
 
@@ -63,22 +64,21 @@ def run_pipeline(root: Path, raw_series: pd.DataFrame, raw_params: dict) -> dict
     source.parent.mkdir(parents=True)
     raw_series.to_csv(source, index=False)
     cfg = parse_config(raw_params)
-    stages.normalise(cfg, root)
-    summary = stages.window(cfg, root)
-    stages.train(cfg, root, "gru")
+    mark_validated(root, cfg)
+    scaling.normalise(cfg, root)
+    summary = windowing.window(cfg, root)
+    training.train(cfg, root, "gru")
     return summary
 
 
 def mae_on_test(root: Path, raw_params: dict) -> dict[str, float]:
     """Test MAE, in the series' units, of naive, each seasonal naive and the saved GRU."""
-    loaded = stages.load_windows(root)
+    loaded = windowing.load_windows(root)
     scale = evaluation.mase_scale(loaded, raw_params["evaluation"]["mase_season"])
-    found = {"naive": stages.forecaster_for("naive", loaded, spec=baseline(loaded, "naive"))}
+    found = {"naive": forecaster_for("naive", loaded, spec=baseline(loaded, "naive"))}
     for season in loaded["meta"]["seasons"]:
         name = f"seasonal_naive_{season}"
-        found[name] = stages.forecaster_for(
-            name, loaded, spec=baseline(loaded, "seasonal_naive", season)
-        )
+        found[name] = forecaster_for(name, loaded, spec=baseline(loaded, "seasonal_naive", season))
     found["gru"] = Forecaster.load(root / "models" / "gru" / "forecaster")
     return {
         name: float(evaluation.score(f, loaded, "test", scale).scores["mae"][0])
@@ -175,7 +175,6 @@ def test_pipeline_runs_from_params_alone_at_other_frequencies(
 
 def test_untrained_network_forecasts_exactly_as_the_linear_rival(tmp_path: Path) -> None:
     """Warm-started from the linear rival, the zero-initialised correction adds nothing yet."""
-    from seqcast import models
     from seqcast.config import ModelConfig
 
     steps = np.arange(600, dtype=np.float64)
@@ -184,22 +183,19 @@ def test_untrained_network_forecasts_exactly_as_the_linear_rival(tmp_path: Path)
     (tmp_path / "data" / "raw").mkdir(parents=True)
     frame(values, "h").to_csv(tmp_path / raw["data"]["path"], index=False)
     cfg = parse_config(raw)
-    stages.normalise(cfg, tmp_path)
-    stages.window(cfg, tmp_path)
-    loaded = stages.load_windows(tmp_path)
-    ridge = evaluation.fit_linear(loaded, cfg.baselines.linear_alpha)
+    mark_validated(tmp_path, cfg)
+    scaling.normalise(cfg, tmp_path)
+    windowing.window(cfg, tmp_path)
+    loaded = windowing.load_windows(tmp_path)
+    ridge = models.fit_linear_rival(loaded, cfg.baselines.linear_alpha)
     network = models.build("lstm", loaded["spec"], ModelConfig(units=4))
     models.start_from_linear(network, ridge)
     assert not network.get_layer(models.LINEAR).trainable
     series, cal = np.asarray(loaded["series"]), np.asarray(loaded["calendar"])
     origins = loaded["origins"]["test"]
     np.testing.assert_allclose(
-        stages.forecaster_for("lstm", loaded, predictor=network).predict_scaled(
-            series, cal, origins
-        ),
-        stages.forecaster_for("linear", loaded, predictor=ridge).predict_scaled(
-            series, cal, origins
-        ),
+        forecaster_for("lstm", loaded, predictor=network).predict_scaled(series, cal, origins),
+        forecaster_for("linear", loaded, predictor=ridge).predict_scaled(series, cal, origins),
         rtol=0,
         atol=1e-6,
     )

@@ -61,7 +61,9 @@ def naive(input_width: int = WIDTH, horizon: int = HORIZON) -> Forecaster:
     )
 
 
-def make_cfg(name: str, margin: float = 0.0, metric: str = "mase"):
+def make_cfg(
+    name: str, margin: float = 0.0, metric: str = "mase", from_experiments: str = "challenger"
+):
     """A valid config naming this test's registered model."""
     return parse_config(
         {
@@ -69,7 +71,11 @@ def make_cfg(name: str, margin: float = 0.0, metric: str = "mase"):
             "window": {"input_width": WIDTH, "horizon": HORIZON},
             "evaluation": {"mase_season": SEASON},
             "tracking": {"experiment": "seqcast", "registered_model": name},
-            "promotion": {"metric": metric, "margin": margin},
+            "promotion": {
+                "metric": metric,
+                "margin": margin,
+                "from_experiments": from_experiments,
+            },
         }
     )
 
@@ -137,14 +143,26 @@ class Lab:
         data_md5: str = "md5-a",
         test_id: str = "test-a",
         models: dict[str, Forecaster] | None = None,
+        val: dict[str, float] | None = None,
+        fingerprints: dict[str, str] | None = None,
     ) -> dict:
-        """runs.json with one network per entry of scores (all metrics = that score)."""
+        """runs.json with one network per entry of scores (every metric = that score).
+
+        Validation scores default to the test ones; each logged model has a fingerprint of its
+        own unless `fingerprints` says otherwise.
+        """
+        val = val or scores
         with mlflow.start_run(experiment_id=self.experiment) as parent:
-            networks = {
-                kind: self.log((models or {}).get(kind, naive()))
-                | {"metrics": {m: score for m in registry.METRICS}}
-                for kind, score in scores.items()
-            }
+            mlflow.set_tags({"seqcast.git_commit": "commit0001", "seqcast.origin": "checkout"})
+            networks = {}
+            for kind, score in scores.items():
+                logged = self.log((models or {}).get(kind, naive()))
+                networks[kind] = logged | {
+                    "metrics": {m: score for m in registry.METRICS},
+                    "val_metrics": {m: val[kind] for m in registry.METRICS},
+                    "fingerprint": (fingerprints or {}).get(kind, f"fp-{logged['model_uri']}"),
+                }
+            fallback = self.log(naive()) | {"fingerprint": "fp-seasonal-naive"}
         runs = {
             "parent_run_id": parent.info.run_id,
             "experiment_id": self.experiment,
@@ -152,10 +170,18 @@ class Lab:
             "test_id": test_id,
             "networks": networks,
             "baselines": {
-                "naive": {"metrics": {m: baseline * 1.5 for m in registry.METRICS}},
-                "seasonal_naive_24": {"metrics": {m: baseline for m in registry.METRICS}},
+                "naive": {
+                    "metrics": {m: baseline * 1.5 for m in registry.METRICS},
+                    "val_metrics": {m: baseline * 1.5 for m in registry.METRICS},
+                },
+                "seasonal_naive_24": fallback
+                | {
+                    "metrics": {m: baseline for m in registry.METRICS},
+                    "val_metrics": {m: baseline for m in registry.METRICS},
+                },
             },
             "best_baseline": "seasonal_naive_24",
+            "fallback": "seasonal_naive_24",
         }
         (self.root / "evaluation").mkdir(exist_ok=True)
         (self.root / "evaluation" / "runs.json").write_text(json.dumps(runs))
@@ -182,37 +208,45 @@ def aliases(name: str) -> dict[str, str]:
 
 
 def test_first_promotion_registers_tags_and_records(lab: Lab, name: str) -> None:
-    plots = lab.root / "reports" / "plots"
+    plots = lab.root / "evaluation" / "plots"
     plots.mkdir(parents=True)
-    (plots / "forecast_gru.png").write_bytes(b"\x89PNG\r\n")
+    (plots / "forecast.png").write_bytes(b"\x89PNG\r\n")
     runs = lab.evaluation({"gru": 0.5, "lstm": 0.6})
 
     decision = registry.promote(make_cfg(name), lab.root)
 
     assert decision["promoted"] and decision["outcome"] == "promoted"
-    assert decision["candidate"]["kind"] == "gru"
+    assert decision["candidate"]["kind"] == "gru" and not decision["fallback"]
     assert aliases(name) == {"champion": decision["candidate"]["version"]}
     client = MlflowClient()
-    for kind, version in decision["registered"].items():
-        held = client.get_model_version(name, version)
-        assert held.tags["seqcast.kind"] == kind
-        assert held.tags["seqcast.data_md5"] == "md5-a"
-        assert held.tags["seqcast.test_id"] == "test-a"
-        assert held.tags["seqcast.git_commit"].startswith("commit")
-        assert float(held.tags["seqcast.metric.mase"]) == runs["networks"][kind]["metrics"]["mase"]
-        assert kind.upper() in held.description and "\n" not in held.description
+    (held,) = client.search_model_versions(f"name = '{name}'")  # the candidate only
+    assert held.version == int(decision["candidate"]["version"])
+    assert held.tags["seqcast.kind"] == "gru" and held.tags["seqcast.role"] == "network"
+    assert held.tags["seqcast.data_md5"] == "md5-a"
+    assert held.tags["seqcast.test_id"] == "test-a"
+    assert held.tags["seqcast.git_commit"] == "commit0001"
+    assert held.tags["seqcast.fingerprint"] == runs["networks"]["gru"]["fingerprint"]
+    assert float(held.tags["seqcast.metric.mase"]) == 0.5
+    assert "GRU" in held.description and "\n" not in held.description
     written = json.loads((lab.root / "metrics" / "promotion.json").read_text())
-    assert written["promoted"] is True and written["champion"] is None
-    report = (lab.root / "reports" / "report.md").read_text()
-    assert "**best baseline**" in report and "plots/forecast_gru.png" in report
+    assert written == {
+        "promoted": 1.0,
+        "fallback": 0.0,
+        "candidate_score": 0.5,
+        "best_baseline_score": 1.0,
+    }
+    report = (lab.root / "reports" / "report" / "report.md").read_text()
+    assert "**best baseline**" in report and "](plots/forecast.png)" in report
+    assert (lab.root / "reports" / "report" / "plots" / "forecast.png").is_file()
     assert decision["summary"] in report
+    recorded = json.loads((lab.root / "reports" / "report" / "decision.json").read_text())
+    assert recorded["summary"] == decision["summary"]
     parent = client.get_run(runs["parent_run_id"])
     assert parent.data.tags["seqcast.promotion.outcome"] == "promoted"
     assert parent.data.params["promotion.metric"] == "mase"
     assert parent.data.metrics["promotion.candidate_score"] == 0.5
     logged = {a.path for a in client.list_artifacts(runs["parent_run_id"], "report")}
-    assert {"report/report.md", "report/plots"} <= logged
-    assert client.list_artifacts(runs["parent_run_id"], "promotion")[0].path.endswith(".json")
+    assert {"report/report.md", "report/decision.json", "report/plots"} <= logged
 
 
 def test_worse_candidate_becomes_challenger_better_one_champion(lab: Lab, name: str) -> None:
@@ -231,9 +265,9 @@ def test_worse_candidate_becomes_challenger_better_one_champion(lab: Lab, name: 
     better = registry.promote(cfg, lab.root)
     assert better["promoted"]
     assert aliases(name)["champion"] == better["candidate"]["version"]
-    # Aliases move; every earlier version stays.
+    # Aliases move; every earlier version stays: one per distinct candidate.
     versions = MlflowClient().search_model_versions(f"name = '{name}'")
-    assert len(versions) == 6
+    assert len(versions) == 3
 
 
 def test_margin_is_honoured(lab: Lab, name: str) -> None:
@@ -252,15 +286,103 @@ def test_margin_is_honoured(lab: Lab, name: str) -> None:
     assert aliases(name)["champion"] == beyond["candidate"]["version"]
 
 
-def test_candidate_must_beat_best_baseline(lab: Lab, name: str) -> None:
-    lab.evaluation({"gru": 1.2, "lstm": 1.1}, baseline=1.0)
+def test_networks_that_lose_to_the_baseline_fall_back_to_it(lab: Lab, name: str) -> None:
+    runs = lab.evaluation({"gru": 1.2, "lstm": 1.1}, baseline=1.0)
 
     decision = registry.promote(make_cfg(name), lab.root)
 
-    assert not decision["promoted"] and decision["outcome"] == "rejected"
-    assert not decision["beats_baseline"]
-    assert any("does not beat" in reason for reason in decision["reasons"])
-    assert aliases(name) == {}
+    assert decision["fallback"] and decision["candidate"]["kind"] == "seasonal_naive_24"
+    assert decision["candidate"]["role"] == "baseline"
+    assert decision["candidate"]["model_uri"] == runs["baselines"]["seasonal_naive_24"]["model_uri"]
+    assert decision["promoted"] and aliases(name) == {"champion": decision["candidate"]["version"]}
+    assert any("falls back to" in reason for reason in decision["reasons"])
+    held = MlflowClient().get_model_version(name, decision["candidate"]["version"])
+    assert held.tags["seqcast.role"] == "baseline"
+    written = json.loads((lab.root / "metrics" / "promotion.json").read_text())
+    assert written["fallback"] == 1.0
+
+
+def test_a_network_must_beat_the_baseline_on_test_too(lab: Lab, name: str) -> None:
+    lab.evaluation({"gru": 1.05}, val={"gru": 0.9}, baseline=1.0)
+
+    decision = registry.promote(make_cfg(name), lab.root)
+
+    assert decision["fallback"]
+    assert any("does not beat the best simple baseline" in r for r in decision["reasons"])
+
+
+def test_candidate_is_chosen_on_validation_not_test(lab: Lab, name: str) -> None:
+    lab.evaluation({"gru": 0.4, "lstm": 0.5}, val={"gru": 0.7, "lstm": 0.6})
+
+    decision = registry.promote(make_cfg(name), lab.root)
+
+    assert decision["candidate"]["kind"] == "lstm"
+    assert decision["candidate"]["val_score"] == 0.6 and decision["candidate"]["score"] == 0.5
+
+
+def test_identical_model_is_not_registered_again(lab: Lab, name: str) -> None:
+    cfg = make_cfg(name)
+    lab.evaluation({"gru": 0.5}, fingerprints={"gru": "same-weights"})
+    first = registry.promote(cfg, lab.root)["candidate"]["version"]
+
+    # Evaluated again (a new logged model, a new run), but the same weights.
+    lab.evaluation({"gru": 0.5}, fingerprints={"gru": "same-weights"})
+    again = registry.promote(cfg, lab.root)
+
+    assert again["candidate"]["version"] == first and again["outcome"] == "unchanged"
+    assert len(MlflowClient().search_model_versions(f"name = '{name}'")) == 1
+
+
+@pytest.mark.parametrize(
+    ("policy", "outcome", "expected"),
+    [("challenger", "challenger", {"challenger"}), ("none", "recorded", set())],
+)
+def test_an_experiment_never_moves_the_champion_by_default(
+    lab: Lab, name: str, monkeypatch: pytest.MonkeyPatch, policy: str, outcome: str, expected: set
+) -> None:
+    lab.evaluation({"gru": 0.5})
+    champion = registry.promote(make_cfg(name), lab.root)["candidate"]["version"]
+    monkeypatch.setenv("DVC_EXP_NAME", "tight-bass")
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "0" * 40)
+    lab.evaluation({"gru": 0.1})  # far better, but from an experiment
+
+    decision = registry.promote(make_cfg(name, from_experiments=policy), lab.root)
+
+    assert decision["outcome"] == outcome and not decision["promoted"]
+    assert aliases(name)["champion"] == champion
+    assert set(aliases(name)) - {"champion"} == expected
+    assert decision["origin"]["promoted_by_exp"] == "tight-bass"
+    assert any("DVC experiment tight-bass" in reason for reason in decision["reasons"])
+
+
+def test_experiments_may_promote_when_the_setting_says_so(
+    lab: Lab, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DVC_EXP_NAME", "tight-bass")
+    lab.evaluation({"gru": 0.5})
+
+    decision = registry.promote(make_cfg(name, from_experiments="champion"), lab.root)
+
+    assert decision["promoted"]
+
+
+def test_a_version_that_cannot_serve_is_never_champion(lab: Lab, name: str) -> None:
+    import shutil
+
+    cfg = make_cfg(name)
+    lab.evaluation({"gru": 0.5})
+    champion = registry.promote(cfg, lab.root)["candidate"]["version"]
+    runs = lab.evaluation({"gru": 0.2})
+    # The better model's files vanish from the artifact store (moved away, disk trouble).
+    logged = MlflowClient().get_logged_model(
+        runs["networks"]["gru"]["model_uri"].removeprefix("models:/")
+    )
+    shutil.rmtree(logged.artifact_location.removeprefix("file://"))
+
+    with pytest.raises(registry.NotServable, match="cannot serve"):
+        registry.promote(cfg, lab.root)
+
+    assert aliases(name) == {"champion": champion}
 
 
 def test_champion_from_other_data_is_rescored_on_new_test_windows(lab: Lab, name: str) -> None:
@@ -285,7 +407,7 @@ def test_champion_from_other_data_is_rescored_on_new_test_windows(lab: Lab, name
     assert held["score"] == pytest.approx(expected, rel=1e-12)
     # Promoted only because the re-scored value, not the recorded 0.01, is compared.
     assert decision["promoted"] and expected > 0.3
-    report = (lab.root / "reports" / "report.md").read_text()
+    report = (lab.root / "reports" / "report" / "report.md").read_text()
     assert f"champion v{champion} | current champion, re-scored" in report
     assert any("re-scored" in reason for reason in decision["reasons"])
 
@@ -294,7 +416,7 @@ def test_champion_from_other_data_is_rescored_on_new_test_windows(lab: Lab, name
     ("champion_model", "why"),
     [
         (naive(horizon=HORIZON + 2), "horizon"),
-        (naive(input_width=5000), "rows of history"),
+        (naive(input_width=250), "rows of history"),
     ],
     ids=["horizon", "history"],
 )
@@ -324,6 +446,7 @@ def test_failure_leaves_aliases_untouched(
     registry.promote(cfg, lab.root)  # a challenger too
     before = aliases(name)
     written = (lab.root / "metrics" / "promotion.json").read_text()
+    report = (lab.root / "reports" / "report" / "report.md").read_text()
 
     def broken(*args: object) -> None:
         raise RuntimeError("tracking server went away")
@@ -335,6 +458,7 @@ def test_failure_leaves_aliases_untouched(
 
     assert aliases(name) == before
     assert (lab.root / "metrics" / "promotion.json").read_text() == written
+    assert (lab.root / "reports" / "report" / "report.md").read_text() == report
 
 
 def test_rerun_reuses_versions(lab: Lab, name: str) -> None:
@@ -344,7 +468,7 @@ def test_rerun_reuses_versions(lab: Lab, name: str) -> None:
 
     again = registry.promote(cfg, lab.root)
 
-    assert again["registered"] == first["registered"]
+    assert again["candidate"]["version"] == first["candidate"]["version"]
     assert again["outcome"] == "unchanged" and not again["promoted"]
     assert aliases(name) == {"champion": first["candidate"]["version"]}
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import make_config
+from helpers import make_config, mark_validated
 
-from seqcast import stages
+from seqcast import paths, scaling
 from seqcast.config import SplitConfig
 from seqcast.scaling import affine, fit_scaler, split_bounds, split_sizes, to_scaled, to_units
 
@@ -88,14 +88,15 @@ def test_normalise_stage_fits_on_training_rows_only(tmp_path: Path, kind: str) -
         split={"train": 0.5, "val": 0.25},
         scaling={"scaler": kind},
     )
-    summary = stages.normalise(cfg, tmp_path)
+    mark_validated(tmp_path, cfg)
+    summary = scaling.normalise(cfg, tmp_path)
     expected_offset, expected_scale = TRAIN_STATS[kind]
     assert summary["rows"] == {"train": 10, "val": 5, "test": 5}
     np.testing.assert_allclose(summary["offset"], [expected_offset], rtol=1e-12)
     np.testing.assert_allclose(summary["scale"], [expected_scale], rtol=1e-12)
-    written = json.loads((tmp_path / stages.PREPARED / "prepared.json").read_text())
+    written = json.loads((tmp_path / paths.PREPARED / "prepared.json").read_text())
     assert written["offset"] == summary["offset"]
-    train = pd.read_parquet(tmp_path / stages.PREPARED / "train.parquet")
+    train = pd.read_parquet(tmp_path / paths.PREPARED / "train.parquet")
     np.testing.assert_allclose(
         train["a"].to_numpy(), (TRAIN[:, 0] - expected_offset) / expected_scale, rtol=1e-12
     )

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from helpers import mark_validated
 
-from seqcast import stages
+from seqcast import evaluation, scaling, training, windowing
 from seqcast.config import parse_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +43,8 @@ def test_horizon_longer_than_the_test_split_names_the_key(tmp_path: Path) -> Non
     """normalise refuses a horizon the test split cannot hold, before writing anything."""
     root = make_root(tmp_path, window={"horizon": 900})
     with pytest.raises(ValueError, match=r"window\.horizon"):
-        stages.normalise(config(root), root)
+        mark_validated(root, config(root))
+        scaling.normalise(config(root), root)
     assert not (root / "data/prepared").exists()
 
 
@@ -50,8 +52,9 @@ def test_windows_hold_the_chosen_reference(tmp_path: Path) -> None:
     """auto picks the weekly season on the shipped data and sizes the context for it."""
     root = make_root(tmp_path)
     cfg = config(root)
-    stages.normalise(cfg, root)
-    summary = stages.window(cfg, root)
+    mark_validated(root, cfg)
+    scaling.normalise(cfg, root)
+    summary = windowing.window(cfg, root)
     assert summary["reference_choice"]["reference"] == "seasonal_naive"
     assert summary["reference_choice"]["season"] == 336
     assert summary["context"] == 96 + 336
@@ -60,7 +63,7 @@ def test_windows_hold_the_chosen_reference(tmp_path: Path) -> None:
         "val": 403 - 24 + 1,
         "test": 807 - 24 + 1,
     }
-    loaded = stages.load_windows(root)
+    loaded = windowing.load_windows(root)
     train = loaded["origins"]["train"]
     assert train.min() - 432 + 1 == 0 and train.max() + 24 == 2822 - 1
 
@@ -73,9 +76,10 @@ def test_strict_windows_keep_history_inside_each_split(tmp_path: Path) -> None:
         features={"reference": "naive", "reference_season": None},
     )
     cfg = config(root)
-    stages.normalise(cfg, root)
-    stages.window(cfg, root)
-    loaded = stages.load_windows(root)
+    mark_validated(root, cfg)
+    scaling.normalise(cfg, root)
+    windowing.window(cfg, root)
+    loaded = windowing.load_windows(root)
     context = loaded["meta"]["context"]
     assert loaded["origins"]["test"].min() - context + 1 == 2822 + 403
     assert loaded["origins"]["val"].min() - context + 1 == 2822
@@ -85,10 +89,11 @@ def test_batch_larger_than_the_training_windows_names_the_key(tmp_path: Path) ->
     """train refuses before building a model."""
     root = make_root(tmp_path, train={"batch_size": 100_000})
     cfg = config(root)
-    stages.normalise(cfg, root)
-    stages.window(cfg, root)
+    mark_validated(root, cfg)
+    scaling.normalise(cfg, root)
+    windowing.window(cfg, root)
     with pytest.raises(ValueError, match=r"train\.batch_size"):
-        stages.train(cfg, root, "gru")
+        training.train(cfg, root, "gru")
     assert not (root / "models").exists()
 
 
@@ -100,17 +105,14 @@ def test_interrupted_training_fails_its_run_and_writes_nothing(tmp_path: Path) -
         models={"gru": {"units": 8, "layers": 1, "dropout": 0.0, "recurrent_dropout": 0.0}},
     )
     cfg = config(root)
-    stages.normalise(cfg, root)
-    stages.window(cfg, root)
-    code = (
-        "from pathlib import Path; from seqcast import stages; from seqcast.config import "
-        "load_config; stages.train(load_config('params.yaml'), Path('.'), 'gru')"
-    )
+    mark_validated(root, cfg)
+    scaling.normalise(cfg, root)
+    windowing.window(cfg, root)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        cwd=root,
-        env=env,
+        [sys.executable, "-m", "pipelines.stages", "train", "--model", "gru", "--root", str(root)],
+        cwd=REPO,
+        env=env | {"SEQCAST_PREFECT": "off"},
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -133,8 +135,9 @@ def test_history_is_o_of_n(tmp_path: Path) -> None:
     """The windowed series is stored once: its size does not grow with the window width."""
     root = make_root(tmp_path)
     cfg = config(root)
-    stages.normalise(cfg, root)
-    stages.window(cfg, root)
+    mark_validated(root, cfg)
+    scaling.normalise(cfg, root)
+    windowing.window(cfg, root)
     series = np.load(root / "data/windows/series.npy")
     assert series.shape == (4032, 1)
     total = sum(p.stat().st_size for p in (root / "data/windows").iterdir())
@@ -161,11 +164,12 @@ def test_evaluate_logs_parent_and_child_runs(tmp_path: Path, monkeypatch) -> Non
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
     (tmp_path / "store").mkdir()
     cfg = config(root)
-    for stage in (stages.normalise, stages.window):
+    mark_validated(root, cfg)
+    for stage in (scaling.normalise, windowing.window):
         stage(cfg, root)
     for kind in ("gru", "lstm"):
-        assert stages.train(cfg, root, kind)["epochs"] <= 2
-    summary = stages.evaluate(cfg, root)
+        assert training.train(cfg, root, kind)["epochs"] <= 2
+    summary = evaluation.evaluate(cfg, root)
     names = {"gru", "lstm", "naive", "seasonal_naive_48", "seasonal_naive_336", "linear"}
     assert set(summary["models"]) == names
     client = mlflow.MlflowClient()
@@ -203,6 +207,6 @@ def test_evaluate_logs_parent_and_child_runs(tmp_path: Path, monkeypatch) -> Non
     assert gru.outputs.model_outputs, "the network is logged as a model"
     naive = by_name["naive"]
     assert naive.data.metrics["test_mae"] == pytest.approx(summary["models"]["naive"]["mae"])
-    training = client.get_experiment_by_name("tiny-training")
-    statuses = {r.info.status for r in client.search_runs([training.experiment_id])}
+    trained = client.get_experiment_by_name("tiny-training")
+    statuses = {r.info.status for r in client.search_runs([trained.experiment_id])}
     assert statuses == {"FINISHED"}

@@ -250,17 +250,16 @@ def test_write_outputs_writes_summary_and_data_docs(tmp_path: Path) -> None:
     frame = make_frame()
     frame.loc[17, "demand_mw"] = -5.0
     report = validate(tmp_path, frame)
-    summary_path = tmp_path / "metrics" / "validation.json"
     docs = tmp_path / "reports" / "validation"
     docs.mkdir(parents=True)
     (docs / "stale.html").write_text("from an earlier run")
-    write_outputs(report, summary_path, docs)
-    assert json.loads(summary_path.read_text()) == report.summary()
+    write_outputs(report, report.summary(), docs)
+    assert json.loads((docs / "summary.json").read_text()) == report.summary()
     assert (docs / "index.html").is_file()
     assert not (docs / "stale.html").exists()
     pages = [p.read_text() for p in docs.glob("validations/**/*.html")]
     assert len(pages) == 1
     assert "demand_mw__number" in pages[0]
-    write_outputs(report, summary_path, docs)  # the same report can be written again
+    write_outputs(report, report.summary(), docs)  # the same report can be written again
     assert (docs / "index.html").is_file()
     assert sorted(p.name for p in docs.parent.iterdir()) == ["validation"]

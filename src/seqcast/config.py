@@ -8,13 +8,15 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from seqcast.errors import SeqcastError
+
 PositiveInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 CALENDAR_FEATURES = ("time_of_day", "day_of_week", "day_of_year")
 MODEL_KINDS = ("gru", "lstm")
 
 
-class ConfigError(ValueError):
+class ConfigError(SeqcastError):
     """A params file that cannot drive the pipeline; the message names the key."""
 
 
@@ -29,6 +31,7 @@ class DataConfig(_Section):
     features: list[str] = []
     frequency: str
     max_null_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    max_filled_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
     bounds: dict[str, tuple[float, float]] = {}
 
     @field_validator("frequency")
@@ -159,6 +162,8 @@ class TrackingConfig(_Section):
 class PromotionConfig(_Section):
     metric: Literal["mae", "rmse", "mase", "smape"] = "mase"
     margin: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    # The most a run of a DVC experiment (not the checkout itself) may set.
+    from_experiments: Literal["champion", "challenger", "none"] = "challenger"
 
 
 class IngestConfig(_Section):

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 from seqcast.config import DataConfig
+from seqcast.errors import SeqcastError
 
 
-class DataError(ValueError):
+class DataError(SeqcastError):
     """Raw data that cannot be used; the message names the file, column or row."""
 
 
@@ -40,8 +41,12 @@ def file_hash(path: str | Path) -> str:
 
 def regularise(
     frame: pd.DataFrame, cfg: DataConfig, max_gap_steps: int, source: str
-) -> pd.DataFrame:
-    """Index by time at the configured frequency; fill gaps up to max_gap_steps by interpolation."""
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Index by time at the configured frequency; fill gaps up to max_gap_steps by interpolation.
+
+    Returns the regular frame and what was filled: rows (missing or with an empty cell),
+    values (cells) and the fraction of rows, refused above data.max_filled_fraction.
+    """
     columns = cfg.value_columns
     times = pd.to_datetime(frame[cfg.timestamp])
     values = frame[columns].astype("float64").set_axis(pd.DatetimeIndex(times, name=cfg.timestamp))
@@ -50,18 +55,31 @@ def regularise(
         off = values.index[~values.index.isin(full)][0]
         raise DataError(f"{source}: {cfg.timestamp} {off} is off the {cfg.frequency} grid")
     values = values.reindex(full)
-    missing = values.isna().any(axis=1).to_numpy()
+    empty = values.isna()
+    missing = empty.any(axis=1).to_numpy()
     for start, length in _runs(missing):
         if length > max_gap_steps:
             raise DataError(
                 f"{source}: gap of {length} steps starting at {full[start]} "
                 f"(split.max_gap_steps is {max_gap_steps}); fill or cut the data there"
             )
+    filled = {
+        "rows": int(missing.sum()),
+        "values": int(empty.to_numpy().sum()),
+        "fraction": float(missing.mean()),
+    }
+    if filled["fraction"] > cfg.max_filled_fraction:
+        raise DataError(
+            f"{source}: {filled['rows']} of {len(full)} {cfg.frequency} steps "
+            f"({filled['fraction']:.1%}) are missing or have an empty cell and would be "
+            f"interpolated; data.max_filled_fraction allows {cfg.max_filled_fraction:.1%} "
+            f"(is data.frequency {cfg.frequency} right?)"
+        )
     if missing.any():
         values = values.interpolate(method="linear", limit_area="inside")
     if values.isna().any().any():
         raise DataError(f"{source}: missing values at the start or end cannot be interpolated")
-    return values
+    return values, filled
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:

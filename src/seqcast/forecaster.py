@@ -42,6 +42,9 @@ class Forecaster:
     offset: np.ndarray
     scale: np.ndarray
     predictor: Any = None  # a Keras model, a Ridge, or None for a pure baseline
+    # Per-column range of the training split, in units: served history is checked against it.
+    train_min: np.ndarray | None = None
+    train_max: np.ndarray | None = None
 
     @property
     def targets(self) -> list[str]:
@@ -148,10 +151,24 @@ class Forecaster:
             )
         return values, times
 
-    def save(self, folder: Path) -> None:
-        """Write settings and model into a folder (which the caller makes atomic)."""
-        folder.mkdir(parents=True, exist_ok=True)
-        settings = {
+    def fingerprint(self) -> str:
+        """MD5 of what makes forecasts: settings and predictor weights (same model, same hash)."""
+        import hashlib
+
+        digest = hashlib.md5(json.dumps(self._settings(), sort_keys=True).encode())
+        if hasattr(self.predictor, "get_weights"):
+            weights = self.predictor.get_weights()
+        elif self.predictor is not None:
+            weights = [self.predictor.coef_, np.atleast_1d(self.predictor.intercept_)]
+        else:
+            weights = []
+        for array in weights:
+            digest.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
+        return digest.hexdigest()
+
+    def _settings(self) -> dict[str, Any]:
+        """forecaster.json: everything but the predictor's weights."""
+        return {
             "name": self.name,
             "spec": dataclasses.asdict(self.spec),
             "timestamp": self.timestamp,
@@ -160,7 +177,14 @@ class Forecaster:
             "offset": self.offset.tolist(),
             "scale": self.scale.tolist(),
             "predictor": _predictor_kind(self.predictor),
+            "train_min": None if self.train_min is None else np.asarray(self.train_min).tolist(),
+            "train_max": None if self.train_max is None else np.asarray(self.train_max).tolist(),
         }
+
+    def save(self, folder: Path) -> None:
+        """Write settings and model into a folder (which the caller makes atomic)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        settings = self._settings()
         (folder / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
         if settings["predictor"] == "keras":
             self.predictor.save(folder / KERAS_FILE)
@@ -188,7 +212,30 @@ class Forecaster:
             offset=np.asarray(settings["offset"]),
             scale=np.asarray(settings["scale"]),
             predictor=predictor,
+            train_min=_array(settings.get("train_min")),
+            train_max=_array(settings.get("train_max")),
         )
+
+
+def forecaster_for(name: str, loaded: dict, predictor: Any = None, spec: InputSpec | None = None):
+    """A Forecaster over the window stage's series: a baseline, the linear rival or a network."""
+    meta = loaded["meta"]
+    return Forecaster(
+        name=name,
+        spec=spec or loaded["spec"],
+        timestamp=meta["timestamp"],
+        columns=meta["columns"],
+        frequency=meta["frequency"],
+        offset=np.asarray(meta["offset"]),
+        scale=np.asarray(meta["scale"]),
+        predictor=predictor,
+        train_min=_array(meta.get("train_min")),
+        train_max=_array(meta.get("train_max")),
+    )
+
+
+def _array(values: list | None) -> np.ndarray | None:
+    return None if values is None else np.asarray(values, dtype=np.float64)
 
 
 def _predictor_kind(predictor: Any) -> str:

@@ -57,6 +57,16 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def md5_files(*files: str | Path) -> str:
+    """One MD5 digest over several files, in order."""
+    import hashlib
+
+    digest = hashlib.md5()
+    for path in files:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
 def read_json(path: str | Path) -> Any:
     """Read a JSON file written by an earlier stage."""
     return json.loads(Path(path).read_text())

@@ -14,6 +14,8 @@ from seqcast.config import ModelConfig
 from seqcast.features import InputSpec
 
 RECURRENT = {"gru": "GRU", "lstm": "LSTM"}
+# The linear rival is fit on at most this many (the latest) training windows.
+LINEAR_MAX_WINDOWS = 50_000
 LINEAR = "linear"
 # Batch statistics settle within the few dozen steps of an epoch on small series.
 NORM_MOMENTUM = 0.9
@@ -67,6 +69,18 @@ def _correction(kind: str, spec: InputSpec, cfg: ModelConfig, past, future):
     steps = layers.Dense(cfg.units, activation="relu", name="step_hidden")(steps)
     steps = layers.Dense(spec.n_targets, kernel_initializer="zeros", name="step_correction")(steps)
     return layers.Add(name="correction")([whole, layers.Flatten(name="steps_flat")(steps)])
+
+
+def fit_linear_rival(loaded: dict, alpha: float):
+    """Ridge on the networks' own inputs and reference, fit on the latest training windows."""
+    from seqcast import features
+    from seqcast.baselines import fit_linear
+
+    spec, series, cal = loaded["spec"], np.asarray(loaded["series"]), np.asarray(loaded["calendar"])
+    rows = loaded["origins"]["train"][-LINEAR_MAX_WINDOWS:]
+    x = features.flat(features.inputs(spec, series, cal, rows))
+    y = features.residuals(spec, series, rows).reshape(len(rows), -1)
+    return fit_linear(x, y, alpha)
 
 
 def start_from_linear(model, linear) -> None:

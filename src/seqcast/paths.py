@@ -1,4 +1,10 @@
-"""Where things live: the repository root, the MLflow store, stage outputs."""
+"""Where things live: the workspace a stage runs in, the MLflow store, and stage outputs.
+
+Params, data and outputs always come from the workspace: the directory DVC runs the stage in,
+which for `dvc exp run --temp` / `--queue` is a copy under `<repo>/.dvc/tmp/exps/`. Only the
+MLflow store (and the locks that guard it) belongs to the main checkout, so that every
+experiment's runs land in one place.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +13,46 @@ from pathlib import Path
 
 EXPS_TMP = os.sep + os.path.join(".dvc", "tmp", "exps") + os.sep
 
+# Stage outputs, relative to the workspace; dvc.yaml names the same paths.
+VALIDATION = Path("reports/validation")
+VALIDATION_SUMMARY = VALIDATION / "summary.json"
+PREPARED = Path("data/prepared")
+WINDOWS = Path("data/windows")
+MODELS = Path("models")
+MODEL_METRICS = Path("metrics/models")
+PLOTS = Path("plots")
+EVALUATION = Path("evaluation")
+PROMOTION_METRICS = Path("metrics/promotion.json")
+REPORT = Path("reports/report")
 
-def repo_root(start: Path | None = None) -> Path:
-    """The checkout that holds params.yaml, seen through DVC's temporary experiment copies."""
+
+def workspace(start: Path | None = None) -> Path:
+    """The checkout or experiment copy holding dvc.yaml/params.yaml, from `start` or the cwd."""
     here = (start or Path.cwd()).resolve()
-    text = str(here) + os.sep
-    # `dvc exp run --temp/--queue` runs in <repo>/.dvc/tmp/exps/<name>: runs belong to <repo>.
-    if EXPS_TMP in text:
-        return Path(text.split(EXPS_TMP, 1)[0])
     for candidate in (here, *here.parents):
-        if (candidate / "dvc.yaml").exists() or (candidate / ".git").exists():
+        if (candidate / "dvc.yaml").exists() or (candidate / "params.yaml").exists():
             return candidate
     return here
 
 
+def store_root(root: Path | None = None) -> Path:
+    """The main checkout, whose mlruns/ holds every run: DVC_ROOT in an experiment copy."""
+    root = (root or workspace()).resolve()
+    text = str(root) + os.sep
+    if EXPS_TMP not in text:
+        return root
+    # DVC sets DVC_ROOT to the parent repository for queued and temporary experiments.
+    parent = os.environ.get("DVC_ROOT")
+    if parent and EXPS_TMP not in str(Path(parent).resolve()) + os.sep:
+        return Path(parent).resolve()
+    return Path(text.split(EXPS_TMP, 1)[0])
+
+
 def tracking_uri(root: Path | None = None) -> str:
-    """MLFLOW_TRACKING_URI when set, else the SQLite store under <repo>/mlruns."""
+    """MLFLOW_TRACKING_URI when set, else the SQLite store under <main checkout>/mlruns."""
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    store = (root or repo_root()).resolve() / "mlruns"
+    store = store_root(root) / "mlruns"
     store.mkdir(parents=True, exist_ok=True)
     # Concurrent writers (e.g. `dvc exp run --queue -j 2`) wait up to 60 s for SQLite's lock
     # instead of failing with "database is locked".
@@ -37,3 +64,11 @@ def sqlite_file(uri: str) -> Path | None:
     if not uri.startswith("sqlite:///"):
         return None
     return Path(uri.removeprefix("sqlite:///").split("?", 1)[0]).resolve()
+
+
+def dvc_experiment() -> dict[str, str]:
+    """The DVC experiment this process runs in (name and baseline commit), or {} for a checkout."""
+    name = os.environ.get("DVC_EXP_NAME")
+    if not name:
+        return {}
+    return {"name": name, "baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV", "")}

@@ -1,8 +1,13 @@
-"""The model registry: tagged versions, and the gate that moves the `champion` alias.
+"""The model registry: one version per distinct model, and the gate that moves its aliases.
 
-Versions are only ever added; aliases move. The candidate (this run's best network) becomes the
-champion only if it beats the best baseline and the champion, scored on the same test windows,
-by the configured margin. A champion scored on other windows is re-scored on this run's first.
+The promote stage picks the candidate on validation: the best network, or, when no network beats
+the best simple baseline (on validation, and on the test windows), that baseline itself, so a
+random walk is served naive rather than something worse. The candidate takes `champion` only if
+it beats the champion on the same test windows by the configured margin (a champion scored on
+other windows is re-scored on this run's first), only from a run of the checkout itself (a DVC
+experiment may set `challenger` at most, unless `promotion.from_experiments` says otherwise), and
+only once the registered version has been loaded and has forecast. Versions are only ever added,
+never for a model already registered (same fingerprint); aliases move.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from seqcast import features, io, metrics, stages, tracking
+from seqcast import features, io, metrics, paths, tracking
 from seqcast.config import Config
+from seqcast.errors import SeqcastError
 from seqcast.features import InputSpec
 from seqcast.forecaster import Forecaster
 from seqcast.scaling import to_units
@@ -25,9 +31,8 @@ from seqcast.scaling import to_units
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 METRICS = ("mae", "rmse", "mase", "smape")
-RUNS = stages.EVALUATION / "runs.json"
-PLOTS = Path("reports/plots")
-LOCK = Path("mlruns/.promote.lock")
+RUNS = paths.EVALUATION / "runs.json"
+LOCK = Path("mlruns/.promote.lock")  # under the main checkout, beside the store it guards
 LOCK_TIMEOUT = 900.0  # seconds; a promotion holding it longer than this is stuck
 TAG = "seqcast."
 
@@ -38,6 +43,10 @@ if TYPE_CHECKING:
 
 class NotComparable(Exception):
     """The champion cannot forecast this run's test windows; the message says why."""
+
+
+class NotServable(SeqcastError):
+    """A registered version that cannot be loaded or cannot forecast: never made champion."""
 
 
 @dataclass
@@ -123,7 +132,7 @@ def register(model_uri: str, name: str, tags: dict, description: str) -> ModelVe
 
 
 def promote(cfg: Config, root: Path) -> dict:
-    """The promote stage: register both networks, gate the best, record the decision."""
+    """The promote stage: pick the candidate, register it once, gate it, record the decision."""
     from filelock import FileLock, Timeout
     from mlflow import MlflowClient
 
@@ -133,23 +142,23 @@ def promote(cfg: Config, root: Path) -> dict:
     runs = io.read_json(root / RUNS)
     _check_runs(runs, metric)
     client = MlflowClient()
+    candidate = choose_candidate(runs, metric)
+    origin = _origin(client, runs["parent_run_id"])
     # Registering only adds versions, so it needs no lock; aliases are the shared state.
-    versions = {
-        kind: _register_network(client, name, kind, net, runs, root)
-        for kind, net in sorted(runs["networks"].items())
-    }
-    kind = min(versions, key=lambda k: runs["networks"][k]["metrics"][metric])
-    lock_path = root / LOCK
+    version = _register(client, name, candidate, runs, origin)
+    lock_path = paths.store_root(root) / LOCK
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with FileLock(str(lock_path), timeout=LOCK_TIMEOUT):
             # Read the champion only now: another promotion may have moved it while we waited.
             before = _aliases(client, name)
             champion = _champion(client, name, before.get(CHAMPION), runs, cfg, root)
-            decision = _decide(cfg, runs, kind, versions, champion)
+            decision = _decide(cfg, runs, candidate, version, champion, origin)
+            if CHAMPION in decision["aliases_set"]:
+                _check_servable(name, decision["aliases_set"][CHAMPION], root)
             try:
                 _set_aliases(client, name, decision["aliases_set"])
-                _record(cfg, root, runs, decision, versions)
+                _record(cfg, root, runs, decision)
             except BaseException:
                 _restore_aliases(client, name, before)
                 raise
@@ -161,61 +170,111 @@ def promote(cfg: Config, root: Path) -> dict:
     return decision
 
 
+def choose_candidate(runs: dict, metric: str) -> dict[str, Any]:
+    """The best network on validation, or the fallback baseline when no network beats it."""
+    networks, baselines = runs["networks"], runs["baselines"]
+    kind = min(networks, key=lambda k: networks[k]["val_metrics"][metric])
+    fallback, best = runs["fallback"], runs["best_baseline"]
+    net_val = networks[kind]["val_metrics"][metric]
+    fallback_val = baselines[fallback]["val_metrics"][metric]
+    net_test = networks[kind]["metrics"][metric]
+    best_test = baselines[best]["metrics"][metric]
+    reasons = [
+        f"best network on validation: {kind} ({metric} {net_val:.6g}); best simple baseline on "
+        f"validation: {fallback} ({fallback_val:.6g})"
+    ]
+    if net_val >= fallback_val:
+        reasons.append(f"no network beats {fallback} on validation: the candidate falls back to it")
+    elif net_test >= best_test:
+        reasons.append(
+            f"{kind} does not beat the best simple baseline {best} on the test windows "
+            f"({net_test:.6g} against {best_test:.6g}): the candidate falls back to {fallback}"
+        )
+    else:
+        reasons.append(
+            f"{kind} also beats the best simple baseline {best} on the test windows "
+            f"({net_test:.6g} against {best_test:.6g})"
+        )
+        return {"name": kind, "role": "network", "entry": networks[kind], "reasons": reasons}
+    return {"name": fallback, "role": "baseline", "entry": baselines[fallback], "reasons": reasons}
+
+
 def _check_runs(runs: dict, metric: str) -> None:
     """Fail with the missing key, not a KeyError deep in the decision."""
-    problems = [
-        k
-        for k in ("parent_run_id", "data_md5", "test_id", "networks", "baselines", "best_baseline")
-        if k not in runs
-    ]
+    required = (
+        "parent_run_id", "data_md5", "test_id", "networks", "baselines", "best_baseline",
+        "fallback",
+    )  # fmt: skip
+    problems = [k for k in required if k not in runs]
     for kind, net in runs.get("networks", {}).items():
         problems += [f"networks.{kind}.{k}" for k in ("run_id", "model_uri") if k not in net]
-        if metric not in net.get("metrics", {}):
-            problems.append(f"networks.{kind}.metrics.{metric}")
-    best = runs.get("best_baseline")
-    best_metrics = runs.get("baselines", {}).get(best, {}).get("metrics", {})
-    if best is not None and metric not in best_metrics:
-        problems.append(f"baselines.{best}.metrics.{metric}")
+        for key in ("metrics", "val_metrics"):
+            if metric not in net.get(key, {}):
+                problems.append(f"networks.{kind}.{key}.{metric}")
+    for key in ("best_baseline", "fallback"):
+        entry = runs.get("baselines", {}).get(runs.get(key), {})
+        if runs.get(key) is not None and metric not in entry.get("metrics", {}):
+            problems.append(f"baselines.{runs[key]}.metrics.{metric}")
+    fallback = runs.get("baselines", {}).get(runs.get("fallback"), {})
+    if runs.get("fallback") is not None and "model_uri" not in fallback:
+        problems.append(f"baselines.{runs['fallback']}.model_uri")
     if not runs.get("networks"):
         problems.append("networks (none listed)")
     if problems:
         raise ValueError(f"{RUNS}: missing {', '.join(problems)}")
 
 
-def _register_network(
-    client: MlflowClient, name: str, kind: str, net: dict, runs: dict, root: Path
+def _origin(client: MlflowClient, run_id: str) -> dict[str, str]:
+    """Where the models were evaluated (commit, dirty flag, experiment), and who promotes now."""
+    try:
+        tags = client.get_run(run_id).data.tags
+    except Exception:  # a missing run must not block the decision itself
+        tags = {}
+    # The policy follows this promote run, not the (possibly run-cache restored) evaluation.
+    promoting = paths.dvc_experiment()
+    return {
+        "git_commit": tags.get(f"{TAG}git_commit", "unknown"),
+        "git_dirty": tags.get(f"{TAG}git_dirty", "unknown"),
+        "origin": tags.get(f"{TAG}origin", "unknown"),
+        "dvc_exp_name": tags.get(f"{TAG}dvc_exp_name", ""),
+        "promoted_from": "experiment" if promoting else "checkout",
+        "promoted_by_exp": promoting.get("name", ""),
+    }
+
+
+def _register(
+    client: MlflowClient, name: str, candidate: dict, runs: dict, origin: dict
 ) -> ModelVersion:
-    """The version holding this logged model: reused when registered before, else new."""
+    """The version holding the candidate: an identical model's (same fingerprint), else new."""
+    entry = candidate["entry"]
+    fingerprint = entry.get("fingerprint")
     for version in client.search_model_versions(f"name = '{name}'"):
-        # A re-run of the stage on the same evaluation must not mint duplicate versions.
-        if version.tags.get(f"{TAG}model_uri") == net["model_uri"]:
+        if fingerprint and version.tags.get(f"{TAG}fingerprint") == fingerprint:
             return version
-    commit = _commit(client, net["run_id"], root)
-    scores = net["metrics"]
+        # A re-run of the stage on the same evaluation must not mint duplicate versions.
+        if version.tags.get(f"{TAG}model_uri") == entry["model_uri"]:
+            return version
+    scores = entry["metrics"]
     tags = {
-        f"{TAG}kind": kind,
-        f"{TAG}model_uri": net["model_uri"],
-        f"{TAG}run_id": net["run_id"],
+        f"{TAG}kind": candidate["name"],
+        f"{TAG}role": candidate["role"],
+        f"{TAG}fingerprint": fingerprint or "",
+        f"{TAG}model_uri": entry["model_uri"],
+        f"{TAG}run_id": entry["run_id"],
         f"{TAG}parent_run_id": runs["parent_run_id"],
         f"{TAG}data_md5": runs["data_md5"],
         f"{TAG}test_id": runs["test_id"],
-        f"{TAG}git_commit": commit,
-    } | {f"{TAG}metric.{k}": repr(float(v)) for k, v in scores.items()}
+    } | {f"{TAG}{k}": v for k, v in origin.items() if v}
+    tags |= {f"{TAG}metric.{k}": repr(float(v)) for k, v in scores.items()}
     summary = ", ".join(f"{k} {float(v):.4g}" for k, v in sorted(scores.items()))
+    dirty = " (uncommitted changes)" if origin["git_dirty"] == "true" else ""
+    made = f"DVC experiment {origin['dvc_exp_name']}" if origin["dvc_exp_name"] else "checkout"
     description = (
-        f"{kind.upper()} forecaster: test {summary}; data {runs['data_md5'][:8]}, "
-        f"test windows {runs['test_id'][:8]}, commit {commit[:8]}"
+        f"{candidate['name'].upper()} {candidate['role']}: test {summary}; data "
+        f"{runs['data_md5'][:8]}, test windows {runs['test_id'][:8]}, commit "
+        f"{origin['git_commit'][:8]}{dirty}, from the {made}"
     )
-    return register(net["model_uri"], name, tags, description)
-
-
-def _commit(client: MlflowClient, run_id: str, root: Path) -> str:
-    """The commit the model was trained at (its run's tag), else the checkout's."""
-    try:
-        found = client.get_run(run_id).data.tags.get(f"{TAG}git_commit")
-    except Exception:  # a missing run must not block registering the model itself
-        found = None
-    return found or tracking.git_state(root)["git_commit"]
+    return register(entry["model_uri"], name, tags, description)
 
 
 def _aliases(client: MlflowClient, name: str) -> dict[str, str]:
@@ -248,16 +307,47 @@ def _champion(
         return out
     import mlflow
 
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-    forecaster = model.unwrap_python_model().forecaster
-    windows = load_windows(root / stages.WINDOWS)
     out["rescored"] = True
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    except Exception as err:  # a champion that no longer loads can be replaced
+        out["comparable"], out["why_not_comparable"] = False, f"it does not load: {err}"
+        return out
+    forecaster = model.unwrap_python_model().forecaster
+    windows = load_windows(root / paths.WINDOWS)
     try:
         out["rescored_metrics"] = rescore(forecaster, windows, cfg.evaluation.mase_season)
         out["score"] = out["rescored_metrics"][metric]
     except NotComparable as err:
         out["comparable"], out["why_not_comparable"] = False, str(err)
     return out
+
+
+def _check_servable(name: str, version: str, root: Path) -> None:
+    """Load the version as `make serve` will and forecast this run's latest history."""
+    import mlflow
+
+    uri = f"models:/{name}/{version}"
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+        forecaster = model.unwrap_python_model().forecaster
+        windows = load_windows(root / paths.WINDOWS)
+        rows = slice(len(windows.times) - forecaster.min_history, None)
+        history = pd.DataFrame(
+            windows.units[rows][:, [windows.columns.index(c) for c in forecaster.columns]],
+            columns=forecaster.columns,
+        )
+        history.insert(0, forecaster.timestamp, windows.times[rows].strftime("%Y-%m-%d %H:%M:%S"))
+        answer = model.predict(history)
+        values = answer[forecaster.targets].to_numpy(dtype=np.float64)
+    except Exception as err:
+        # MLflow's messages can quote the whole input frame: its last line says what failed.
+        reason = (str(err).strip().splitlines() or [""])[-1][:300]
+        raise NotServable(
+            f"{uri} cannot serve, so it is not made {CHAMPION}: {type(err).__name__}: {reason}"
+        ) from None
+    if not np.isfinite(values).all():
+        raise NotServable(f"{uri} forecasts non-finite values, so it is not made {CHAMPION}")
 
 
 def _float(text: str | None) -> float | None:
@@ -268,28 +358,30 @@ def _float(text: str | None) -> float | None:
         return None
 
 
-def _decide(cfg: Config, runs: dict, kind: str, versions: dict, champion: dict | None) -> dict:
-    """Whether the candidate takes the champion alias, with every reason written out."""
+def _decide(
+    cfg: Config,
+    runs: dict,
+    candidate: dict,
+    version: ModelVersion,
+    champion: dict | None,
+    origin: dict,
+) -> dict:
+    """Which alias the candidate takes, with every reason written out."""
     metric, margin = cfg.promotion.metric, cfg.promotion.margin
-    net = runs["networks"][kind]
-    score = float(net["metrics"][metric])
-    version = str(versions[kind].version)
+    kind, entry = candidate["name"], candidate["entry"]
+    score = float(entry["metrics"][metric])
+    number = str(version.version)
     baseline = runs["best_baseline"]
     baseline_score = float(runs["baselines"][baseline]["metrics"][metric])
-    beats_baseline = score < baseline_score
-    reasons = [
-        f"candidate {kind} v{version}: test {metric} {score:.6g} "
-        f"(best network of {sorted(runs['networks'])})",
-        f"best baseline {baseline}: {metric} {baseline_score:.6g}; the candidate "
-        + ("beats it" if beats_baseline else "does not beat it, so it is not promoted"),
-    ]
+    reasons = [*candidate["reasons"], f"candidate {kind} v{number}: test {metric} {score:.6g}"]
     threshold = None
+    already = champion is not None and champion["version"] == number
     if champion is None:
         better = True
         reasons.append("no champion yet")
-    elif champion["version"] == version:
+    elif already:
         better = False
-        reasons.append(f"v{version} is already the champion")
+        reasons.append(f"v{number} is already the champion")
     elif not champion["comparable"]:
         better = True
         reasons.append(
@@ -312,24 +404,31 @@ def _decide(cfg: Config, runs: dict, kind: str, versions: dict, champion: dict |
             + ("" if better else "not ")
             + "below it"
         )
-    already = champion is not None and champion["version"] == version
-    promoted = beats_baseline and better and not already
-    if promoted:
-        outcome, aliases = "promoted", {CHAMPION: version}
-    elif already:
+    experiment = origin["promoted_from"] == "experiment"
+    allowed = cfg.promotion.from_experiments if experiment else CHAMPION
+    if experiment:
+        reasons.append(
+            f"this is DVC experiment {origin['promoted_by_exp']}, not the checkout: "
+            f"promotion.from_experiments allows {allowed}"
+            + ("" if allowed == CHAMPION else " (`dvc exp apply` it, commit, then `make promote`)")
+        )
+    if already:
         outcome, aliases = "unchanged", {}
-    elif beats_baseline:
-        outcome, aliases = "challenger", {CHALLENGER: version}
+    elif better and allowed == CHAMPION:
+        outcome, aliases = "promoted", {CHAMPION: number}
+    elif allowed in (CHAMPION, CHALLENGER):
+        outcome, aliases = CHALLENGER, {CHALLENGER: number}
     else:
-        outcome, aliases = "rejected", {}
+        outcome, aliases = "recorded", {}
+    label = f"v{number} ({kind}{', fallback baseline' if candidate['role'] == 'baseline' else ''})"
     summary = {
-        "promoted": f"v{version} ({kind}) promoted to {CHAMPION}",
-        "unchanged": f"v{version} ({kind}) is already {CHAMPION}; nothing changed",
-        "challenger": f"v{version} ({kind}) not promoted; it is now the {CHALLENGER}",
-        "rejected": f"v{version} ({kind}) not promoted: it does not beat {baseline}",
+        "promoted": f"{label} promoted to {CHAMPION}",
+        "unchanged": f"{label} is already {CHAMPION}; nothing changed",
+        CHALLENGER: f"{label} not promoted; it is now the {CHALLENGER}",
+        "recorded": f"{label} registered; no alias set (promotion.from_experiments: none)",
     }[outcome]
     return {
-        "promoted": promoted,
+        "promoted": outcome == "promoted",
         "outcome": outcome,
         "summary": summary,
         "reasons": reasons,
@@ -339,16 +438,19 @@ def _decide(cfg: Config, runs: dict, kind: str, versions: dict, champion: dict |
         "registered_model": cfg.tracking.registered_model,
         "candidate": {
             "kind": kind,
-            "version": version,
+            "role": candidate["role"],
+            "version": number,
             "score": score,
-            "model_uri": net["model_uri"],
-            "run_id": net["run_id"],
+            "val_score": float(entry["val_metrics"][metric]),
+            "model_uri": entry["model_uri"],
+            "run_id": entry["run_id"],
+            "fingerprint": entry.get("fingerprint"),
         },
+        "fallback": candidate["role"] == "baseline",
         "champion": champion,
         "champion_rescored": bool(champion and champion["rescored"]),
         "best_baseline": {"name": baseline, "score": baseline_score},
-        "beats_baseline": beats_baseline,
-        "registered": {k: str(v.version) for k, v in versions.items()},
+        "origin": origin,
         "aliases_set": aliases,
         "parent_run_id": runs["parent_run_id"],
         "data_md5": runs["data_md5"],
@@ -374,37 +476,50 @@ def _restore_aliases(client: MlflowClient, name: str, before: dict[str, str]) ->
             client.set_registered_model_alias(name, alias, before[alias])
 
 
-def _record(cfg: Config, root: Path, runs: dict, decision: dict, versions: dict) -> None:
-    """The decision and report to the parent run, then to metrics/ and reports/ (last)."""
+def promotion_metrics(decision: dict) -> dict[str, float]:
+    """metrics/promotion.json: the decision in numbers only (the words are in the report)."""
+    out = {
+        "promoted": float(decision["promoted"]),
+        "fallback": float(decision["fallback"]),
+        "candidate_score": decision["candidate"]["score"],
+        "best_baseline_score": decision["best_baseline"]["score"],
+    }
+    champion = decision["champion"] or {}
+    if champion.get("score") is not None:
+        out["champion_score"] = float(champion["score"])
+    return out
+
+
+def _record(cfg: Config, root: Path, runs: dict, decision: dict) -> None:
+    """The decision and report to the parent run, then to reports/report and metrics/ (last)."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
     run_id = runs["parent_run_id"]
-    plots = sorted((root / PLOTS).glob("*.png")) if (root / PLOTS).is_dir() else []
+    pngs = root / paths.EVALUATION / "plots"
+    plots = sorted(pngs.glob("*.png")) if pngs.is_dir() else []
     report = render_report(
         cfg,
         runs,
         decision,
-        versions,
         [p.name for p in plots],
         tracking.ui_link(runs.get("experiment_id", "0"), run_id),
     )
     staging = Path(tempfile.mkdtemp(prefix="seqcast-promote-"))
     try:
-        io.write_json(staging / stages.PROMOTION.name, decision)
-        (staging / "report").mkdir()
-        (staging / "report" / stages.REPORT.name).write_text(report)
-        if plots:
-            (staging / "report" / "plots").mkdir()
-            for plot in plots:
-                shutil.copy2(plot, staging / "report" / "plots" / plot.name)
+        folder = staging / "report"
+        (folder / "plots").mkdir(parents=True)
+        (folder / "report.md").write_text(report)
+        io.write_json(folder / "decision.json", decision)
+        for plot in plots:
+            shutil.copyfile(plot, folder / "plots" / plot.name)
         _log_to_run(client, run_id, decision)
-        client.log_artifact(run_id, str(staging / stages.PROMOTION.name), "promotion")
-        client.log_artifacts(run_id, str(staging / "report"), "report")
+        client.log_artifacts(run_id, str(folder), "report")
+        with io.atomic_dir(root / paths.REPORT) as out:
+            shutil.copytree(folder, out, dirs_exist_ok=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    io.write_text(root / stages.REPORT, report)
-    io.write_json(root / stages.PROMOTION, decision)
+    io.write_json(root / paths.PROMOTION_METRICS, promotion_metrics(decision))
 
 
 def _log_to_run(client: MlflowClient, run_id: str, decision: dict) -> None:
@@ -425,18 +540,13 @@ def _log_to_run(client: MlflowClient, run_id: str, decision: dict) -> None:
         "margin": str(decision["margin"]),
         "candidate_version": decision["candidate"]["version"],
         "candidate_kind": decision["candidate"]["kind"],
+        "fallback": str(decision["fallback"]).lower(),
         "champion_version": champion.get("version") or "none",
         "champion_rescored": str(decision["champion_rescored"]).lower(),
         "best_baseline": decision["best_baseline"]["name"],
     }
     now = get_current_time_millis()
-    values = {
-        "promotion.promoted": float(decision["promoted"]),
-        "promotion.candidate_score": decision["candidate"]["score"],
-        "promotion.baseline_score": decision["best_baseline"]["score"],
-    }
-    if champion.get("score") is not None:
-        values["promotion.champion_score"] = champion["score"]
+    values = {f"promotion.{k}": v for k, v in promotion_metrics(decision).items()}
     client.log_batch(
         run_id,
         metrics=[Metric(k, float(v), now, 0) for k, v in values.items()],
@@ -445,17 +555,12 @@ def _log_to_run(client: MlflowClient, run_id: str, decision: dict) -> None:
     )
 
 
-def render_report(
-    cfg: Config,
-    runs: dict,
-    decision: dict,
-    versions: dict,
-    plots: list[str],
-    run_link: str,
-) -> str:
-    """reports/report.md: every model's test metrics, the best baseline, the decision, plots."""
+def render_report(cfg: Config, runs: dict, decision: dict, plots: list[str], run_link: str) -> str:
+    """reports/report/report.md: every model's metrics, the best baseline, the decision, plots."""
     metric = cfg.promotion.metric
-    head = "| model | role | " + " | ".join(m.upper() for m in METRICS) + " |"
+    head = (
+        "| model | role | " + " | ".join(m.upper() for m in METRICS) + f" | val {metric.upper()} |"
+    )
     lines = [
         "# seqcast: model comparison",
         "",
@@ -466,25 +571,29 @@ def render_report(
         "## Test metrics",
         "",
         head,
-        "|" + "---|" * (len(METRICS) + 2),
+        "|" + "---|" * (len(METRICS) + 3),
     ]
+    candidate = decision["candidate"]
     rows = []
     for kind, net in runs["networks"].items():
-        role = f"network, registered v{versions[kind].version}"
-        if kind == decision["candidate"]["kind"]:
-            role += ", **candidate**"
-        rows.append((kind, role, net["metrics"]))
+        role = "network"
+        if kind == candidate["kind"]:
+            role += f", **candidate** v{candidate['version']}"
+        rows.append((kind, role, net["metrics"], net.get("val_metrics", {})))
     for base, entry in runs["baselines"].items():
-        role = "**best baseline**" if base == runs["best_baseline"] else "baseline"
-        rows.append((base, role, entry.get("metrics", {})))
+        role = "linear rival" if base == "linear" else "baseline"
+        role = "**best baseline**" if base == runs["best_baseline"] else role
+        if base == candidate["kind"]:
+            role += f", **candidate (fallback)** v{candidate['version']}"
+        rows.append((base, role, entry.get("metrics", {}), entry.get("val_metrics", {})))
     champion = decision["champion"]
     if champion and champion.get("rescored_metrics"):
         role = f"current champion, re-scored (was scored on `{champion['test_id']}`)"
-        rows.append((f"champion v{champion['version']}", role, champion["rescored_metrics"]))
+        rows.append((f"champion v{champion['version']}", role, champion["rescored_metrics"], {}))
     rows.sort(key=lambda r: float(r[2].get(metric, np.inf)))
-    for model, role, scores in rows:
+    for model, role, scores, val in rows:
         cells = " | ".join(_cell(scores.get(m), bold=m == metric) for m in METRICS)
-        lines.append(f"| {model} | {role} | {cells} |")
+        lines.append(f"| {model} | {role} | {cells} | {_cell(val.get(metric), bold=False)} |")
     lines += ["", "## Promotion decision", "", f"**{decision['summary']}**", ""]
     lines += [f"- {reason}" for reason in decision["reasons"]]
     aliases = decision["aliases_set"]

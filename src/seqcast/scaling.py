@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from sklearn.base import TransformerMixin
 from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
-from seqcast.config import SplitConfig
+from seqcast.config import Config, SplitConfig
 
 SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": RobustScaler}
 SPLITS = ("train", "val", "test")
@@ -58,3 +60,56 @@ def to_scaled(values: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.n
 def to_units(scaled: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Scaled units back to the series' units."""
     return scaled * scale + offset
+
+
+def normalise(cfg: Config, root: Path) -> dict:
+    """The normalise stage: regular series, chronological split, scaler fit on train only."""
+    import pickle
+
+    import pandas as pd
+
+    from seqcast import data, paths
+    from seqcast.config import ConfigError
+    from seqcast.io import atomic_dir, read_json, write_json
+
+    source = cfg.data.path
+    raw_md5 = data.file_hash(root / source)
+    passed = read_json(root / paths.VALIDATION_SUMMARY)
+    if passed.get("raw_md5") != raw_md5:
+        raise data.DataError(
+            f"{source}: changed since it passed validation ({paths.VALIDATION_SUMMARY} is for "
+            f"md5 {passed.get('raw_md5')}, the file is {raw_md5}); run the validate stage first"
+        )
+    frame, filled = data.regularise(
+        data.read_raw(root / source), cfg.data, cfg.split.max_gap_steps, source
+    )
+    sizes = split_sizes(len(frame), cfg.split)
+    bounds = split_bounds(sizes)
+    if cfg.window.shift + cfg.window.horizon > sizes["test"]:
+        raise ConfigError(
+            f"window.horizon: shift + horizon = {cfg.window.shift + cfg.window.horizon} steps "
+            f"do not fit in the test split of {sizes['test']} rows"
+        )
+    values = frame.to_numpy(dtype="float64")
+    scaler = fit_scaler(values[: sizes["train"]], cfg.scaling.scaler)
+    offset, scale = affine(scaler, values.shape[1])
+    scaled = pd.DataFrame(
+        to_scaled(values, offset, scale), index=frame.index, columns=frame.columns
+    )
+    with atomic_dir(root / paths.PREPARED) as out:
+        for name, (start, stop) in bounds.items():
+            scaled.iloc[start:stop].to_parquet(out / f"{name}.parquet")
+        (out / "scaler.pkl").write_bytes(pickle.dumps(scaler))
+        summary = {
+            "rows": sizes,
+            "filled": filled,
+            "first": {n: str(frame.index[a]) for n, (a, _) in bounds.items()},
+            "last": {n: str(frame.index[b - 1]) for n, (_, b) in bounds.items()},
+            "scaler": cfg.scaling.scaler,
+            "columns": list(frame.columns),
+            "offset": offset.tolist(),
+            "scale": scale.tolist(),
+            "raw_md5": raw_md5,
+        }
+        write_json(out / "prepared.json", summary)
+    return summary

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
+import socket
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -29,7 +31,6 @@ def setup(experiment: str, root: Path | None = None) -> str:
     """Point MLflow at the store and return the experiment id, creating it when new."""
     import mlflow
 
-    root = root or paths.repo_root()
     uri = paths.tracking_uri(root)
     mlflow.set_tracking_uri(uri)
     found = mlflow.get_experiment_by_name(experiment)
@@ -37,6 +38,7 @@ def setup(experiment: str, root: Path | None = None) -> str:
     if database is not None:
         _write_ahead_log(database)
     if found is not None:
+        fail_orphaned_runs(found.experiment_id)
         return found.experiment_id
     # Artifacts sit beside the SQLite file, not wherever the current directory happens to be.
     location = (database.parent / "artifacts").as_uri() if database is not None else None
@@ -86,12 +88,60 @@ def versions() -> dict[str, str]:
     return out
 
 
-def run_tags(data_md5: str, windows_md5: str, **extra: str) -> dict[str, str]:
-    """Tags every seqcast run carries: code, data and library versions."""
-    tags = {f"seqcast.{k}": v for k, v in git_state().items()}
+def run_tags(data_md5: str, windows_md5: str, root: Path | None = None, **extra: str) -> dict:
+    """Tags every seqcast run carries: code, data, library versions, and where it ran."""
+    tags = {f"seqcast.{k}": v for k, v in git_state(root).items()}
     tags |= {"seqcast.data_md5": data_md5, "seqcast.windows_md5": windows_md5}
     tags |= {f"seqcast.version.{k}": v for k, v in versions().items()}
+    experiment = paths.dvc_experiment()
+    tags["seqcast.origin"] = "experiment" if experiment else "checkout"
+    if experiment:
+        tags["seqcast.dvc_exp_name"] = experiment["name"]
+        tags["seqcast.dvc_exp_baseline_rev"] = experiment["baseline_rev"]
+    # Which process owns the run: the next run marks it FAILED if that process died.
+    tags |= {"seqcast.host": socket.gethostname(), "seqcast.pid": str(os.getpid())}
     return tags | {f"seqcast.{k}": str(v) for k, v in extra.items()}
+
+
+def run_name(what: str) -> str:
+    """A run name people can scan: what, when, and the DVC experiment if any."""
+    import time
+
+    experiment = paths.dvc_experiment()
+    suffix = f" (exp {experiment['name']})" if experiment else ""
+    return f"{what} {time.strftime('%Y-%m-%d %H:%M:%S')}{suffix}"
+
+
+def fail_orphaned_runs(experiment_id: str) -> list[str]:
+    """Mark FAILED the RUNNING runs whose process, on this host, no longer exists."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    host = socket.gethostname()
+    orphaned = []
+    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
+        tags = run.data.tags
+        pid = tags.get("seqcast.pid", "")
+        if tags.get("seqcast.host") != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        client.set_tag(run.info.run_id, "seqcast.failure", f"process {pid} ended without a status")
+        client.set_terminated(run.info.run_id, status="FAILED")
+        orphaned.append(run.info.run_id)
+    return orphaned
+
+
+def _alive(pid: int) -> bool:
+    """True when a process with this pid exists (and is not a zombie)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except OSError:
+        return True
 
 
 def ui_link(
@@ -141,14 +191,17 @@ def log_evaluation(
     results: dict[str, dict],
     curves: dict[str, dict],
     train_info: dict[str, dict],
-    forecasters: dict[str, Path],
+    networks: list[str],
+    models: dict[str, Path],
     input_example,
     artifacts: dict[str, list[Path]],
     comparison: dict,
 ) -> dict:
-    """One parent run for this pipeline execution, a child per model and baseline; returns ids."""
-    import time
+    """One parent run for this pipeline execution, a child per model and baseline; returns ids.
 
+    `models` are the saved Forecaster folders logged as MLflow models: the networks, and the
+    best simple baseline, which is what gets served when no network beats it.
+    """
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -156,20 +209,19 @@ def log_evaluation(
 
     experiment_id = setup(experiment, root)
     client = MlflowClient()
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     runs: dict = {"experiment_id": experiment_id, "networks": {}, "baselines": {}}
     with mlflow.start_run(
         experiment_id=experiment_id,
-        run_name=f"pipeline {stamp}",
+        run_name=run_name("pipeline"),
         tags=tags | {"seqcast.stage": "pipeline"},
     ) as parent:
         runs["parent_run_id"] = parent.info.run_id
         mlflow.log_params(params)
         mlflow.log_input(dataset, context="training")
-        for folder, paths in artifacts.items():
-            for path in (p for p in paths if p.exists()):
+        for folder, files in artifacts.items():
+            for path in (p for p in files if p.exists()):
                 mlflow.log_artifact(str(path), artifact_path=folder)
-        mlflow.log_dict(comparison, "metrics/comparison.json")
+        mlflow.log_dict(comparison, "evaluation/comparison.json")
         best = comparison["best_network"]
         best_test = results[best]["test"]
         mlflow.log_metrics({f"best_network_test_{k}": v for k, v in best_test.items()})
@@ -177,7 +229,7 @@ def log_evaluation(
             {"seqcast.best_network": best, "seqcast.best_baseline": comparison["best_baseline"]}
         )
         for name, result in results.items():
-            kind = "network" if name in forecasters else "baseline"
+            kind = "network" if name in networks else "baseline"
             with mlflow.start_run(
                 experiment_id=experiment_id,
                 run_name=name,
@@ -199,14 +251,12 @@ def log_evaluation(
                     "metrics": result["test"],
                     "val_metrics": result["val"],
                 }
-                if name in forecasters:
-                    if "train_run_id" in train_info.get(name, {}):
-                        mlflow.set_tag("seqcast.train_run_id", train_info[name]["train_run_id"])
+                if "train_run_id" in train_info.get(name, {}):
+                    mlflow.set_tag("seqcast.train_run_id", train_info[name]["train_run_id"])
+                if name in models:
                     info = serving.log_forecaster(
-                        forecasters[name], name="model", input_example=input_example
+                        models[name], name="model", input_example=input_example
                     )
                     entry["model_uri"] = info.model_uri
-                    runs["networks"][name] = entry
-                else:
-                    runs["baselines"][name] = entry
+                runs["networks" if name in networks else "baselines"][name] = entry
     return runs

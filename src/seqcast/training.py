@@ -15,11 +15,12 @@ import math
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from seqcast import features
-from seqcast.config import TrainConfig
+from seqcast.config import Config, TrainConfig
 from seqcast.features import InputSpec
 
 # TensorFlow train steps per call of the compiled function (a while loop in-graph): fewer returns
@@ -184,3 +185,97 @@ def epoch_logger(kind: str, epochs: int):
                 mlflow.log_metrics(logs, step=epoch + 1)
 
     return EpochLog()
+
+
+def train(cfg: Config, root: Path, kind: str) -> dict:
+    """The train stage: fit one network; its folder is written only if the whole fit succeeds."""
+    import csv
+
+    import mlflow
+
+    from seqcast import models, paths, tracking
+    from seqcast.config import ConfigError, flatten
+    from seqcast.forecaster import forecaster_for
+    from seqcast.io import atomic_dir, write_json
+    from seqcast.windowing import load_windows
+
+    mcfg = cfg.models.get(kind)
+    use_backend(cfg.train.backend)
+    loaded = load_windows(root)
+    n_train = len(loaded["origins"]["train"])
+    if cfg.train.batch_size > n_train:
+        raise ConfigError(
+            f"train.batch_size: {cfg.train.batch_size} is larger than the {n_train} "
+            "training windows"
+        )
+    experiment_id = tracking.setup(f"{cfg.tracking.experiment}-training", root)
+    tags = tracking.run_tags(
+        loaded["meta"]["raw_md5"],
+        loaded["meta"]["windows_md5"],
+        root=root,
+        model_kind=kind,
+        stage="train",
+        backend=cfg.train.backend,
+    )
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=tracking.run_name(f"train-{kind}"), tags=tags
+    ) as run:
+        mlflow.log_params(flatten(cfg))
+        import keras
+
+        # Seed before building: the initial weights are drawn when the model is built.
+        keras.utils.set_random_seed(cfg.train.seed)
+        model = models.build(kind, loaded["spec"], mcfg)
+        # The network starts as the linear rival (same windows, same alpha) and learns the rest.
+        models.start_from_linear(model, models.fit_linear_rival(loaded, cfg.baselines.linear_alpha))
+        result = fit(
+            model,
+            loaded["spec"],
+            loaded["series"],
+            loaded["calendar"],
+            loaded["origins"]["train"],
+            loaded["origins"]["val"],
+            cfg.train,
+            callbacks=[epoch_logger(kind, cfg.train.epochs)],
+        )
+        forecaster = forecaster_for(kind, loaded, predictor=model)
+        summary = {
+            "model": kind,
+            "seconds": round(result.seconds, 3),
+            "epochs": result.epochs,
+            "best_epoch": result.best_epoch,
+            "best_val_loss": min(result.history["val_loss"]),
+            "windows_per_second": round(result.windows_per_second, 1),
+            "backend": cfg.train.backend,
+            "jit_compile": resolve_jit(cfg.train),
+            "train_run_id": run.info.run_id,
+            "parameters": model.count_params(),
+            "fingerprint": forecaster.fingerprint(),
+        }
+        mlflow.log_metrics(
+            {
+                "train_seconds": result.seconds,
+                "windows_per_second": result.windows_per_second,
+                "best_epoch": result.best_epoch,
+            }
+        )
+        mlflow.set_tag("seqcast.fingerprint", summary["fingerprint"])
+        with atomic_dir(root / paths.MODELS / kind) as out:
+            forecaster.save(out / "forecaster")
+            with open(out / "history.csv", "w", newline="") as handle:
+                writer = csv.writer(handle)
+                keys = sorted(result.history)
+                writer.writerow(["epoch", *keys])
+                for epoch in range(result.epochs):
+                    writer.writerow([epoch + 1, *(result.history[k][epoch] for k in keys)])
+            write_json(out / "train.json", summary)
+    return summary
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    """Learning curves written by the train stage (history.csv)."""
+    import csv
+
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return {k: [float(r[k]) for r in rows] for k in rows[0] if k != "epoch"} if rows else {}

@@ -22,7 +22,9 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
+from seqcast import paths
 from seqcast.config import Config
+from seqcast.errors import SeqcastError
 from seqcast.io import atomic_dir, write_json
 
 if TYPE_CHECKING:
@@ -39,7 +41,7 @@ EXAMPLES = 3
 DOCS_EXAMPLES = 20
 
 
-class ValidationFailed(ValueError):
+class ValidationFailed(SeqcastError):
     """Raw data that failed its expectations; the message lists each failure."""
 
 
@@ -128,14 +130,26 @@ def validate_frame(frame: pd.DataFrame, cfg: Config, source: str) -> ValidationR
     )
 
 
-def write_outputs(report: ValidationReport, summary_path: Path, docs_dir: Path) -> None:
-    """Write the JSON summary and the GX data docs (replacing docs_dir), pass or fail."""
-    write_json(summary_path, report.summary())
-    with atomic_dir(docs_dir) as tmp:
-        _build_docs(report.gx_context, tmp)
+def validate(cfg: Config, root: Path) -> dict[str, Any]:
+    """The validate stage: the raw CSV against the suite; data docs and summary on success."""
+    from seqcast.data import file_hash, read_raw
+
+    source = root / cfg.data.path
+    report = validate_frame(read_raw(source), cfg, source=cfg.data.path)
+    report.raise_if_failed()
+    summary = report.summary() | {"raw_md5": file_hash(source)}
+    write_outputs(report, summary, root / paths.VALIDATION)
+    return summary
+
+
+def write_outputs(report: ValidationReport, summary: dict[str, Any], folder: Path) -> None:
+    """Replace folder with the GX data docs (index.html) and summary.json."""
+    with atomic_dir(folder) as tmp:
+        _build_docs(report.gx_context, tmp.resolve())
         # Checked before the move, so a broken build never replaces the previous docs.
         if not (tmp / "index.html").is_file():
-            raise RuntimeError(f"{docs_dir}: Great Expectations built no index.html")
+            raise RuntimeError(f"{folder}: Great Expectations built no index.html")
+        write_json(tmp / paths.VALIDATION_SUMMARY.name, summary)
 
 
 # --- derived columns ------------------------------------------------------------------------

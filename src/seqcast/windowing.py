@@ -2,12 +2,19 @@
 
 A window is named by its origin o, the row of the last observed value. It reads history rows
 (o - context, o] and forecasts rows o + shift ... o + shift + horizon - 1. Nothing is copied
-until a batch of origins is gathered.
+until a batch of origins is gathered. The window stage (`window`) imports the features and
+baselines it needs only when it runs, so these index functions stay light.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from seqcast.config import Config, WindowConfig
 
 
 def origins(
@@ -51,3 +58,130 @@ def sliding_view(series: np.ndarray, width: int) -> np.ndarray:
     """A zero-copy (n - width + 1, width, ...) view of every window of `width` rows."""
     view = np.lib.stride_tricks.sliding_window_view(series, width, axis=0)
     return np.moveaxis(view, -1, 1)
+
+
+def window(cfg: Config, root: Path) -> dict:
+    """The window stage: one scaled series, calendar inputs, the reference, origins per split."""
+    import pandas as pd
+
+    from seqcast import baselines, features, paths
+    from seqcast.config import ConfigError
+    from seqcast.io import atomic_dir, md5_files, read_json, write_json
+    from seqcast.scaling import SPLITS, split_bounds, to_units
+
+    prepared = read_json(root / paths.PREPARED / "prepared.json")
+    frame = pd.concat([pd.read_parquet(root / paths.PREPARED / f"{n}.parquet") for n in SPLITS])
+    sizes = prepared["rows"]
+    bounds = split_bounds(sizes)
+    series = frame.to_numpy(dtype=np.float64)
+    w, n_targets = cfg.window, len(cfg.data.targets)
+    candidates = sorted(
+        set(cfg.baselines.seasons)
+        | ({cfg.features.reference_season} if cfg.features.reference_season else set())
+    )
+    seasons, not_applicable = baselines.applicable_seasons(
+        candidates, sizes["train"], w.input_width, w.horizon, w.shift
+    )
+    reference, season = cfg.features.reference, cfg.features.reference_season
+    if reference == "seasonal_naive" and season not in seasons:
+        reason = not_applicable[f"seasonal_naive_{season}"]
+        raise ConfigError(f"features.reference_season: {reason}")
+    longest = max(seasons, default=1)
+    if reference == "auto":
+        # Choose on validation windows first, so the context grows only for the chosen season.
+        provisional = origins(
+            bounds, max(w.input_width, longest), w.horizon, w.shift, w.stride,
+            w.history_across_splits,
+        )  # fmt: skip
+        _require_windows(provisional, max(w.input_width, longest), w, sizes)
+        # A seasonal reference also reads input_width rows of seasonal differences.
+        fits = [m for m in seasons if w.input_width + m + w.shift + w.horizon - 1 <= sizes["train"]]
+        reference, season, choice = baselines.choose_reference(
+            series[:, :n_targets], provisional["val"], fits, w.horizon, w.shift
+        )
+    else:
+        choice = {}
+    seasonal_history = season if reference == "seasonal_naive" else 0
+    context = max(w.input_width + seasonal_history, longest)
+    found = origins(bounds, context, w.horizon, w.shift, w.stride, w.history_across_splits)
+    _require_windows(found, context, w, sizes)
+    cal = features.calendar(pd.DatetimeIndex(frame.index), list(cfg.features.calendar))
+    spec = features.InputSpec(
+        input_width=w.input_width,
+        horizon=w.horizon,
+        shift=w.shift,
+        n_targets=n_targets,
+        n_values=series.shape[1],
+        n_calendar=cal.shape[1],
+        reference=reference,
+        season=season if reference == "seasonal_naive" else None,
+        calendar_names=list(cfg.features.calendar),
+    )
+    offset, scale = np.asarray(prepared["offset"]), np.asarray(prepared["scale"])
+    train_units = to_units(series[: sizes["train"]], offset, scale)
+    with atomic_dir(root / paths.WINDOWS) as out:
+        np.save(out / "series.npy", series)
+        np.save(out / "calendar.npy", cal)
+        np.save(out / "times.npy", frame.index.to_numpy(dtype="datetime64[ns]"))
+        np.savez(out / "origins.npz", **found)
+        meta = {
+            "spec": spec.__dict__ | {"calendar_names": spec.calendar_names},
+            "context": context,
+            "columns": list(frame.columns),
+            "frequency": cfg.data.frequency,
+            "timestamp": cfg.data.timestamp,
+            "rows": sizes,
+            "windows": {n: int(len(r)) for n, r in found.items()},
+            "seasons": seasons,
+            "not_applicable": not_applicable,
+            "reference_choice": {
+                "reference": reference,
+                "season": season,
+                "val_mae_scaled": choice,
+            },
+            "offset": prepared["offset"],
+            "scale": prepared["scale"],
+            # Training range per column, in units: what a served history is checked against.
+            "train_min": train_units.min(axis=0).tolist(),
+            "train_max": train_units.max(axis=0).tolist(),
+            "raw_md5": prepared["raw_md5"],
+            "windows_md5": md5_files(out / "series.npy", out / "calendar.npy", out / "origins.npz"),
+        }
+        write_json(out / "meta.json", meta)
+    return {k: meta[k] for k in ("windows", "context", "reference_choice", "not_applicable")}
+
+
+def load_windows(root: Path) -> dict:
+    """The window stage's outputs: meta, input spec, scaled series, calendar, times, origins."""
+    import pandas as pd
+
+    from seqcast import paths
+    from seqcast.features import InputSpec
+    from seqcast.io import read_json
+
+    folder = root / paths.WINDOWS
+    meta = read_json(folder / "meta.json")
+    with np.load(folder / "origins.npz") as found:
+        split_origins = {name: found[name] for name in found.files}
+    return {
+        "meta": meta,
+        "spec": InputSpec(**meta["spec"]),
+        "series": np.load(folder / "series.npy", mmap_mode="r"),
+        "calendar": np.load(folder / "calendar.npy", mmap_mode="r"),
+        "times": pd.DatetimeIndex(np.load(folder / "times.npy")),
+        "origins": split_origins,
+    }
+
+
+def _require_windows(found: dict, context: int, w: WindowConfig, sizes: dict) -> None:
+    """Every split needs at least one window; say which knobs make it impossible."""
+    from seqcast.config import ConfigError
+
+    for name, rows in found.items():
+        if len(rows) == 0:
+            raise ConfigError(
+                f"window: no {name} windows: context {context} rows (window.input_width "
+                f"{w.input_width}, plus the reference season or longest baselines.seasons) + "
+                f"window.shift + window.horizon {w.horizon} do not fit in the {name} split of "
+                f"{sizes[name]} rows"
+            )
