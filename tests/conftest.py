@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+# The code under test is this checkout's src/, whichever checkout the environment was installed
+# from (a git worktree shares the .venv of another).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")

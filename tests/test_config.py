@@ -36,9 +36,14 @@ def test_defaults_fill_optional_sections() -> None:
     assert cfg.window.shift == 1
     assert cfg.window.stride == 1
     assert cfg.window.history_across_splits is True
-    assert cfg.features.reference == "none"
+    assert cfg.features.reference == "auto"
     assert cfg.scaling.scaler == "standard"
     assert cfg.target_indices == [0]
+    # Seasons, calendar and MASE's season follow data.frequency (30min here).
+    assert cfg.seasons == [48, 336]
+    assert cfg.calendar == ["time_of_day", "day_of_week"]
+    assert cfg.mase_season == 48
+    assert cfg.promotion.from_experiments == "challenger"
 
 
 def test_unknown_key_is_named() -> None:
@@ -97,10 +102,42 @@ def test_bounds_min_above_max() -> None:
     assert "params.yaml: data.bounds: demand_mw: min 10.0 is above max 5.0" in message
 
 
-def test_bounds_for_an_unknown_column() -> None:
-    message = config_error(data={"bounds": {"price": [0.0, 1.0]}})
-    assert "params.yaml: data: bounds name columns that are neither targets nor features" in message
-    assert "['price']" in message
+def test_bounds_for_another_series_columns_do_not_block_this_one() -> None:
+    # A params file kept from another series: its bounds name columns this one lacks.
+    assert make_config(data={"bounds": {"price": [0.0, 1.0]}}).data.bounds == {"price": (0.0, 1.0)}
+
+
+@pytest.mark.parametrize(
+    ("frequency", "seasons", "calendar"),
+    [
+        ("30min", [48, 336], ["time_of_day", "day_of_week"]),
+        ("h", [24, 168], ["time_of_day", "day_of_week"]),
+        ("D", [7, 365], ["day_of_week", "day_of_year"]),
+        ("B", [5], ["day_of_week", "day_of_year"]),
+        ("W-SAT", [52], ["day_of_year"]),
+        ("MS", [12], ["day_of_year"]),
+        ("QS", [4], ["day_of_year"]),
+    ],
+)
+def test_seasons_and_calendar_follow_the_frequency(
+    frequency: str, seasons: list[int], calendar: list[str]
+) -> None:
+    cfg = make_config(data={"frequency": frequency})
+    assert (cfg.seasons, cfg.calendar, cfg.mase_season) == (seasons, calendar, seasons[0])
+
+
+def test_listed_seasons_win_over_the_frequency() -> None:
+    cfg = make_config(baselines={"seasons": [12, 4]}, evaluation={"mase_season": 4})
+    assert (cfg.seasons, cfg.mase_season, cfg.reference_season) == ([4, 12], 4, 4)
+
+
+def test_rows_mode_needs_a_step_frequency() -> None:
+    message = config_error(data={"frequency": "rows"})
+    assert "params.yaml: data: step_frequency is required when frequency is rows" in message
+    cfg = make_config(data={"frequency": "rows", "step_frequency": "B"})
+    assert (cfg.data.regular, cfg.data.calendar_frequency, cfg.seasons) == (False, "B", [5])
+    message = config_error(data={"step_frequency": "B"})
+    assert "step_frequency only applies when frequency is rows" in message
 
 
 @pytest.mark.parametrize(
@@ -124,10 +161,12 @@ def test_bad_frequency(frequency: str) -> None:
 
 
 def test_seasonal_reference_needs_a_season() -> None:
-    message = config_error(features={"reference": "seasonal_naive"})
-    expected = "features: reference_season is required when reference is seasonal_naive"
-    assert f"params.yaml: {expected}" in message
+    message = config_error(data={"frequency": "YS"}, features={"reference": "seasonal_naive"})
+    assert "params.yaml: (top level): features.reference_season: seasonal_naive needs a season" in (
+        message
+    )
     assert make_config(features={"reference": "seasonal_naive", "reference_season": 4})
+    assert make_config(features={"reference": "seasonal_naive"}).reference_season == 48
 
 
 def test_unknown_model_kind() -> None:

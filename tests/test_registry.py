@@ -112,6 +112,7 @@ class Lab:
             "frequency": "h",
             "timestamp": "timestamp",
             "rows": SIZES,
+            "mase_season": SEASON,
             "offset": offset.tolist(),
             "scale": scale.tolist(),
         }

@@ -74,6 +74,24 @@ def applicable_seasons(
     return usable, skipped
 
 
+def affordable_references(
+    seasons: list[int], n_train: int, input_width: int, horizon: int, shift: int = 1
+) -> tuple[list[int], dict[str, str]]:
+    """Seasons usable as the networks' reference: each must leave half the training windows."""
+    without = n_train - (input_width + shift + horizon - 1) + 1
+    fits, costly = [], {}
+    for season in seasons:
+        left = n_train - (input_width + season + shift + horizon - 1) + 1
+        if left * 2 >= without:
+            fits.append(season)
+        else:
+            costly[f"seasonal_naive_{season}"] = (
+                f"its {season} rows of seasonal history would leave {max(left, 0)} of the "
+                f"{without} training windows"
+            )
+    return fits, costly
+
+
 def choose_reference(
     targets: np.ndarray, origins: np.ndarray, seasons: list[int], horizon: int, shift: int = 1
 ) -> tuple[str, int | None, dict[str, float]]:

@@ -12,8 +12,11 @@ from seqcast.errors import SeqcastError
 
 PositiveInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+CalendarFeature = Literal["time_of_day", "day_of_week", "day_of_year"]
 CALENDAR_FEATURES = ("time_of_day", "day_of_week", "day_of_year")
 MODEL_KINDS = ("gru", "lstm")
+# data.frequency for rows that are consecutive steps whatever their timestamps say.
+ROWS = "rows"
 
 
 class ConfigError(SeqcastError):
@@ -30,6 +33,8 @@ class DataConfig(_Section):
     targets: list[str] = Field(min_length=1)
     features: list[str] = []
     frequency: str
+    # With frequency `rows`: the pandas alias that dates forecast steps (B for trading days).
+    step_frequency: str | None = None
     max_null_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     max_filled_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
     bounds: dict[str, tuple[float, float]] = {}
@@ -37,13 +42,14 @@ class DataConfig(_Section):
     @field_validator("frequency")
     @classmethod
     def _known_frequency(cls, value: str) -> str:
-        import pandas as pd
+        if value == ROWS:
+            return value
+        return _pandas_frequency(value, "or rows (each row the next step)")
 
-        try:
-            pd.tseries.frequencies.to_offset(value)
-        except ValueError as err:
-            raise ValueError(f"not a pandas frequency such as 30min, h, D: {err}") from None
-        return value
+    @field_validator("step_frequency")
+    @classmethod
+    def _known_step_frequency(cls, value: str | None) -> str | None:
+        return None if value is None else _pandas_frequency(value, "such as B")
 
     @field_validator("bounds")
     @classmethod
@@ -61,17 +67,33 @@ class DataConfig(_Section):
             raise ValueError(
                 f"a column is named twice among timestamp/targets/features: {duplicated}"
             )
-        unknown = sorted(set(self.bounds) - set(self.targets) - set(self.features))
-        if unknown:
+        return self
+
+    @model_validator(mode="after")
+    def _rows_need_a_step_frequency(self) -> DataConfig:
+        if self.frequency == ROWS and self.step_frequency is None:
             raise ValueError(
-                f"bounds name columns that are neither targets nor features: {unknown}"
+                "step_frequency is required when frequency is rows: the pandas alias that dates "
+                "the forecast steps after the last row (B for trading days, 10min, ...)"
             )
+        if self.frequency != ROWS and self.step_frequency is not None:
+            raise ValueError("step_frequency only applies when frequency is rows")
         return self
 
     @property
     def value_columns(self) -> list[str]:
         """Targets first, then features: the column order of every array."""
         return [*self.targets, *self.features]
+
+    @property
+    def regular(self) -> bool:
+        """True when rows sit on a time grid (gaps are detected and filled)."""
+        return self.frequency != ROWS
+
+    @property
+    def calendar_frequency(self) -> str:
+        """The pandas alias that steps from one row, or forecast step, to the next."""
+        return self.frequency if self.regular else str(self.step_frequency)
 
 
 class SplitConfig(_Section):
@@ -106,24 +128,19 @@ class WindowConfig(_Section):
 
 
 class FeaturesConfig(_Section):
-    calendar: list[Literal["time_of_day", "day_of_week", "day_of_year"]] = []
-    reference: Literal["none", "naive", "seasonal_naive", "auto"] = "none"
+    calendar: list[CalendarFeature] | Literal["auto"] = "auto"
+    reference: Literal["none", "naive", "seasonal_naive", "auto"] = "auto"
+    # With reference seasonal_naive: which season (default: the shortest of baselines.seasons).
     reference_season: PositiveInt | None = None
-
-    @model_validator(mode="after")
-    def _season_for_seasonal_reference(self) -> FeaturesConfig:
-        if self.reference == "seasonal_naive" and self.reference_season is None:
-            raise ValueError("reference_season is required when reference is seasonal_naive")
-        return self
 
 
 class BaselinesConfig(_Section):
-    seasons: list[PositiveInt] = []
+    seasons: list[PositiveInt] | Literal["auto"] = "auto"
     linear_alpha: Annotated[float, Field(ge=0.0)] = 1.0
 
 
 class EvaluationConfig(_Section):
-    mase_season: PositiveInt = 1
+    mase_season: PositiveInt | Literal["auto"] = "auto"
 
 
 class TrainConfig(_Section):
@@ -196,6 +213,101 @@ class Config(_Section):
     def target_indices(self) -> list[int]:
         """Positions of the targets among the value columns."""
         return list(range(len(self.data.targets)))
+
+    @property
+    def seasons(self) -> list[int]:
+        """baselines.seasons, or the seasons of the data's frequency when `auto`."""
+        if self.baselines.seasons != "auto":
+            return sorted(set(self.baselines.seasons))
+        return default_seasons(self.data.calendar_frequency)
+
+    @property
+    def calendar(self) -> list[str]:
+        """features.calendar, or the cycles that vary at the data's frequency when `auto`."""
+        if self.features.calendar != "auto":
+            return list(self.features.calendar)
+        return default_calendar(self.data.calendar_frequency)
+
+    @property
+    def reference_season(self) -> int | None:
+        """The seasonal_naive reference's season: features.reference_season or the shortest."""
+        if self.features.reference_season is not None:
+            return self.features.reference_season
+        return min(self.seasons, default=None)
+
+    @property
+    def mase_season(self) -> int:
+        """evaluation.mase_season, or the shortest season (1, the naive step, when none)."""
+        if self.evaluation.mase_season != "auto":
+            return self.evaluation.mase_season
+        return min(self.seasons, default=1)
+
+    @model_validator(mode="after")
+    def _seasonal_reference_has_a_season(self) -> Config:
+        if self.features.reference == "seasonal_naive" and self.reference_season is None:
+            raise ValueError(
+                "features.reference_season: seasonal_naive needs a season; set it, or list "
+                f"baselines.seasons (none for frequency {self.data.calendar_frequency})"
+            )
+        return self
+
+
+def _pandas_frequency(value: str, also: str) -> str:
+    """A pandas offset alias, or a readable error."""
+    import pandas as pd
+
+    try:
+        pd.tseries.frequencies.to_offset(value)
+    except ValueError as err:
+        raise ValueError(
+            f"not a pandas frequency such as 30min, h, D, W-SUN, MS, {also}: {err}"
+        ) from None
+    return value
+
+
+def _steps_per(frequency: str, period: str) -> int | None:
+    """Whole steps of a fixed-length frequency in a period (1D, 7D), else None."""
+    import pandas as pd
+
+    try:
+        step = pd.Timedelta(pd.tseries.frequencies.to_offset(frequency))
+    except ValueError:
+        return None  # a calendar frequency (B, W-SUN, MS): no fixed length
+    count = pd.Timedelta(period) / step
+    return int(count) if count >= 2 and float(count).is_integer() else None
+
+
+def default_seasons(frequency: str) -> list[int]:
+    """The usual seasons of a frequency: a day and a week for sub-daily data, else a year."""
+    import pandas as pd
+
+    name = pd.tseries.frequencies.to_offset(frequency).name
+    by_calendar = {"B": [5], "C": [5], "W": [52], "MS": [12], "ME": [12], "QS": [4], "QE": [4]}
+    for prefix, seasons in by_calendar.items():
+        if name == prefix or name.startswith(prefix + "-"):
+            return seasons
+    day, week = _steps_per(frequency, "1D"), _steps_per(frequency, "7D")
+    if day:
+        return [day, week] if week else [day]
+    if week == 7:  # daily: the week, and the year (dropped when it costs most training windows)
+        return [7, 365]
+    return [week] if week else []
+
+
+def default_calendar(frequency: str) -> list[str]:
+    """Calendar cycles that change from one step to the next at this frequency."""
+    import pandas as pd
+
+    offset = pd.tseries.frequencies.to_offset(frequency)
+    try:
+        step = pd.Timedelta(offset)
+    except ValueError:  # calendar frequencies: business days, weeks, months, quarters
+        return ["day_of_week", "day_of_year"] if offset.name in ("B", "C") else ["day_of_year"]
+    if step < pd.Timedelta("1D"):
+        return ["time_of_day", "day_of_week"]
+    if step < pd.Timedelta("7D"):
+        return ["day_of_week", "day_of_year"]
+    return ["day_of_year"]
 
 
 def _key(loc: tuple) -> str:

@@ -50,19 +50,25 @@ def regularise(
     columns = cfg.value_columns
     times = pd.to_datetime(frame[cfg.timestamp])
     values = frame[columns].astype("float64").set_axis(pd.DatetimeIndex(times, name=cfg.timestamp))
-    full = pd.date_range(values.index[0], values.index[-1], freq=cfg.frequency, name=cfg.timestamp)
-    if not values.index.isin(full).all():
-        off = values.index[~values.index.isin(full)][0]
-        raise DataError(f"{source}: {cfg.timestamp} {off} is off the {cfg.frequency} grid")
-    values = values.reindex(full)
+    if cfg.regular:
+        full = pd.date_range(
+            values.index[0], values.index[-1], freq=cfg.frequency, name=cfg.timestamp
+        )
+        if not values.index.isin(full).all():
+            off = values.index[~values.index.isin(full)][0]
+            raise DataError(f"{source}: {cfg.timestamp} {off} is off the {cfg.frequency} grid")
+        values = values.reindex(full)
+    full = values.index
     empty = values.isna()
     missing = empty.any(axis=1).to_numpy()
-    for start, length in _runs(missing):
-        if length > max_gap_steps:
-            raise DataError(
-                f"{source}: gap of {length} steps starting at {full[start]} "
-                f"(split.max_gap_steps is {max_gap_steps}); fill or cut the data there"
-            )
+    long = [(start, length) for start, length in _runs(missing) if length > max_gap_steps]
+    if long:
+        shown = ", ".join(f"{length} steps from {full[start]}" for start, length in long[:3])
+        raise DataError(
+            f"{source}: {len(long)} gap(s) longer than split.max_gap_steps {max_gap_steps} "
+            f"(missing rows or empty cells): {shown}{', ...' if len(long) > 3 else ''}; "
+            "fill or cut the data there, or raise split.max_gap_steps"
+        )
     filled = {
         "rows": int(missing.sum()),
         "values": int(empty.to_numpy().sum()),
@@ -70,7 +76,7 @@ def regularise(
     }
     if filled["fraction"] > cfg.max_filled_fraction:
         raise DataError(
-            f"{source}: {filled['rows']} of {len(full)} {cfg.frequency} steps "
+            f"{source}: {filled['rows']} of {len(full)} steps ({cfg.frequency}) "
             f"({filled['fraction']:.1%}) are missing or have an empty cell and would be "
             f"interpolated; data.max_filled_fraction allows {cfg.max_filled_fraction:.1%} "
             f"(is data.frequency {cfg.frequency} right?)"

@@ -272,7 +272,7 @@ def evaluate(cfg: Config, root: Path) -> dict:
     simple = baseline_forecasters(loaded)
     ridge = models.fit_linear_rival(loaded, cfg.baselines.linear_alpha)
     simple["linear"] = forecaster_for("linear", loaded, predictor=ridge)
-    scale = mase_scale(loaded, cfg.evaluation.mase_season)
+    scale = mase_scale(loaded, meta["mase_season"])
     scored = {
         name: {split: score(f, loaded, split, scale) for split in SPLITS}
         for name, f in {**simple, **networks}.items()

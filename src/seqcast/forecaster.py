@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from seqcast import features
+from seqcast.config import ROWS
 from seqcast.features import InputSpec
 from seqcast.scaling import to_scaled, to_units
 
@@ -42,6 +43,8 @@ class Forecaster:
     offset: np.ndarray
     scale: np.ndarray
     predictor: Any = None  # a Keras model, a Ridge, or None for a pure baseline
+    # With frequency "rows" (rows are consecutive steps): the alias dating forecast steps.
+    step_frequency: str | None = None
     # Per-column range of the training split, in units: served history is checked against it.
     train_min: np.ndarray | None = None
     train_max: np.ndarray | None = None
@@ -50,6 +53,11 @@ class Forecaster:
     def targets(self) -> list[str]:
         """Target column names."""
         return self.columns[: self.spec.n_targets]
+
+    @property
+    def calendar_frequency(self) -> str:
+        """The pandas alias from one step to the next, for calendar inputs and forecast times."""
+        return self.frequency if self.frequency != ROWS else str(self.step_frequency)
 
     @property
     def min_history(self) -> int:
@@ -84,7 +92,7 @@ class Forecaster:
         series = to_scaled(np.asarray(values, dtype=np.float64), self.offset, self.scale)
         # Every row after the last observation up to the last target: shift - 1 + horizon rows.
         steps = pd.date_range(
-            times[-1], periods=self.spec.shift + self.spec.horizon, freq=self.frequency
+            times[-1], periods=self.spec.shift + self.spec.horizon, freq=self.calendar_frequency
         )[1:]
         cal = features.calendar(times.append(steps), self.spec.calendar_names)
         scaled = self.predict_scaled(series, cal, origins)
@@ -96,7 +104,9 @@ class Forecaster:
         values, times = self.check_history(history)
         last = np.array([len(values) - 1])
         forecast = self.forecast_units(values, times, last)[0]
-        ahead = features.future_times(times[-1], self.frequency, self.spec.horizon, self.spec.shift)
+        ahead = features.future_times(
+            times[-1], self.calendar_frequency, self.spec.horizon, self.spec.shift
+        )
         frame = pd.DataFrame(forecast, columns=self.targets)
         # A tz-aware series keeps its UTC offset: the repeated autumn hour stays unambiguous.
         fmt = "%Y-%m-%d %H:%M:%S" + ("%z" if ahead.tz is not None else "")
@@ -142,6 +152,14 @@ class Forecaster:
                 f"{len(bad)} null or non-finite value(s), first in column {self.columns[col]} "
                 f"at {times[row]}"
             )
+        if self.frequency == ROWS:
+            if not times.is_monotonic_increasing or not times.is_unique:
+                at = int(np.argmax(np.diff(times.asi8) <= 0)) + 1
+                raise ForecastInputError(
+                    f"timestamps must increase: row {at} of the last {len(times)} is "
+                    f"{times[at]}, after {times[at - 1]}"
+                )
+            return values, times
         expected = pd.date_range(times[0], periods=len(times), freq=self.frequency)
         if not times.equals(expected):
             at = int(np.argmax(times != expected))
@@ -174,6 +192,7 @@ class Forecaster:
             "timestamp": self.timestamp,
             "columns": self.columns,
             "frequency": self.frequency,
+            "step_frequency": self.step_frequency,
             "offset": self.offset.tolist(),
             "scale": self.scale.tolist(),
             "predictor": _predictor_kind(self.predictor),
@@ -209,6 +228,7 @@ class Forecaster:
             timestamp=settings["timestamp"],
             columns=settings["columns"],
             frequency=settings["frequency"],
+            step_frequency=settings.get("step_frequency"),
             offset=np.asarray(settings["offset"]),
             scale=np.asarray(settings["scale"]),
             predictor=predictor,
@@ -226,6 +246,7 @@ def forecaster_for(name: str, loaded: dict, predictor: Any = None, spec: InputSp
         timestamp=meta["timestamp"],
         columns=meta["columns"],
         frequency=meta["frequency"],
+        step_frequency=meta.get("step_frequency"),
         offset=np.asarray(meta["offset"]),
         scale=np.asarray(meta["scale"]),
         predictor=predictor,

@@ -60,6 +60,7 @@ class HeldOutWindows:
     columns: list[str]
     frequency: str
     n_train: int
+    mase_season: int
 
     @property
     def targets(self) -> list[str]:
@@ -82,10 +83,11 @@ def load_windows(folder: Path) -> HeldOutWindows:
         columns=list(meta["columns"]),
         frequency=meta["frequency"],
         n_train=int(meta["rows"]["train"]),
+        mase_season=int(meta["mase_season"]),
     )
 
 
-def rescore(forecaster: Forecaster, windows: HeldOutWindows, mase_season: int) -> dict[str, float]:
+def rescore(forecaster: Forecaster, windows: HeldOutWindows) -> dict[str, float]:
     """Every metric of a forecaster on these test windows; NotComparable if it cannot."""
     spec = forecaster.spec
     if forecaster.targets != windows.targets:
@@ -114,7 +116,7 @@ def rescore(forecaster: Forecaster, windows: HeldOutWindows, mase_season: int) -
     forecast = forecaster.forecast_units(values, windows.times, windows.origins)
     actual = features.targets(windows.spec, windows.units, windows.origins)
     n = windows.spec.n_targets
-    scale = metrics.seasonal_naive_scale(windows.units[: windows.n_train, :n], mase_season)
+    scale = metrics.seasonal_naive_scale(windows.units[: windows.n_train, :n], windows.mase_season)
     scores = metrics.score(actual, forecast, scale)
     # One number per metric: the mean over targets, as for every model in runs.json.
     return {name: float(np.mean(scores[name])) for name in METRICS}
@@ -316,7 +318,7 @@ def _champion(
     forecaster = model.unwrap_python_model().forecaster
     windows = load_windows(root / paths.WINDOWS)
     try:
-        out["rescored_metrics"] = rescore(forecaster, windows, cfg.evaluation.mase_season)
+        out["rescored_metrics"] = rescore(forecaster, windows)
         out["score"] = out["rescored_metrics"][metric]
     except NotComparable as err:
         out["comparable"], out["why_not_comparable"] = False, str(err)

@@ -75,37 +75,39 @@ def window(cfg: Config, root: Path) -> dict:
     bounds = split_bounds(sizes)
     series = frame.to_numpy(dtype=np.float64)
     w, n_targets = cfg.window, len(cfg.data.targets)
-    candidates = sorted(
-        set(cfg.baselines.seasons)
-        | ({cfg.features.reference_season} if cfg.features.reference_season else set())
-    )
+    reference, season = cfg.features.reference, cfg.reference_season
+    wanted = set(cfg.seasons) | ({season} if reference == "seasonal_naive" else set())
     seasons, not_applicable = baselines.applicable_seasons(
-        candidates, sizes["train"], w.input_width, w.horizon, w.shift
+        sorted(wanted), sizes["train"], w.input_width, w.horizon, w.shift
     )
-    reference, season = cfg.features.reference, cfg.features.reference_season
     if reference == "seasonal_naive" and season not in seasons:
         reason = not_applicable[f"seasonal_naive_{season}"]
         raise ConfigError(f"features.reference_season: {reason}")
     longest = max(seasons, default=1)
+    # Baselines are scored on validation and test windows only, so a long season lengthens their
+    # history, never the networks' training windows; a seasonal reference does lengthen those.
+    evaluated = max(w.input_width, longest)
     if reference == "auto":
-        # Choose on validation windows first, so the context grows only for the chosen season.
         provisional = origins(
-            bounds, max(w.input_width, longest), w.horizon, w.shift, w.stride,
-            w.history_across_splits,
-        )  # fmt: skip
-        _require_windows(provisional, max(w.input_width, longest), w, sizes)
-        # A seasonal reference also reads input_width rows of seasonal differences.
-        fits = [m for m in seasons if w.input_width + m + w.shift + w.horizon - 1 <= sizes["train"]]
+            bounds, evaluated, w.horizon, w.shift, w.stride, w.history_across_splits
+        )
+        _require_windows(provisional, evaluated, w, sizes)
+        fits, costly = baselines.affordable_references(
+            seasons, sizes["train"], w.input_width, w.horizon, w.shift
+        )
+        for name, reason in costly.items():
+            print(f"window: {name} is not considered as the reference: {reason}", flush=True)
         reference, season, choice = baselines.choose_reference(
             series[:, :n_targets], provisional["val"], fits, w.horizon, w.shift
         )
     else:
-        choice = {}
-    seasonal_history = season if reference == "seasonal_naive" else 0
-    context = max(w.input_width + seasonal_history, longest)
+        choice, costly = {}, {}
+    train_context = w.input_width + (season if reference == "seasonal_naive" else 0)
+    context = max(train_context, longest)
     found = origins(bounds, context, w.horizon, w.shift, w.stride, w.history_across_splits)
+    found["train"] = origins(bounds, train_context, w.horizon, w.shift, w.stride)["train"]
     _require_windows(found, context, w, sizes)
-    cal = features.calendar(pd.DatetimeIndex(frame.index), list(cfg.features.calendar))
+    cal = features.calendar(pd.DatetimeIndex(frame.index), cfg.calendar)
     spec = features.InputSpec(
         input_width=w.input_width,
         horizon=w.horizon,
@@ -115,7 +117,7 @@ def window(cfg: Config, root: Path) -> dict:
         n_calendar=cal.shape[1],
         reference=reference,
         season=season if reference == "seasonal_naive" else None,
-        calendar_names=list(cfg.features.calendar),
+        calendar_names=cfg.calendar,
     )
     offset, scale = np.asarray(prepared["offset"]), np.asarray(prepared["scale"])
     train_units = to_units(series[: sizes["train"]], offset, scale)
@@ -127,13 +129,17 @@ def window(cfg: Config, root: Path) -> dict:
         meta = {
             "spec": spec.__dict__ | {"calendar_names": spec.calendar_names},
             "context": context,
+            "train_context": train_context,
             "columns": list(frame.columns),
             "frequency": cfg.data.frequency,
+            "step_frequency": cfg.data.step_frequency,
             "timestamp": cfg.data.timestamp,
             "rows": sizes,
             "windows": {n: int(len(r)) for n, r in found.items()},
             "seasons": seasons,
             "not_applicable": not_applicable,
+            "not_reference": costly,
+            "mase_season": cfg.mase_season,
             "reference_choice": {
                 "reference": reference,
                 "season": season,
