@@ -12,6 +12,8 @@ import pytest
 # The code under test is this checkout's src/, whichever checkout the environment was installed
 # from (a git worktree shares the .venv of another).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+# tests/helpers.py for test modules in sub-folders (tests/faults/) too.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")

@@ -57,3 +57,50 @@ def mark_validated(root: Path, cfg: Config) -> None:
 
     summary = {"raw_md5": file_hash(root / cfg.data.path), "success": True}
     write_json(root / paths.VALIDATION_SUMMARY, summary)
+
+
+TINY_PARAMS: dict = {
+    "window": {"input_width": 48, "horizon": 12},
+    "baselines": {"seasons": [48]},
+    "train": {"epochs": 2, "batch_size": 128, "patience": 1, "jit_compile": False},
+    "models": {"gru": {"units": 8}, "lstm": {"units": 8}},
+}
+
+
+def stage_root(tmp_path: Path, frame: pd.DataFrame | None = None, **sections: dict) -> Path:
+    """A workspace with the shipped params (sections merged in) and a raw CSV: shipped or given."""
+    import shutil
+
+    import yaml
+
+    root = tmp_path / "repo"
+    (root / "data" / "raw").mkdir(parents=True)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in sections.items():
+        params[section] = {**params.get(section, {}), **values}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    target = root / params["data"]["path"]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if frame is None:
+        shutil.copy(ROOT / "data/raw/electricity_demand.csv", target)
+    else:
+        frame.to_csv(target, index=False)
+    return root
+
+
+def run_stage(root: Path, stage: str, *args: str, prefect: bool = False, **env: str):
+    """`python -m pipelines.stages <stage> --root root` as DVC would run it; the result."""
+    import os
+    import subprocess
+    import sys
+
+    environ = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    environ |= {"SEQCAST_PREFECT": "on" if prefect else "off", **env}
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.stages", stage, *args, "--root", str(root)],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from seqcast.errors import SeqcastError
+from seqcast.errors import ConfigError
 
 PositiveInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
@@ -17,10 +17,6 @@ CALENDAR_FEATURES = ("time_of_day", "day_of_week", "day_of_year")
 MODEL_KINDS = ("gru", "lstm")
 # data.frequency for rows that are consecutive steps whatever their timestamps say.
 ROWS = "rows"
-
-
-class ConfigError(SeqcastError):
-    """A params file that cannot drive the pipeline; the message names the key."""
 
 
 class _Section(BaseModel):
@@ -171,9 +167,17 @@ class ModelsConfig(_Section):
         return getattr(self, kind)
 
 
+# Safe in models:/<name>@alias URIs and registry filters: MLflow forbids / and :, quotes break.
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
 class TrackingConfig(_Section):
-    experiment: str = "seqcast"
-    registered_model: str = "seqcast-forecaster"
+    experiment: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")] = (
+        "seqcast"
+    )
+    registered_model: Annotated[str, Field(min_length=1, max_length=200, pattern=NAME)] = (
+        "seqcast-forecaster"
+    )
 
 
 class PromotionConfig(_Section):

@@ -9,11 +9,7 @@ import numpy as np
 import pandas as pd
 
 from seqcast.config import DataConfig
-from seqcast.errors import SeqcastError
-
-
-class DataError(SeqcastError):
-    """Raw data that cannot be used; the message names the file, column or row."""
+from seqcast.errors import DataError
 
 
 def read_raw(path: str | Path) -> pd.DataFrame:

@@ -20,6 +20,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp makes the file owner-only; an output should get the mode any new file gets.
+    tmp_path.chmod(0o666 & ~_umask())
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -33,6 +35,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp's folder is owner-only
     try:
         yield tmp
         old = path.with_name(f".{path.name}.old")
@@ -45,10 +48,21 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _umask() -> int:
+    """The process umask (read by setting it, then putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_json(path: str | Path, data: Any) -> None:
-    """Write JSON atomically, sorted and indented for diffs."""
+    """Write JSON atomically, sorted and indented for diffs; NaN or infinity is an error."""
+    try:
+        text = json.dumps(data, indent=2, sort_keys=True, default=_plain, allow_nan=False)
+    except ValueError as err:
+        raise ValueError(f"{path}: refusing to write a non-finite number as JSON ({err})") from None
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_plain) + "\n")
+        tmp.write_text(text + "\n")
 
 
 def write_text(path: str | Path, text: str) -> None:

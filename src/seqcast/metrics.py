@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from seqcast.errors import ConfigError
+
 
 def mae(actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
     """Mean absolute error per target."""
@@ -30,11 +32,17 @@ def smape(actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
 def seasonal_naive_scale(train: np.ndarray, season: int) -> np.ndarray:
     """In-sample MAE of the seasonal-naive forecast on training rows (n, targets): MASE's scale."""
     if season >= len(train):
-        raise ValueError(
+        raise ConfigError(
             f"evaluation.mase_season: {season} is not shorter than the training split "
             f"({len(train)} rows)"
         )
-    return np.mean(np.abs(train[season:] - train[:-season]), axis=0)
+    scale = np.mean(np.abs(train[season:] - train[:-season]), axis=0)
+    if not np.all(scale > 0):
+        raise ConfigError(
+            f"evaluation.mase_season: the training split repeats itself exactly every {season} "
+            "steps, so the seasonal-naive error that scales MASE is 0; choose another season"
+        )
+    return scale
 
 
 def mase(actual: np.ndarray, forecast: np.ndarray, scale: np.ndarray) -> np.ndarray:

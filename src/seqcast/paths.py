@@ -53,7 +53,12 @@ def tracking_uri(root: Path | None = None) -> str:
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     store = store_root(root) / "mlruns"
-    store.mkdir(parents=True, exist_ok=True)
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        from seqcast.errors import StoreError
+
+        raise StoreError(f"{store}: cannot create the MLflow store ({err.strerror})") from None
     # Concurrent writers (e.g. `dvc exp run --queue -j 2`) wait up to 60 s for SQLite's lock
     # instead of failing with "database is locked".
     return f"sqlite:///{store / 'mlflow.db'}?timeout=60"

@@ -9,6 +9,7 @@ from sklearn.base import TransformerMixin
 from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
 from seqcast.config import Config, SplitConfig
+from seqcast.errors import ConfigError, DataError
 
 SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": RobustScaler}
 SPLITS = ("train", "val", "test")
@@ -22,7 +23,8 @@ def split_sizes(n_rows: int, cfg: SplitConfig) -> dict[str, int]:
     sizes = {"train": n_train, "val": n_val, "test": n_rows - n_train - n_val}
     for name, size in sizes.items():
         if size < 1:
-            raise ValueError(f"split.{name}: leaves no rows of {n_rows} for the {name} split")
+            key = "split.train" if name == "test" else f"split.{name}"
+            raise ConfigError(f"{key}: leaves no rows of {n_rows} for the {name} split")
     return sizes
 
 
@@ -33,6 +35,17 @@ def split_bounds(sizes: dict[str, int]) -> dict[str, tuple[int, int]]:
         bounds[name] = (start, start + sizes[name])
         start += sizes[name]
     return bounds
+
+
+def _require_variation(train: np.ndarray, columns: list[str], source: str) -> None:
+    """A column that never changes over the training rows cannot be scaled or learned from."""
+    for i, column in enumerate(columns):
+        if np.ptp(train[:, i]) == 0.0:
+            raise DataError(
+                f"{source}: column {column} is constant ({train[0, i]:g}) over the "
+                f"{len(train)} training rows: there is nothing to learn or scale; drop it from "
+                "data.features, or forecast another column"
+            )
 
 
 def fit_scaler(train_values: np.ndarray, kind: str) -> TransformerMixin:
@@ -69,7 +82,6 @@ def normalise(cfg: Config, root: Path) -> dict:
     import pandas as pd
 
     from seqcast import data, paths
-    from seqcast.config import ConfigError
     from seqcast.io import atomic_dir, read_json, write_json
 
     source = cfg.data.path
@@ -83,7 +95,10 @@ def normalise(cfg: Config, root: Path) -> dict:
     frame, filled = data.regularise(
         data.read_raw(root / source), cfg.data, cfg.split.max_gap_steps, source
     )
-    sizes = split_sizes(len(frame), cfg.split)
+    try:
+        sizes = split_sizes(len(frame), cfg.split)
+    except ConfigError as err:
+        raise DataError(f"{source}: {len(frame)} rows are too few to split: {err}") from None
     bounds = split_bounds(sizes)
     if cfg.window.shift + cfg.window.horizon > sizes["test"]:
         raise ConfigError(
@@ -91,6 +106,7 @@ def normalise(cfg: Config, root: Path) -> dict:
             f"do not fit in the test split of {sizes['test']} rows"
         )
     values = frame.to_numpy(dtype="float64")
+    _require_variation(values[: sizes["train"]], list(frame.columns), source)
     scaler = fit_scaler(values[: sizes["train"]], cfg.scaling.scaler)
     offset, scale = affine(scaler, values.shape[1])
     scaled = pd.DataFrame(

@@ -33,10 +33,11 @@ def setup(experiment: str, root: Path | None = None) -> str:
 
     uri = paths.tracking_uri(root)
     mlflow.set_tracking_uri(uri)
-    found = mlflow.get_experiment_by_name(experiment)
     database = paths.sqlite_file(uri)
     if database is not None:
+        _require_writable(database)
         _write_ahead_log(database)
+    found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
         fail_orphaned_runs(found.experiment_id)
         return found.experiment_id
@@ -49,6 +50,20 @@ def setup(experiment: str, root: Path | None = None) -> str:
     except mlflow.exceptions.MlflowException:
         # Another process created it between our look-up and create.
         return mlflow.get_experiment_by_name(experiment).experiment_id
+
+
+def _require_writable(database: Path) -> None:
+    """A clear error for a store this process cannot write, before SQLAlchemy's tracebacks."""
+    from seqcast.errors import StoreError
+
+    store = database.parent
+    # SQLite writes its journal beside the database: the folder must be writable too.
+    for path in (store, store / "artifacts", database):
+        if path.exists() and not os.access(path, os.W_OK):
+            raise StoreError(
+                f"{path}: the MLflow store is read-only for this user; make {store} writable "
+                "(e.g. chmod -R u+w), or set MLFLOW_TRACKING_URI to another store"
+            )
 
 
 def _write_ahead_log(database: Path) -> None:
