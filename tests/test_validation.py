@@ -1,8 +1,13 @@
-"""The GX validation of the raw series: the shipped data passes, each defect is named once."""
+"""The GX validation of the raw series: the shipped data passes, each defect is named once.
+
+The second half lists bad data users met, one test each, with the exact message they get.
+"""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from seqcast import validation
 from seqcast.config import Config, load_config, parse_config
 from seqcast.data import read_raw
 from seqcast.validation import ValidationFailed, ValidationReport, validate_frame, write_outputs
@@ -56,6 +62,12 @@ def validate(tmp_path: Path, frame: pd.DataFrame, cfg: Config | None = None) -> 
     return validate_frame(read_raw(path), cfg or make_config(), source=SOURCE)
 
 
+def visible_text(page: str) -> str:
+    """An HTML page's text as a reader sees it, whitespace collapsed."""
+    body = re.sub(r"<(script|style).*?</\1>", " ", page, flags=re.S)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", body)).split())
+
+
 def failed_checks(report: ValidationReport) -> list[tuple[str, str]]:
     """(check, column) of each failed expectation."""
     return [(r["check"], r["column"]) for r in report.results if not r["success"]]
@@ -93,8 +105,10 @@ def test_shipped_data_passes() -> None:
     summary = report.summary()
     assert summary["rows"] == 4032
     assert summary["n_failed"] == 0
-    assert summary["n_expectations"] == 10
+    assert summary["n_expectations"] == 11
     assert summary["gaps"]["count"] == 0
+    assert summary["gaps"]["steps"] == 4032
+    assert summary["ignored_bounds"] == []
     assert summary["first_timestamp"] == "2000-06-05 00:00:00"
     assert summary["last_timestamp"] == "2000-08-27 23:30:00"
     report.raise_if_failed()
@@ -136,20 +150,22 @@ def test_gap_longer_than_max_gap_steps_fails_and_short_gap_is_counted(tmp_path: 
     frame = make_frame()
     # 12 missing steps from row 60 (fails, max_gap_steps is 4); 3 from row 120 (allowed).
     frame = frame.drop(index=[*range(60, 72), *range(120, 123)]).reset_index(drop=True)
-    report = validate(tmp_path, frame)
+    report = validate(tmp_path, frame, make_config(max_filled_fraction=0.1))  # 15 of 200 steps
     assert failed_checks(report) == [("gaps", "timestamp")]
     assert report.failures == [
-        f"{SOURCE}: column timestamp: 1 gap longer than 4 missing steps (split.max_gap_steps), "
-        "e.g. line 62: 12 steps missing from 2000-06-06 06:00:00"
+        f"{SOURCE}: column timestamp: 1 gap longer than 4 steps (split.max_gap_steps; a gap is a "
+        "run of missing steps and/or rows with an empty cell, interpolated when shorter): "
+        "line 62: 12 steps missing from 2000-06-06 06:00:00"
     ]
     gaps = report.summary()["gaps"]
     assert gaps["count"] == 2
     assert gaps["missing_steps"] == 15
+    assert gaps["filled_steps"] == 15
+    assert gaps["steps"] == 200
     assert gaps["longest"] == 12
-    assert gaps["examples"] == [
-        {"line": 62, "missing_steps": 12, "first_missing": "2000-06-06 06:00:00"},
-        {"line": 110, "missing_steps": 3, "first_missing": "2000-06-07 12:00:00"},
-    ]
+    example = {"steps": 12, "missing_steps": 12, "empty_rows": 0, "first": "2000-06-06 06:00:00"}
+    assert gaps["examples"][0] == {"line": 62, **example}
+    assert gaps["examples"][1]["line"] == 110 and gaps["examples"][1]["steps"] == 3
 
 
 def test_gap_up_to_max_gap_steps_passes_but_is_reported(tmp_path: Path) -> None:
@@ -157,7 +173,13 @@ def test_gap_up_to_max_gap_steps_passes_but_is_reported(tmp_path: Path) -> None:
     report = validate(tmp_path, frame)
     assert report.success, report.failures
     assert report.summary()["gaps"]["examples"] == [
-        {"line": 32, "missing_steps": 4, "first_missing": "2000-06-05 15:00:00"}
+        {
+            "line": 32,
+            "steps": 4,
+            "missing_steps": 4,
+            "empty_rows": 0,
+            "first": "2000-06-05 15:00:00",
+        }
     ]
 
 
@@ -173,16 +195,17 @@ def test_off_grid_timestamp(tmp_path: Path) -> None:
 
 
 def test_nulls_over_the_limit(tmp_path: Path) -> None:
-    cfg = make_config(max_null_fraction=0.05)
+    # One-step gaps, and room to fill them: only the null limit is at stake.
+    cfg = make_config(max_null_fraction=0.05, max_filled_fraction=0.5)
     frame = make_frame()
-    frame.loc[range(10, 20), "demand_mw"] = None
+    frame.loc[range(10, 110, 10), "demand_mw"] = None
     assert validate(tmp_path, frame, cfg).success  # 10 of 200 is exactly the limit
-    frame.loc[20, "demand_mw"] = None
+    frame.loc[111, "demand_mw"] = None
     report = validate(tmp_path, frame, cfg)
     assert failed_checks(report) == [("nulls", "demand_mw")]
     assert report.failures == [
         f"{SOURCE}: column demand_mw: 11 empty values (5.5%), more than data.max_null_fraction "
-        "0.05 allows, e.g. line 12, line 13, line 14"
+        "0.05 allows, e.g. line 12, line 22, line 32"
     ]
 
 
@@ -223,14 +246,6 @@ def test_weekly_calendar_frequency(tmp_path: Path) -> None:
     cfg = make_config(frequency="W-SUN")
     sundays = make_frame(rows=30, freq="W-SUN", start="2000-01-02")
     assert validate(tmp_path, sundays, cfg).success
-    mondays = make_frame(rows=30, freq="W-MON", start="2000-01-03")
-    report = validate(tmp_path, mondays, cfg)
-    assert failed_checks(report) == [("on_grid", "timestamp")]
-    assert report.results[5]["observed"] == "30 unexpected of 30"
-    assert report.failures[0].startswith(
-        f"{SOURCE}: column timestamp: 30 timestamps off the W-SUN grid (expected regular spacing), "
-        "e.g. line 2: '2000-01-03 00:00:00'"
-    )
 
 
 def test_raise_if_failed_lists_every_failure(tmp_path: Path) -> None:
@@ -241,7 +256,7 @@ def test_raise_if_failed_lists_every_failure(tmp_path: Path) -> None:
     with pytest.raises(ValidationFailed) as caught:
         report.raise_if_failed()
     lines = str(caught.value).splitlines()
-    assert lines[0] == f"validation failed for {SOURCE}: 2 of 10 expectations"
+    assert lines[0] == f"validation failed for {SOURCE}: 2 of 11 expectations"
     assert lines[1:] == report.failures
     assert isinstance(caught.value, ValueError)
 
@@ -259,7 +274,165 @@ def test_write_outputs_writes_summary_and_data_docs(tmp_path: Path) -> None:
     assert not (docs / "stale.html").exists()
     pages = [p.read_text() for p in docs.glob("validations/**/*.html")]
     assert len(pages) == 1
-    assert "demand_mw__number" in pages[0]
+    # GX checks the user's columns under their own names, or names saying what they hold.
+    assert "__" not in pages[0].replace("__none__", "")
+    # The page's sections, one per GX column; the grid check compares two columns, which GX
+    # files under "Table-Level Expectations".
+    assert (
+        "Table of Contents Overview Table-Level Expectations demand_mw demand_mw as written "
+        "gap before this row (steps missing or with an empty cell) timestamp Overview"
+    ) in visible_text(pages[0])
+    assert "seqcast validate test.csv " in pages[0]  # the run name, not __none__
     write_outputs(report, report.summary(), docs)  # the same report can be written again
     assert (docs / "index.html").is_file()
     assert sorted(p.name for p in docs.parent.iterdir()) == ["validation"]
+
+
+# --- bad data users met: one case each, with the exact message ------------------------------
+
+
+def test_hourly_rows_with_frequency_30min_are_refused_with_a_hint(tmp_path: Path) -> None:
+    """Half the 30min steps missing: each gap is short, but half the series would be invented."""
+    report = validate(tmp_path, make_frame(rows=2016, freq="h"))
+    assert failed_checks(report) == [("filled", "timestamp")]
+    assert report.failures == [
+        f"{SOURCE}: column timestamp: 2015 of 4031 30min steps (50.0%) would be filled by "
+        "interpolation (2015 missing), more than data.max_filled_fraction 0.05 allows; "
+        "rows are 1h apart: is data.frequency h?"
+    ]
+    gaps = report.summary()["gaps"]
+    assert (gaps["steps"], gaps["filled_steps"], gaps["filled_fraction"]) == (4031, 2015, 0.499876)
+
+
+def test_every_long_run_of_empty_cells_is_reported_at_once(tmp_path: Path) -> None:
+    """max_null_fraction allows 59 empty cells; the gaps they make are all named in one go."""
+    cfg = make_config(frequency="W-SUN", max_null_fraction=0.25, max_filled_fraction=0.25)
+    frame = make_frame(rows=300, freq="W-SUN", start="2000-01-02")
+    # Runs of 5, 8 and 18 empty cells (too long: max_gap_steps is 4), then 7 runs of 4.
+    runs = [(10, 5), (30, 8), (100, 18), *[(150 + 10 * i, 4) for i in range(7)]]
+    for start, length in runs:
+        frame.loc[start : start + length - 1, "demand_mw"] = None
+    assert frame["demand_mw"].isna().sum() == 59
+    report = validate(tmp_path, frame, cfg)
+    assert failed_checks(report) == [("gaps", "timestamp")]
+    assert report.failures == [
+        f"{SOURCE}: column timestamp: 3 gaps longer than 4 steps (split.max_gap_steps; a gap is a "
+        "run of missing steps and/or rows with an empty cell, interpolated when shorter): "
+        "lines 12-16: 5 rows with an empty cell from 2000-03-12 00:00:00; "
+        "lines 32-39: 8 rows with an empty cell from 2000-07-30 00:00:00; "
+        "lines 102-119: 18 rows with an empty cell from 2001-12-02 00:00:00"
+    ]
+    # Missing weeks and the empty cells after them are one gap: 3 + 2 steps.
+    frame = frame.drop(index=[40, 41, 42]).reset_index(drop=True)
+    frame.loc[[40, 41], "demand_mw"] = None
+    report = validate(tmp_path, frame, cfg)
+    assert report.failures[0].startswith(f"{SOURCE}: column timestamp: 4 gaps longer than 4 ")
+    assert report.failures[0].endswith(
+        "lines 42-43: 5 steps missing or with an empty cell from 2000-10-08 00:00:00; "
+        "lines 99-116: 18 rows with an empty cell from 2001-12-02 00:00:00"
+    )
+
+
+def test_saturday_weeks_with_w_sun_get_a_w_sat_hint(tmp_path: Path) -> None:
+    saturdays = make_frame(rows=30, freq="W-SAT", start="2000-01-01")
+    report = validate(tmp_path, saturdays, make_config(frequency="W-SUN"))
+    assert failed_checks(report) == [("on_grid", "timestamp")]
+    assert report.results[5]["observed"] == "30 unexpected of 30"
+    assert report.failures == [
+        f"{SOURCE}: column timestamp: 30 timestamps off the W-SUN grid (expected regular spacing), "
+        "e.g. line 2: '2000-01-01 00:00:00', line 3: '2000-01-08 00:00:00', "
+        "line 4: '2000-01-15 00:00:00'; the timestamps all fall on a Saturday: "
+        "is data.frequency W-SAT?"
+    ]
+
+
+def test_month_ends_with_ms_get_an_me_hint(tmp_path: Path) -> None:
+    month_ends = make_frame(rows=24, freq="ME", start="2000-01-31")
+    report = validate(tmp_path, month_ends, make_config(frequency="MS"))
+    assert report.failures == [
+        f"{SOURCE}: column timestamp: 24 timestamps off the MS grid (expected regular spacing), "
+        "e.g. line 2: '2000-01-31 00:00:00', line 3: '2000-02-29 00:00:00', "
+        "line 4: '2000-03-31 00:00:00'; the timestamps are all month ends: is data.frequency ME?"
+    ]
+
+
+def trading_days() -> pd.DataFrame:
+    """A year of weekdays without five market holidays."""
+    days = pd.bdate_range("2024-01-01", "2024-12-31")
+    holidays = pd.to_datetime(
+        ["2024-01-15", "2024-02-19", "2024-05-27", "2024-07-04", "2024-12-25"]
+    )
+    days = days[~days.isin(holidays)]
+    return pd.DataFrame({"timestamp": days.strftime("%Y-%m-%d"), "demand_mw": 100.0 + days.day})
+
+
+def test_trading_days_with_frequency_d_get_a_b_or_rows_hint(tmp_path: Path) -> None:
+    report = validate(tmp_path, trading_days(), make_config(frequency="D"))
+    assert failed_checks(report) == [("filled", "timestamp")]
+    assert report.failures == [
+        f"{SOURCE}: column timestamp: 109 of 366 D steps (29.8%) would be filled by interpolation "
+        "(109 missing), more than data.max_filled_fraction 0.05 allows; the timestamps are all "
+        "weekdays: is data.frequency B? 5 weekdays have no row either (holidays?): if those are "
+        "not missing steps, use data.frequency rows with data.step_frequency B"
+    ]
+
+
+def test_rows_mode_takes_trading_days_but_still_checks_empty_cells(tmp_path: Path) -> None:
+    """With frequency rows nothing is missing between rows; empty cells still make gaps."""
+    cfg = make_config(frequency="rows", step_frequency="B", max_null_fraction=0.1)
+    frame = trading_days()
+    report = validate(tmp_path, frame, cfg)
+    assert report.success, report.failures
+    assert [r["check"] for r in report.results].count("on_grid") == 0
+    assert report.summary()["gaps"]["steps"] == 257
+    frame.loc[20:25, "demand_mw"] = None
+    strict = make_config(
+        frequency="rows", step_frequency="B", max_null_fraction=0.1, max_filled_fraction=0.02
+    )
+    report = validate(tmp_path, frame, strict)
+    assert failed_checks(report) == [("gaps", "timestamp"), ("filled", "timestamp")]
+    assert report.failures == [
+        f"{SOURCE}: column timestamp: 1 gap longer than 4 rows (split.max_gap_steps; a gap is a "
+        "run of rows with an empty cell, interpolated when shorter): lines 22-27: 6 rows with an "
+        "empty cell from 2024-01-30 00:00:00",
+        f"{SOURCE}: column timestamp: 6 of 257 rows (2.3%) have an empty cell and would be filled "
+        "by interpolation, more than data.max_filled_fraction 0.02 allows",
+    ]
+
+
+def test_every_stage_run_is_kept_in_the_persistent_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two runs, pass then fail: both results and pages stay, under distinct run names.
+
+    The params were kept from another series: their bounds for `price` are skipped, and said so.
+    """
+    cfg = make_config(bounds={"demand_mw": [0.0, 100000.0], "price": [0.0, 1.0]})
+    root = tmp_path / "repo"
+    (root / SOURCE).parent.mkdir(parents=True)
+    make_frame().to_csv(root / SOURCE, index=False)
+    summary = validation.validate(cfg, root)
+    assert summary["ignored_bounds"] == ["price"]
+    assert json.loads((root / "reports/validation/summary.json").read_text()) == summary
+    out = capsys.readouterr().out
+    assert out.count("price") == 1
+    assert "validate: data.bounds for price ignored: not a target or feature" in out
+
+    bad = make_frame()
+    bad.loc[17, "demand_mw"] = -5.0
+    bad.to_csv(root / SOURCE, index=False)
+    (root / "reports").rename(root / "kept")  # the first run's outputs, out of the way
+    with pytest.raises(ValidationFailed) as caught:
+        validation.validate(cfg, root)
+    assert not (root / "reports").exists()  # no stage output for a failing run
+    results = sorted((root / "gx/results").rglob("*.json"))
+    names = [p.relative_to(root / "gx/results").parts[1] for p in results]
+    assert len(results) == 2 and len(set(names)) == 2
+    assert all(re.fullmatch(r"seqcast validate test\.csv \d{8}T\d{6}\.\d{6}Z", n) for n in names)
+    verdicts = [json.loads(p.read_text())["success"] for p in results]
+    assert sorted(verdicts) == [False, True]
+    page = Path(str(caught.value).splitlines()[-1].removeprefix("data docs of this run: "))
+    assert page.is_file() and page.is_relative_to(root / "gx/docs")
+    assert "values lie in [0, 100000]" in visible_text(page.read_text())
+    index = (root / "gx/docs/index.html").read_text()
+    assert all(name in index for name in names)  # the index lists both runs

@@ -1,15 +1,22 @@
 """Great Expectations (GX Core 1.x) checks of the raw series, built from params.yaml.
 
-Some checks need values pandas must compute first (parsed timestamps, grid positions, numbers), so
-they run on derived columns named `<column>__<check>` added to a copy of the frame; every check
-still goes through a GX checkpoint and shows in the data docs, with a plain-words description.
+GX validates a typed copy of the file: the timestamp column as parsed date/times and each value
+column as numbers, under the file's own column names, plus `<column> as written` (the cell text,
+for the empty-cell and is-a-number checks). Two checks need a value pandas computes: the nearest
+point of the frequency grid, and the length of each gap (a run of missing steps and/or rows with
+an empty cell: what normalise would interpolate), each in a column named for what it holds.
 Row references in messages are CSV line numbers: data row i (0-based) is line i + 2, assuming
 one line per row, as `seqcast.data.read_raw` reads it.
+
+Every run of the validate stage is kept: its GX result goes to a file store under the main
+checkout (`gx/`, beside `mlruns/`), whose data docs index lists every run, pass or fail.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -17,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -28,7 +36,7 @@ from seqcast.errors import SeqcastError
 from seqcast.io import atomic_dir, write_json
 
 if TYPE_CHECKING:
-    from great_expectations.core.expectation_suite_validation_result import (
+    from great_expectations.core.expectation_validation_result import (
         ExpectationSuiteValidationResult,
     )
     from great_expectations.data_context import AbstractDataContext
@@ -37,8 +45,20 @@ if TYPE_CHECKING:
 SUITE = "seqcast_raw_data"
 DOCS_SITE = "seqcast"
 EXAMPLES = 3
+GAP_EXAMPLES = 5
 # GX keeps this many unexpected values per expectation, shown in the data docs.
 DOCS_EXAMPLES = 20
+# The persistent GX store, under the main checkout: results of every run and their data docs.
+GX_HOME = Path("gx")
+GX_RESULTS = GX_HOME / "results"
+GX_DOCS = GX_HOME / "docs"
+GX_LOCK = GX_HOME / ".lock"
+LOCK_TIMEOUT = 300  # seconds: a concurrent run holds the lock for a docs build, a few seconds
+HISTORY_STORE = "seqcast_history"
+HISTORY_SITE = "seqcast_history"
+RUN_PREFIX = "seqcast validate"
+# A number as written in a CSV cell: what float() reads, without inf, nan or digit separators.
+NUMBER = r"^\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$"
 
 
 class ValidationFailed(SeqcastError):
@@ -58,9 +78,12 @@ class ValidationReport:
     gaps: dict[str, Any]
     first_timestamp: str | None
     last_timestamp: str | None
+    ignored_bounds: list[str] = field(default_factory=list)
+    run_name: str = ""
     seconds: float = 0.0
     # The ephemeral GX context holds the run's results in memory: the data docs are built from it.
     gx_context: Any = field(default=None, repr=False, compare=False)
+    gx_key: Any = field(default=None, repr=False, compare=False)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-able summary; run-dependent values (timings, run ids) stay out for DVC diffs."""
@@ -74,19 +97,21 @@ class ValidationReport:
             "failures": list(self.failures),
             "expectations": [dict(r) for r in self.results],
             "gaps": dict(self.gaps),
+            "ignored_bounds": list(self.ignored_bounds),
             "first_timestamp": self.first_timestamp,
             "last_timestamp": self.last_timestamp,
         }
 
-    def raise_if_failed(self) -> None:
-        """Raise ValidationFailed listing every failed expectation, if any failed."""
+    def raise_if_failed(self, docs: Path | None = None) -> None:
+        """Raise ValidationFailed listing every failed expectation (and the docs page), if any."""
         if self.success:
             return
         failed = sum(not r["success"] for r in self.results)
         header = (
             f"validation failed for {self.source}: {failed} of {len(self.results)} expectations"
         )
-        raise ValidationFailed("\n".join([header, *self.failures]))
+        where = [f"data docs of this run: {docs}"] if docs else []
+        raise ValidationFailed("\n".join([header, *self.failures, *where]))
 
 
 @dataclass(frozen=True)
@@ -100,21 +125,63 @@ class _Check:
     kwargs: dict[str, Any]
 
 
+@dataclass
+class _Gap:
+    """A run of missing steps and/or rows with an empty cell: what normalise would interpolate."""
+
+    first: str  # the timestamp of its first step
+    missing: int = 0  # grid steps without a row
+    empty: int = 0  # rows with an empty value cell
+    first_empty: int | None = None
+    last_empty: int | None = None
+    row: int = -1  # where GX sees it: the first complete row after it (else the last row)
+
+    @property
+    def steps(self) -> int:
+        """Its length in steps."""
+        return self.missing + self.empty
+
+    def add_empty(self, row: int) -> None:
+        """Count data row `row`, which has an empty cell, into the gap."""
+        self.empty += 1
+        self.first_empty = row if self.first_empty is None else self.first_empty
+        self.last_empty = row
+
+
+@dataclass
+class _Frame:
+    """The raw frame, the typed copy GX validates, and what was derived to build it."""
+
+    raw: pd.DataFrame
+    typed: pd.DataFrame
+    parsed: pd.Series
+    parse_error: str | None
+    gaps: list[_Gap]
+    steps: int  # the steps (grid points, or rows) of the series normalise would build
+
+    @property
+    def filled(self) -> int:
+        """Steps normalise would interpolate: every gap's length."""
+        return sum(g.steps for g in self.gaps)
+
+
 def validate_frame(frame: pd.DataFrame, cfg: Config, source: str) -> ValidationReport:
     """Run the expectation suite built from cfg on a raw frame through a GX checkpoint."""
     started = time.perf_counter()
-    checked, parse_error = _derive(frame.reset_index(drop=True), cfg)
-    checks = _checks(checked, cfg)
+    data = _derive(frame.reset_index(drop=True), cfg)
+    checks = _checks(data, cfg)
     context = _context()
-    outcome = _run(context, checked, _expectations(checks), source)
+    run_id = _run_id(source)
+    key, outcome = _run(context, data.typed, _expectations(checks), source, run_id)
     results = sorted(outcome.results, key=lambda r: r.expectation_config.meta["order"])
     rows, failures = [], []
     for result in results:
         check = checks[result.expectation_config.meta["order"]]
-        rows.append(_result_row(result, check))
+        rows.append(_result_row(result, check, data))
         if not result.success:
-            failures.append(_failure_line(result, check, checked, frame, cfg, source, parse_error))
-    times = _parsed(checked, cfg).dropna()
+            failures.append(_failure_line(result, check, data, cfg, source))
+    _add_hint(failures, results, checks, data, cfg)
+    times = data.parsed.dropna()
     return ValidationReport(
         success=bool(outcome.success),
         failures=failures,
@@ -122,28 +189,47 @@ def validate_frame(frame: pd.DataFrame, cfg: Config, source: str) -> ValidationR
         rows=len(frame),
         columns=[str(c) for c in frame.columns],
         results=rows,
-        gaps=_gap_summary(checked, cfg),
+        gaps=_gap_summary(data, cfg),
         first_timestamp=str(times.min()) if len(times) else None,
         last_timestamp=str(times.max()) if len(times) else None,
+        ignored_bounds=ignored_bounds(cfg),
+        run_name=run_id.run_name,
         seconds=time.perf_counter() - started,
         gx_context=context,
+        gx_key=key,
     )
 
 
 def validate(cfg: Config, root: Path) -> dict[str, Any]:
-    """The validate stage: the raw CSV against the suite; data docs and summary on success."""
+    """The validate stage: the raw CSV against the suite; every run kept, outputs on success."""
     from seqcast.data import file_hash, read_raw
 
     source = root / cfg.data.path
+    if ignored_bounds(cfg):
+        print(f"validate: {_ignored_note(cfg)}", flush=True)
     report = validate_frame(read_raw(source), cfg, source=cfg.data.path)
-    report.raise_if_failed()
+    page = record(report, paths.store_root(root))
+    report.raise_if_failed(docs=page)
     summary = report.summary() | {"raw_md5": file_hash(source)}
     write_outputs(report, summary, root / paths.VALIDATION)
+    every = f"; every run: {paths.store_root(root) / GX_DOCS / 'index.html'}" if page else ""
+    print(f"validate: data docs in {paths.VALIDATION}/index.html{every}", flush=True)
     return summary
 
 
+def ignored_bounds(cfg: Config) -> list[str]:
+    """Columns of data.bounds that are neither targets nor features: not checked."""
+    return sorted(set(cfg.data.bounds) - set(cfg.data.value_columns))
+
+
+def _ignored_note(cfg: Config) -> str:
+    """One line on the bounds that are not checked."""
+    names = ", ".join(ignored_bounds(cfg))
+    return f"data.bounds for {names} ignored: not a target or feature (data.targets/features)"
+
+
 def write_outputs(report: ValidationReport, summary: dict[str, Any], folder: Path) -> None:
-    """Replace folder with the GX data docs (index.html) and summary.json."""
+    """Replace folder with the GX data docs of this run (index.html) and summary.json."""
     with atomic_dir(folder) as tmp:
         _build_docs(report.gx_context, tmp.resolve())
         # Checked before the move, so a broken build never replaces the previous docs.
@@ -152,35 +238,109 @@ def write_outputs(report: ValidationReport, summary: dict[str, Any], folder: Pat
         write_json(tmp / paths.VALIDATION_SUMMARY.name, summary)
 
 
-# --- derived columns ------------------------------------------------------------------------
+def record(report: ValidationReport, store: Path) -> Path | None:
+    """Keep the run's GX result under store/gx and rebuild its docs; the run's page, or None."""
+    from filelock import FileLock, Timeout
+
+    context = report.gx_context
+    try:
+        (store / GX_HOME).mkdir(parents=True, exist_ok=True)
+        # Experiments queued with -j 2 validate at the same time: one writer at a time, so the
+        # index never reads a half-written result.
+        with FileLock(str(store / GX_LOCK), timeout=LOCK_TIMEOUT):
+            return _record(context, report.gx_key, store)
+    except (Timeout, OSError) as err:
+        # The history is a record, not the verdict: the stage still passes or fails on the data.
+        print(f"validate: this run is not in {store / GX_HOME}: {err}", flush=True)
+        return None
 
 
-def _name(column: str, check: str) -> str:
-    """The derived column holding `check` for `column`."""
-    return f"{column}__{check}"
+def _record(context: AbstractDataContext, key: Any, store: Path) -> Path:
+    """Store the result in the history store and build its page and the index; the page."""
+    backend = {
+        "class_name": "TupleFilesystemStoreBackend",
+        "base_directory": str(store / GX_RESULTS),
+    }
+    if HISTORY_STORE not in context.stores:
+        context.add_store(
+            HISTORY_STORE, {"class_name": "ValidationResultsStore", "store_backend": backend}
+        )
+    context.stores[HISTORY_STORE].set(key, context.validation_results_store.get(key))
+    site = _site(store / GX_DOCS) | {
+        "site_section_builders": {
+            # The suite page is the latest run's suite (it changes with params); each result
+            # page lists the expectations that run checked.
+            "profiling": "0",
+            "validations": {
+                "source_store_name": HISTORY_STORE,
+                "run_name_filter": {"includes": RUN_PREFIX},
+            },
+        },
+    }
+    context.add_data_docs_site(HISTORY_SITE, site)
+    try:
+        # Renders this run's page only; the index lists every result in the store.
+        suite = key.expectation_suite_identifier
+        context.build_data_docs(site_names=[HISTORY_SITE], resource_identifiers=[key, suite])
+        url = context.get_docs_sites_urls(resource_identifier=key, site_name=HISTORY_SITE)
+    finally:
+        context.delete_data_docs_site(HISTORY_SITE)
+    page = url[0].get("site_url") if url else None
+    if not page or not page.startswith("file://"):
+        return store / GX_DOCS / "index.html"
+    return Path(unquote(page.removeprefix("file://")))
 
 
-def _derive(frame: pd.DataFrame, cfg: Config) -> tuple[pd.DataFrame, str | None]:
-    """Copy the frame and add the derived columns the checks need; also any parse error."""
-    checked = frame.copy()
-    ts = cfg.data.timestamp
-    parse_error = None
-    if ts in checked.columns:
-        parsed, parse_error = _parse_times(checked[ts])
-        position = _grid_positions(parsed, cfg.data.frequency)
-        off_grid = position.notna() & (position != np.round(position))
-        checked[_name(ts, "parsed")] = parsed
-        # The raw text of off-grid rows and null elsewhere, so GX and the docs show the bad values.
-        checked[_name(ts, "off_grid")] = checked[ts].where(off_grid)
-        checked[_name(ts, "missing_steps")] = _missing_steps(position)
-    for column in cfg.data.value_columns:
-        if column not in checked.columns:
+# --- the typed copy -------------------------------------------------------------------------
+
+
+def _grid_column(cfg: Config) -> str:
+    """The column holding each timestamp rounded to the frequency grid."""
+    return f"{cfg.data.timestamp} rounded to the {cfg.data.frequency} grid"
+
+
+def _gap_column(cfg: Config) -> str:
+    """The column holding each gap's length, on the first complete row after it."""
+    what = "steps missing or with an empty cell" if cfg.data.regular else "rows with an empty cell"
+    return f"gap before this row ({what})"
+
+
+def _text_column(column: str) -> str:
+    """The column holding a value column's cells as written in the file."""
+    return f"{column} as written"
+
+
+def _derive(raw: pd.DataFrame, cfg: Config) -> _Frame:
+    """The typed copy GX validates, the parsed timestamps and the gaps."""
+    data = cfg.data
+    typed = pd.DataFrame(index=raw.index)
+    parsed = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]")
+    parse_error, position = None, None
+    if data.timestamp in raw.columns:
+        parsed, parse_error = _parse_times(raw[data.timestamp])
+        typed[data.timestamp] = parsed
+        if data.regular:
+            position, nearest = _grid(parsed, data.frequency)
+            typed[_grid_column(cfg)] = nearest
+    empty = pd.Series(False, index=raw.index)
+    for column in data.value_columns:
+        if column not in raw.columns:
             continue
-        raw = checked[column]
-        number = pd.to_numeric(raw, errors="coerce")
-        checked[_name(column, "non_numeric")] = raw.where(raw.notna() & number.isna())
-        checked[_name(column, "number")] = number.astype("float64")
-    return checked, parse_error
+        text = _as_text(raw[column])
+        number = text.where(text.str.match(NUMBER, na=False))
+        typed[column] = number.astype("float64")
+        typed[_text_column(column)] = text
+        empty |= raw[column].isna()
+    gaps, steps = [], len(raw)
+    if data.timestamp in raw.columns:
+        gaps, steps, lengths = _find_gaps(parsed, position, empty, cfg)
+        typed[_gap_column(cfg)] = lengths
+    return _Frame(raw, typed, parsed, parse_error, gaps, steps)
+
+
+def _as_text(column: pd.Series) -> pd.Series:
+    """A column's cells as text (missing where empty): numbers read by read_csv as they print."""
+    return column.map(lambda v: None if pd.isna(v) else str(v), na_action="ignore").astype(object)
 
 
 def _parse_times(raw: pd.Series) -> tuple[pd.Series, str | None]:
@@ -195,16 +355,26 @@ def _parse_times(raw: pd.Series) -> tuple[pd.Series, str | None]:
         return pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]"), str(err)
 
 
-def _grid_positions(parsed: pd.Series, frequency: str) -> pd.Series:
-    """Each timestamp's position in frequency steps; fractional when off the grid."""
+def _grid(parsed: pd.Series, frequency: str) -> tuple[pd.Series, pd.Series]:
+    """Each timestamp's position in steps (fractional off the grid), and its nearest grid point."""
     valid = parsed.dropna()
     if valid.empty:
-        return pd.Series(np.nan, index=parsed.index)
+        return pd.Series(np.nan, index=parsed.index), parsed.copy()
     step = _step(frequency)
-    if step is None:
-        return _calendar_positions(parsed, to_offset(frequency))
-    # seqcast.data anchors the grid at the first timestamp, so positions count from it.
-    return ((parsed - valid.iloc[0]) / step).astype("float64")
+    if step is not None:
+        # seqcast.data anchors the grid at the first timestamp, so positions count from it.
+        position = ((parsed - valid.iloc[0]) / step).astype("float64")
+        return position, valid.iloc[0] + position.round() * step
+    offset = to_offset(frequency)
+    grid = pd.date_range(
+        offset.rollback(valid.min()), offset.rollforward(valid.max()) + offset, freq=offset
+    )
+    times, points = valid.to_numpy(), grid.to_numpy().astype(valid.to_numpy().dtype)
+    below = np.searchsorted(points, times, side="right") - 1
+    fraction = (times - points[below]) / (points[below + 1] - points[below])
+    position = pd.Series(below + fraction, index=valid.index, dtype="float64")
+    nearest = pd.Series(points[np.round(position.to_numpy()).astype(int)], index=valid.index)
+    return position.reindex(parsed.index), nearest.reindex(parsed.index)
 
 
 def _step(frequency: str) -> pd.Timedelta | None:
@@ -215,92 +385,135 @@ def _step(frequency: str) -> pd.Timedelta | None:
         return None
 
 
-def _calendar_positions(parsed: pd.Series, offset: pd.DateOffset) -> pd.Series:
-    """Positions on a calendar grid (weeks, months, business days), anchored like date_range."""
-    valid = parsed.dropna()
-    grid = pd.date_range(
-        offset.rollback(valid.min()), offset.rollforward(valid.max()) + offset, freq=offset
-    ).to_numpy()
-    times = valid.to_numpy()
-    below = np.searchsorted(grid, times, side="right") - 1
-    fraction = (times - grid[below]) / (grid[below + 1] - grid[below])
-    return pd.Series(below + fraction, index=valid.index, dtype="float64").reindex(parsed.index)
+def _find_gaps(
+    parsed: pd.Series, position: pd.Series | None, empty: pd.Series, cfg: Config
+) -> tuple[list[_Gap], int, pd.Series]:
+    """The gaps, the series' length in steps, and each gap's length on the row after it."""
+    if position is None:  # rows mode: each row is the next step, in file order
+        order, missing = list(empty.index), [0] * len(empty)
+    else:
+        # Steps are grid points: an off-grid row is a grid failure and fills no step.
+        valid = position[position == position.round()]
+        latest = valid.cummax().shift()
+        # Only rows that move time forward: a misplaced row is an order failure, not a gap.
+        forward = valid[latest.isna() | (valid > latest)]
+        between = forward - forward.shift() - 1
+        order, missing = list(forward.index), between.fillna(0).clip(lower=0).astype(int).tolist()
+    lengths = pd.Series(np.nan, index=empty.index)
+    lengths[order] = 0.0
+    is_empty = empty.to_numpy().tolist()
+    step = to_offset(cfg.data.frequency) if cfg.data.regular else None
+    gaps: list[_Gap] = []
+    run: _Gap | None = None
+    previous: int | None = None
+    for row, skipped in zip(order, missing, strict=True):
+        if skipped:
+            run = run or _Gap(first=str(parsed[previous] + step))
+            run.missing += skipped
+        if is_empty[row]:
+            run = run or _Gap(first=_label(parsed, row))
+            run.add_empty(row)
+        elif run is not None:
+            run.row = row
+            gaps.append(run)
+            run = None
+        previous = row
+    if run is not None:  # empty cells up to the last row: no complete row after them
+        run.row = previous
+        gaps.append(run)
+    for gap in gaps:
+        lengths[gap.row] = gap.steps
+    return gaps, len(order) + sum(missing), lengths
 
 
-def _missing_steps(position: pd.Series) -> pd.Series:
-    """Grid steps skipped since the latest earlier row; NaN unless time moved forward."""
-    valid = position.dropna()
-    # Measured from the latest earlier time, so one misplaced row is an order failure only,
-    # not also a gap before the row after it.
-    previous = valid.cummax().shift()
-    # Grid points strictly between the two positions, whether or not either is on the grid.
-    missing = (np.ceil(valid) - np.floor(previous) - 1).where(valid > previous)
-    return missing.reindex(position.index)
-
-
-def _parsed(checked: pd.DataFrame, cfg: Config) -> pd.Series:
-    """The parsed timestamps, or an empty series when the column is missing."""
-    name = _name(cfg.data.timestamp, "parsed")
-    return checked[name] if name in checked.columns else pd.Series(dtype="datetime64[ns]")
+def _label(parsed: pd.Series, row: int) -> str:
+    """A row's timestamp, or its CSV line when the timestamp did not parse."""
+    return f"line {_line(row)}" if pd.isna(parsed[row]) else str(parsed[row])
 
 
 # --- the suite ------------------------------------------------------------------------------
 
 
-def _checks(checked: pd.DataFrame, cfg: Config) -> list[_Check]:
+def _checks(data: _Frame, cfg: Config) -> list[_Check]:
     """The checks for this config, skipping column checks of missing columns."""
-    data = cfg.data
+    columns = data.raw.columns
     checks = [
         _Check("exists", c, "ExpectColumnToExist", f"column `{c}` is present", {"column": c})
-        for c in [data.timestamp, *data.value_columns]
+        for c in [cfg.data.timestamp, *cfg.data.value_columns]
     ]
-    if data.timestamp in checked.columns:
-        checks += _timestamp_checks(cfg)
-    for column in data.value_columns:
-        if column in checked.columns:
+    if cfg.data.timestamp in columns:
+        checks += _timestamp_checks(data, cfg)
+    for column in cfg.data.value_columns:
+        if column in columns:
             checks += _value_checks(column, cfg)
     return checks
 
 
-def _timestamp_checks(cfg: Config) -> list[_Check]:
-    """Parsing, uniqueness, order, grid and gap checks of the timestamp column."""
-    ts, frequency, max_gap = cfg.data.timestamp, cfg.data.frequency, cfg.split.max_gap_steps
-    parsed = {"column": _name(ts, "parsed")}
-    return [
+def _timestamp_checks(data: _Frame, cfg: Config) -> list[_Check]:
+    """Parsing, uniqueness, order, grid, gap and filled-share checks of the series' steps."""
+    ts, frequency = cfg.data.timestamp, cfg.data.frequency
+    max_gap, limit = cfg.split.max_gap_steps, cfg.data.max_filled_fraction
+    column = {"column": ts}
+    checks = [
         _Check("parses", ts, "ExpectColumnValuesToNotBeNull",
-               f"`{ts}` values parse as date/times (pandas.to_datetime)", parsed),
-        _Check("unique", ts, "ExpectColumnValuesToBeUnique", f"`{ts}` values are unique", parsed),
+               f"`{ts}` values parse as date/times (pandas.to_datetime)", column),
+        _Check("unique", ts, "ExpectColumnValuesToBeUnique", f"`{ts}` values are unique", column),
         # Not strict: with the uniqueness check that makes them strictly increasing, and a
         # duplicate is reported once rather than twice.
         _Check("ordered", ts, "ExpectColumnValuesToBeIncreasing",
-               f"`{ts}` values increase (strictly, given they are unique)", parsed),
-        _Check("on_grid", ts, "ExpectColumnValuesToBeNull",
-               f"`{ts}` values lie on the {frequency} grid from the first timestamp "
-               "(the column holds the off-grid values)", {"column": _name(ts, "off_grid")}),
-        _Check("gaps", ts, "ExpectColumnValuesToBeBetween",
-               f"at most {max_gap} missing {frequency} steps between rows (split.max_gap_steps; "
-               "shorter gaps are interpolated later)",
-               {"column": _name(ts, "missing_steps"), "min_value": 0, "max_value": max_gap}),
+               f"`{ts}` values increase (strictly, given they are unique)", column),
     ]  # fmt: skip
+    if cfg.data.regular:
+        anchor = "the first timestamp" if _step(frequency) is not None else "its anchors"
+        checks.append(
+            _Check("on_grid", ts, "ExpectColumnPairValuesToBeEqual",
+                   f"`{ts}` values lie on the {frequency} grid from {anchor}: each equals itself "
+                   "rounded to the grid", {"column_A": ts, "column_B": _grid_column(cfg)})
+        )  # fmt: skip
+    unit = f"{frequency} steps" if cfg.data.regular else "rows"
+    what = "missing steps and/or rows" if cfg.data.regular else "rows"
+    gaps = _gap_column(cfg)
+    checks += [
+        _Check("gaps", ts, "ExpectColumnValuesToBeBetween",
+               f"no gap is longer than {max_gap} {unit} (split.max_gap_steps; a gap is a run of "
+               f"{what} with an empty value, interpolated by normalise; the column holds its "
+               "length on the first complete row after it)",
+               {"column": gaps, "min_value": 0, "max_value": max_gap}),
+        _Check("filled", ts, "ExpectColumnSumToBeBetween",
+               f"at most {limit:.1%} of the {data.steps} {unit} ({_allowed(limit, data.steps)}) "
+               "are in gaps, to be filled by interpolation (data.max_filled_fraction)",
+               {"column": gaps, "min_value": 0, "max_value": _allowed(limit, data.steps)}),
+    ]  # fmt: skip
+    return checks
+
+
+def _allowed(fraction: float, steps: int) -> int:
+    """The most filled steps data.max_filled_fraction allows, as seqcast.data tests it."""
+    allowed = int(np.floor(fraction * steps))
+    # The float product can land a hair off an exact count: settle it the way the ratio tests.
+    if (allowed + 1) / max(steps, 1) <= fraction:
+        return allowed + 1
+    return allowed if allowed / max(steps, 1) <= fraction else allowed - 1
 
 
 def _value_checks(column: str, cfg: Config) -> list[_Check]:
     """Numeric, null-fraction and bounds checks of one target or feature column."""
     limit = cfg.data.max_null_fraction
+    text = _text_column(column)
     checks = [
-        _Check("numeric", column, "ExpectColumnValuesToBeNull",
-               f"`{column}` values are numbers (the column holds the non-numeric values)",
-               {"column": _name(column, "non_numeric")}),
+        _Check("numeric", column, "ExpectColumnValuesToMatchRegex",
+               f"`{column}` values are finite numbers as written (a regular expression of "
+               "decimal and scientific notation)", {"column": text, "regex": NUMBER}),
         _Check("nulls", column, "ExpectColumnValuesToNotBeNull",
                f"`{column}` is at most {limit:.1%} empty (data.max_null_fraction)",
-               {"column": column, "mostly": _mostly(limit)}),
+               {"column": text, "mostly": _mostly(limit)}),
     ]  # fmt: skip
     if column in cfg.data.bounds:
         low, high = cfg.data.bounds[column]
         checks.append(
             _Check("bounds", column, "ExpectColumnValuesToBeBetween",
                    f"`{column}` values lie in [{_num(low)}, {_num(high)}] (data.bounds)",
-                   {"column": _name(column, "number"), "min_value": low, "max_value": high})
+                   {"column": column, "min_value": low, "max_value": high})
         )  # fmt: skip
     return checks
 
@@ -350,13 +563,26 @@ def _context() -> AbstractDataContext:
     return gx.get_context(mode="ephemeral", project_config=config)
 
 
+def _run_id(source: str) -> Any:
+    """The run's GX identifier: `seqcast validate <file> [experiment] <UTC time>`, and the time."""
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    now = dt.datetime.now(dt.UTC)
+    experiment = paths.dvc_experiment().get("name")
+    parts = [RUN_PREFIX, Path(source).name or source, experiment, f"{now:%Y%m%dT%H%M%S.%fZ}"]
+    # The name is a folder of the result store: GX refuses path separators in it.
+    name = re.sub(r"[/\\]", "_", " ".join(p for p in parts if p))
+    return RunIdentifier(run_name=name, run_time=now)
+
+
 def _run(
-    context: AbstractDataContext, checked: pd.DataFrame, expectations: list, source: str
-) -> ExpectationSuiteValidationResult:
+    context: AbstractDataContext, typed: pd.DataFrame, expectations: list, source: str, run_id: Any
+) -> tuple[Any, ExpectationSuiteValidationResult]:
     """Validate the frame through datasource, asset, batch, validation definition and checkpoint."""
     gx = _gx()
     # The asset name ends up in data-docs file names: keep it a plain file name.
-    asset = context.data_sources.add_pandas("raw").add_dataframe_asset(Path(source).name or "data")
+    asset_name = Path(source).name or "data"
+    asset = context.data_sources.add_pandas("raw").add_dataframe_asset(asset_name)
     batch = asset.add_batch_definition_whole_dataframe("whole file")
     suite = context.suites.add(
         gx.ExpectationSuite(name=SUITE, expectations=expectations, notes=f"Raw data: {source}")
@@ -371,13 +597,17 @@ def _run(
             result_format={"result_format": "SUMMARY", "partial_unexpected_count": DOCS_EXAMPLES},
         )
     )
-    result = checkpoint.run(batch_parameters={"dataframe": checked})
-    return next(iter(result.run_results.values()))
+    result = checkpoint.run(batch_parameters={"dataframe": typed}, run_id=run_id)
+    key, outcome = next(iter(result.run_results.items()))
+    # The docs header reads the asset name from the batch spec, which a dataframe batch lacks.
+    outcome.meta.setdefault("batch_spec", {})["data_asset_name"] = source
+    context.validation_results_store.set(key, outcome)
+    return key, outcome
 
 
-def _build_docs(context: AbstractDataContext, folder: Path) -> None:
-    """Build the context's data docs (suite and validation pages, index.html) into folder."""
-    site = {
+def _site(folder: Path) -> dict[str, Any]:
+    """A data docs site config writing into folder."""
+    return {
         "class_name": "SiteBuilder",
         "show_how_to_buttons": False,
         "store_backend": {
@@ -386,7 +616,11 @@ def _build_docs(context: AbstractDataContext, folder: Path) -> None:
         },
         "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
     }
-    context.add_data_docs_site(DOCS_SITE, site)
+
+
+def _build_docs(context: AbstractDataContext, folder: Path) -> None:
+    """Build the context's data docs (suite and validation pages, index.html) into folder."""
+    context.add_data_docs_site(DOCS_SITE, _site(folder))
     try:
         context.build_data_docs(site_names=[DOCS_SITE])
     finally:
@@ -397,20 +631,20 @@ def _build_docs(context: AbstractDataContext, folder: Path) -> None:
 # --- reading the results --------------------------------------------------------------------
 
 
-def _result_row(result: Any, check: _Check) -> dict[str, Any]:
+def _result_row(result: Any, check: _Check, data: _Frame) -> dict[str, Any]:
     """One expectation's result for the summary: name, column, success, short observed value."""
     config = result.expectation_config
     return {
         "name": config.type,
         "check": check.kind,
         "column": check.column,
-        "gx_column": config.kwargs.get("column"),
+        "gx_column": config.kwargs.get("column") or config.kwargs.get("column_B"),
         "success": bool(result.success),
-        "observed": _observed(result, check),
+        "observed": _observed(result, check, data),
     }
 
 
-def _observed(result: Any, check: _Check) -> str:
+def _observed(result: Any, check: _Check, data: _Frame) -> str:
     """A few words on what GX saw."""
     error = _exception(result)
     if error:
@@ -418,6 +652,8 @@ def _observed(result: Any, check: _Check) -> str:
     if check.kind == "exists":
         return "present" if result.success else "missing"
     details = result.result or {}
+    if check.kind == "filled":
+        return f"{_num(details.get('observed_value') or 0)} filled of {data.steps} steps"
     if "unexpected_count" in details:
         return f"{details['unexpected_count']} unexpected of {details.get('element_count', '?')}"
     return str(details.get("observed_value", ""))
@@ -434,29 +670,21 @@ def _exception(result: Any) -> str | None:
     return None
 
 
-def _failure_line(
-    result: Any,
-    check: _Check,
-    checked: pd.DataFrame,
-    frame: pd.DataFrame,
-    cfg: Config,
-    source: str,
-    parse_error: str | None,
-) -> str:
+def _failure_line(result: Any, check: _Check, data: _Frame, cfg: Config, source: str) -> str:
     """One readable line for a failed expectation: file, column, what was expected, examples."""
     error = _exception(result)
     if error:
         name = result.expectation_config.type
         return f"{source}: column {check.column}: {name} could not run: {error}"
     if check.kind == "exists":
-        found = [str(c) for c in frame.columns]
+        found = [str(c) for c in data.raw.columns]
         return f"{source}: column {check.column!r} is missing; found columns: {found}"
     details = result.result or {}
-    count = int(details.get("unexpected_count", 0))
+    count = int(details.get("unexpected_count") or 0)
     rows = sorted(int(i) for i in details.get("partial_unexpected_index_list") or [])
-    what = _DESCRIBE[check.kind](count, rows, check.column, checked, cfg)
-    if check.kind == "parses" and parse_error:
-        what += f" (pandas: {parse_error})"
+    what = _DESCRIBE[check.kind](count, rows, check.column, data, cfg)
+    if check.kind == "parses" and data.parse_error:
+        what += f" (pandas: {data.parse_error})"
     return f"{source}: column {check.column}: {what}"
 
 
@@ -485,82 +713,103 @@ def _num(value: float) -> str:
     return repr(value)
 
 
-def _raw(checked: pd.DataFrame, column: str, row: int) -> str:
+def _raw(data: _Frame, column: str, row: int) -> str:
     """A raw cell as it reads in the file: quoted text, or 'empty'."""
-    value = checked[column].iloc[row]
+    value = data.raw[column].iloc[row]
     if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return "empty"
     return repr(value) if isinstance(value, str) else str(value)
 
 
-def _parses(count: int, rows: list[int], column: str, checked: pd.DataFrame, cfg: Config) -> str:
+def _parses(count: int, rows: list[int], column: str, data: _Frame, cfg: Config) -> str:
     """Message for timestamps that are empty or do not parse."""
-    shown = _examples(rows, lambda i: _raw(checked, column, i))
+    shown = _examples(rows, lambda i: _raw(data, column, i))
     how = "pandas.to_datetime, in the format of the first row"
     return f"{_plural(count, 'value')} empty or not parseable as a date/time ({how}){shown}"
 
 
-def _unique(count: int, rows: list[int], column: str, checked: pd.DataFrame, cfg: Config) -> str:
+def _unique(count: int, rows: list[int], column: str, data: _Frame, cfg: Config) -> str:
     """Message for repeated timestamps."""
-    shown = _examples(rows, lambda i: _raw(checked, column, i))
+    shown = _examples(rows, lambda i: _raw(data, column, i))
     return f"{count} rows share a timestamp (expected unique){shown}"
 
 
-def _ordered(count: int, rows: list[int], column: str, checked: pd.DataFrame, cfg: Config) -> str:
+def _ordered(count: int, rows: list[int], column: str, data: _Frame, cfg: Config) -> str:
     """Message for timestamps earlier than the row before them."""
-    parsed = checked[_name(column, "parsed")].dropna()
+    parsed = data.parsed.dropna()
 
     def show(i: int) -> str:
         before = parsed.index[parsed.index.get_loc(i) - 1]
-        return f"{_raw(checked, column, i)} after {_raw(checked, column, before)}"
+        return f"{_raw(data, column, i)} after {_raw(data, column, before)}"
 
     shown = _examples(rows, show)
     return f"{_plural(count, 'row')} earlier than the row before (expected increasing){shown}"
 
 
-def _on_grid(count: int, rows: list[int], column: str, checked: pd.DataFrame, cfg: Config) -> str:
+def _on_grid(count: int, rows: list[int], column: str, data: _Frame, cfg: Config) -> str:
     """Message for timestamps off the frequency grid."""
-    parsed = checked[_name(column, "parsed")].dropna()
-    shown = _examples(rows, lambda i: _raw(checked, column, i))
+    parsed = data.parsed.dropna()
+    shown = _examples(rows, lambda i: _raw(data, column, i))
     # A fixed-length grid starts at the first timestamp; a calendar one (W-SUN, MS) at its anchors.
     start = f" starting at {parsed.iloc[0]}" if _step(cfg.data.frequency) is not None else ""
     grid = f"{cfg.data.frequency} grid{start}"
     return f"{_plural(count, 'timestamp')} off the {grid} (expected regular spacing){shown}"
 
 
-def _gaps(count: int, rows: list[int], column: str, checked: pd.DataFrame, cfg: Config) -> str:
-    """Message for gaps longer than split.max_gap_steps."""
+def _gaps(count: int, rows: list[int], column: str, data: _Frame, cfg: Config) -> str:
+    """Message for gaps longer than split.max_gap_steps: every one counted, the first few shown."""
     max_gap = cfg.split.max_gap_steps
-    shown = _examples(rows, lambda i: _gap_text(checked, column, cfg, i))
-    gaps = _plural(count, "gap")
-    return f"{gaps} longer than {max_gap} missing steps (split.max_gap_steps){shown}"
+    long = [g for g in data.gaps if g.steps > max_gap]
+    shown = "; ".join(_gap_text(g) for g in long[:GAP_EXAMPLES])
+    more = f"; and {len(long) - GAP_EXAMPLES} more" if len(long) > GAP_EXAMPLES else ""
+    what = "missing steps and/or rows" if cfg.data.regular else "rows"
+    unit = "steps" if cfg.data.regular else "rows"
+    return (
+        f"{_plural(count, 'gap')} longer than {max_gap} {unit} (split.max_gap_steps; a gap is a "
+        f"run of {what} with an empty cell, interpolated when shorter): {shown}{more}"
+    )
 
 
-def _gap_text(checked: pd.DataFrame, column: str, cfg: Config, row: int) -> str:
-    """'12 steps missing from 2000-06-07 10:00:00' for the gap before `row`."""
-    gap = _gap(checked, column, cfg, row)
-    return f"{_plural(gap['missing_steps'], 'step')} missing from {gap['first_missing']}"
+def _gap_text(gap: _Gap) -> str:
+    """'line 62: 12 steps missing from 2000-06-06 06:00:00', or the lines with empty cells."""
+    if not gap.empty:
+        return f"line {_line(gap.row)}: {_plural(gap.steps, 'step')} missing from {gap.first}"
+    first, last = _line(int(gap.first_empty)), _line(int(gap.last_empty))
+    lines = f"line {first}" if first == last else f"lines {first}-{last}"
+    if not gap.missing:
+        return f"{lines}: {_plural(gap.steps, 'row')} with an empty cell from {gap.first}"
+    return f"{lines}: {gap.steps} steps missing or with an empty cell from {gap.first}"
 
 
-def _gap(checked: pd.DataFrame, column: str, cfg: Config, row: int) -> dict[str, Any]:
-    """The gap before `row`: its line, size and first missing timestamp."""
-    latest = checked[_name(column, "parsed")].dropna().cummax().shift()
-    before = latest[row]
-    missing = int(checked[_name(column, "missing_steps")].iloc[row])
-    first = before + to_offset(cfg.data.frequency)
-    return {"line": _line(row), "missing_steps": missing, "first_missing": str(first)}
+def _filled(count: int, rows: list[int], column: str, data: _Frame, cfg: Config) -> str:
+    """Message for more filled steps than data.max_filled_fraction allows."""
+    limit, filled, steps = cfg.data.max_filled_fraction, data.filled, data.steps
+    share = filled / max(steps, 1)
+    allows = f"more than data.max_filled_fraction {limit:g} allows"
+    if not cfg.data.regular:
+        return (
+            f"{filled} of {steps} rows ({share:.1%}) have an empty cell and would be filled by "
+            f"interpolation, {allows}"
+        )
+    missing = sum(g.missing for g in data.gaps)
+    parts = [f"{missing} missing"] if missing else []
+    parts += [f"{_plural(filled - missing, 'row')} with an empty cell"] if filled > missing else []
+    return (
+        f"{filled} of {steps} {cfg.data.frequency} steps ({share:.1%}) would be filled by "
+        f"interpolation ({', '.join(parts)}), {allows}"
+    )
 
 
-def _numeric(count: int, rows: list[int], column: str, checked: pd.DataFrame, cfg: Config) -> str:
+def _numeric(count: int, rows: list[int], column: str, data: _Frame, cfg: Config) -> str:
     """Message for values that are not numbers."""
-    shown = _examples(rows, lambda i: _raw(checked, column, i))
+    shown = _examples(rows, lambda i: _raw(data, column, i))
     return f"{_plural(count, 'non-numeric value')} (expected numbers){shown}"
 
 
-def _nulls(count: int, rows: list[int], column: str, checked: pd.DataFrame, cfg: Config) -> str:
+def _nulls(count: int, rows: list[int], column: str, data: _Frame, cfg: Config) -> str:
     """Message for too many empty values."""
     limit = cfg.data.max_null_fraction
-    share = count / max(len(checked), 1)
+    share = count / max(len(data.raw), 1)
     lines = ", ".join(f"line {_line(i)}" for i in rows[:EXAMPLES])
     return (
         f"{_plural(count, 'empty value')} ({share:.1%}), more than data.max_null_fraction "
@@ -568,38 +817,176 @@ def _nulls(count: int, rows: list[int], column: str, checked: pd.DataFrame, cfg:
     )
 
 
-def _bounds(count: int, rows: list[int], column: str, checked: pd.DataFrame, cfg: Config) -> str:
+def _bounds(count: int, rows: list[int], column: str, data: _Frame, cfg: Config) -> str:
     """Message for values outside data.bounds."""
     low, high = cfg.data.bounds[column]
-    numbers = checked[_name(column, "number")]
+    numbers = data.typed[column]
     shown = _examples(rows, lambda i: repr(float(numbers.iloc[i])))
     return f"{_plural(count, 'value')} outside [{_num(low)}, {_num(high)}]{shown}"
 
 
-_DESCRIBE: dict[str, Callable[[int, list[int], str, pd.DataFrame, Config], str]] = {
+_DESCRIBE: dict[str, Callable[[int, list[int], str, _Frame, Config], str]] = {
     "parses": _parses,
     "unique": _unique,
     "ordered": _ordered,
     "on_grid": _on_grid,
     "gaps": _gaps,
+    "filled": _filled,
     "numeric": _numeric,
     "nulls": _nulls,
     "bounds": _bounds,
 }
 
 
-def _gap_summary(checked: pd.DataFrame, cfg: Config) -> dict[str, Any]:
-    """All gaps, allowed or not: how many, how many steps, the first few."""
-    ts = cfg.data.timestamp
-    name = _name(ts, "missing_steps")
-    if name not in checked.columns:
-        return {"count": 0, "missing_steps": 0, "longest": 0, "max_allowed": None, "examples": []}
-    missing = checked[name]
-    rows = [int(i) for i in np.flatnonzero((missing > 0).to_numpy())]
+def _gap_summary(data: _Frame, cfg: Config) -> dict[str, Any]:
+    """All gaps, allowed or not, and the share of steps they fill."""
+    gaps = data.gaps
     return {
-        "count": len(rows),
-        "missing_steps": int(missing[missing > 0].sum()),
-        "longest": int(missing.max()) if rows else 0,
+        "count": len(gaps),
+        "longest": max((g.steps for g in gaps), default=0),
         "max_allowed": cfg.split.max_gap_steps,
-        "examples": [_gap(checked, ts, cfg, i) for i in rows[:EXAMPLES]],
+        "steps": data.steps,
+        "filled_steps": data.filled,
+        "missing_steps": sum(g.missing for g in gaps),
+        "empty_rows": sum(g.empty for g in gaps),
+        "filled_fraction": round(data.filled / max(data.steps, 1), 6),
+        "max_filled_fraction": cfg.data.max_filled_fraction,
+        "examples": [_gap_example(g) for g in gaps[:EXAMPLES]],
     }
+
+
+def _gap_example(gap: _Gap) -> dict[str, Any]:
+    """One gap for the summary: where GX reports it, its length and make-up, its first step."""
+    example = {
+        "line": _line(gap.row),
+        "steps": gap.steps,
+        "missing_steps": gap.missing,
+        "empty_rows": gap.empty,
+        "first": gap.first,
+    }
+    if gap.empty:
+        example["empty_lines"] = [_line(int(gap.first_empty)), _line(int(gap.last_empty))]
+    return example
+
+
+# --- frequency hints ------------------------------------------------------------------------
+
+# Failures that a wrong data.frequency explains; the hint goes on the first of them.
+_GRID_CHECKS = ("on_grid", "gaps", "filled")
+_CALENDAR_WORDS = {
+    "MS": "are all month starts",
+    "ME": "are all month ends",
+    "QS": "are all quarter starts",
+    "QE": "are all quarter ends",
+    "YS": "are all year starts",
+    "YE": "are all year ends",
+    "B": "are all weekdays",
+}
+
+
+def _add_hint(
+    failures: list[str], results: list[Any], checks: list[_Check], data: _Frame, cfg: Config
+) -> None:
+    """Append a frequency hint to the first grid, gap or filled failure, when one fits better."""
+    if not cfg.data.regular:
+        return
+    failed = [checks[r.expectation_config.meta["order"]].kind for r in results if not r.success]
+    lines = [i for i, line in enumerate(failures) if failed[i] in _GRID_CHECKS]
+    if not lines:
+        return
+    hint = _frequency_hint(data.parsed, cfg)
+    if not hint and "filled" in failed and sum(g.missing for g in data.gaps) * 2 > data.filled:
+        hint = f"is data.frequency {cfg.data.frequency} right?"
+    if hint:
+        failures[lines[0]] += f"; {hint}"
+
+
+def _frequency_hint(parsed: pd.Series, cfg: Config) -> str:
+    """'the timestamps all fall on a Saturday: is data.frequency W-SAT?', or '' if none fits."""
+    times = pd.DatetimeIndex(parsed.dropna().unique()).sort_values()
+    if len(times) < 3:
+        return ""
+    candidates = _candidates(times, cfg.data.frequency)
+    fits = [(m, i, c) for i, c in enumerate(candidates) if (m := _missing_on(times, c)) is not None]
+    if not fits:
+        return ""
+    missing, _, best = min(fits)
+    if best == candidates[0]:
+        return ""  # the configured frequency fits as well as any: the data has real gaps
+    step = _step(best)
+    if step is not None:
+        why = f"rows are {_spacing(step)} apart"
+    elif best.startswith("W-"):
+        why = f"the timestamps all fall on a {times[0].day_name()}"
+    else:
+        why = f"the timestamps {_CALENDAR_WORDS[best.split('-')[0]]}"
+    hint = f"{why}: is data.frequency {best}?"
+    if best == "B" and missing:
+        hint += (
+            f" {_plural(missing, 'weekday has', 'weekdays have')} no row either (holidays?): if "
+            "those are not missing steps, use data.frequency rows with data.step_frequency B"
+        )
+    return hint
+
+
+def _candidates(times: pd.DatetimeIndex, configured: str) -> list[str]:
+    """The configured frequency, then others the timestamps might follow, without duplicates."""
+    first = times[0]
+    month = first.strftime("%b").upper()
+    quarter_start = pd.Timestamp(2000, (first.month - 1) % 3 + 1, 1).strftime("%b").upper()
+    quarter_end = pd.Timestamp(2000, (first.month - 1) % 3 + 10, 1).strftime("%b").upper()
+    spacing = pd.Series(np.diff(times.asi8)).mode()
+    aliases = [
+        configured,
+        f"W-{first.day_name()[:3].upper()}",
+        "MS",
+        "ME",
+        f"QS-{quarter_start}",
+        f"QE-{quarter_end}",
+        f"YS-{month}",
+        f"YE-{month}",
+        "B",
+        "D",
+    ]
+    if len(spacing):
+        aliases.append(_alias(pd.Timedelta(int(spacing.iloc[0]), unit=times.unit)))
+    seen, unique = set(), []
+    for alias in aliases:
+        name = to_offset(alias).freqstr
+        if name not in seen:
+            seen.add(name)
+            unique.append(alias)
+    return unique
+
+
+def _missing_on(times: pd.DatetimeIndex, alias: str) -> int | None:
+    """Grid steps without a row if the timestamps lie on alias's grid from the first, else None."""
+    step = _step(alias)
+    if step is not None:
+        if step <= pd.Timedelta(0):
+            return None
+        span = np.asarray((times - times[0]) / step, dtype="float64")
+        if not np.array_equal(span, np.round(span)):
+            return None
+        return int(span[-1]) + 1 - len(times)
+    # The grid seqcast.data builds: date_range from the first row, which must lie on it.
+    grid = pd.date_range(times[0], times[-1], freq=alias)
+    if not times.isin(grid).all():
+        return None
+    return len(grid) - len(times)
+
+
+def _alias(step: pd.Timedelta) -> str:
+    """The pandas alias of a fixed step: 30min, h, 2h, D, 7D."""
+    if step >= pd.Timedelta("1D") and step % pd.Timedelta("1D") == pd.Timedelta(0):
+        days = step // pd.Timedelta("1D")
+        return "D" if days == 1 else f"{days}D"
+    return to_offset(step).freqstr
+
+
+def _spacing(step: pd.Timedelta) -> str:
+    """'1h', '30min', '1 day', '7 days'."""
+    if step % pd.Timedelta("1D") == pd.Timedelta(0):
+        return _plural(step // pd.Timedelta("1D"), "day")
+    alias = to_offset(step).freqstr
+    return alias if alias[0].isdigit() else f"1{alias}"
