@@ -60,10 +60,8 @@ ui: $(STAMP) ## the MLflow UI on the local store, at http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
 		--default-artifact-root $(CURDIR)/mlruns/artifacts --host $(HOST) --port $(MLFLOW_PORT)
 
-serve: $(STAMP) ## serve the champion model at http://127.0.0.1:5001/invocations
-	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlruns/mlflow.db} \
-	$(BIN)/mlflow models serve -m "models:/$$($(BIN)/python -c 'from seqcast.config import load_config; print(load_config().tracking.registered_model)')@champion" \
-		--env-manager local --host $(HOST) --port $(SERVE_PORT)
+serve: $(STAMP) ## serve the champion model at http://127.0.0.1:5001/invocations (seqcast serve)
+	$(BIN)/seqcast serve --host $(HOST) --port $(SERVE_PORT)
 
 prefect-server: $(STAMP) ## background Prefect server + UI at http://127.0.0.1:4200 (.prefect/)
 	$(BIN)/python -m pipelines.server start --port $(PREFECT_PORT)

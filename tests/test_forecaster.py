@@ -194,7 +194,25 @@ def test_non_numeric_values() -> None:
     frame = history()
     frame["y"] = frame["y"].astype(object)
     frame.loc[6, "y"] = "n/a"
-    assert check_error(frame).startswith("value columns ['y', 'x'] must be numeric")
+    assert check_error(frame) == "column y: 'n/a' at 2024-01-01 06:00:00 is not a number"
+
+
+def test_values_beyond_the_widened_training_range() -> None:
+    # y was trained on [1, 9]: served y may lie in [1 - 8, 9 + 8], both ends included.
+    ranged = dataclasses.replace(
+        make_forecaster(), train_min=np.array([1.0, 0.0]), train_max=np.array([9.0, 2.0])
+    )
+    frame = history([3.0, 1.0, 4.0, 1.0, 5.0, -7.0, 2.0, 17.0])
+    assert len(ranged.forecast(frame)) == 6
+    frame.loc[7, "y"] = 17.5
+    with pytest.raises(ForecastInputError) as caught:
+        ranged.forecast(frame)
+    assert str(caught.value) == (
+        "column y: 17.5 at 2024-01-01 07:00:00 is outside the accepted range [-7, 17] "
+        "(training range [1, 9] widened by 1 times its width on each side); "
+        "1 value(s) outside in all"
+    )
+    assert len(make_forecaster().forecast(frame)) == 6  # no recorded range: no check
 
 
 def test_baseline_save_load_round_trip(tmp_path: Path) -> None:

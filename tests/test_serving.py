@@ -1,17 +1,13 @@
-"""The pyfunc model: same forecasts as the Forecaster, offline and from `mlflow models serve`."""
+"""The pyfunc model: same forecasts as the Forecaster offline and from `seqcast serve`.
+
+Requests here go through the server's scoring function in-process; tests/faults/ sends them to
+a real server.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,84 +17,24 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 from mlflow.pyfunc.scoring_server import invocations
+from serving_helpers import CHAMPION, SPEC, champion_store, raw_history, split
 
-from seqcast import models, serving
-from seqcast.config import ModelConfig
-from seqcast.features import InputSpec
-from seqcast.forecaster import Forecaster
-
-MODEL_NAME = "seqcast-forecaster-test"
-SPEC = InputSpec(
-    input_width=8,
-    horizon=3,
-    shift=1,
-    n_targets=1,
-    n_values=2,
-    n_calendar=4,
-    reference="seasonal_naive",
-    season=4,
-    calendar_names=["time_of_day", "day_of_week"],
-)
-
-
-def raw_history(rows: int = 40) -> pd.DataFrame:
-    """Raw rows as a client holds them: text timestamps, a target and a feature."""
-    t = np.arange(rows)
-    return pd.DataFrame(
-        {
-            "timestamp": pd.date_range("2024-03-01", periods=rows, freq="h").strftime(
-                "%Y-%m-%d %H:%M:%S"
-            ),
-            "demand": 500 + 40 * np.sin(2 * np.pi * t / 24) + t,
-            "temp": 10 + 3 * np.cos(2 * np.pi * t / 24),
-        }
-    )
+from seqcast import server, serving
+from seqcast.forecaster import Forecaster, ForecastOutputError
 
 
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """A small untrained GRU Forecaster, logged, registered and aliased champion."""
-    root = tmp_path_factory.mktemp("serving")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    mlflow.set_tracking_uri(uri)
-    experiment = mlflow.create_experiment("serving", artifact_location=(root / "art").as_uri())
-    forecaster = Forecaster(
-        name="gru",
-        spec=SPEC,
-        timestamp="timestamp",
-        columns=["demand", "temp"],
-        frequency="h",
-        offset=np.array([500.0, 10.0]),
-        scale=np.array([40.0, 3.0]),
-        predictor=models.build("gru", SPEC, ModelConfig(units=4)),
-    )
-    folder = root / "forecaster"
-    forecaster.save(folder)
-    with mlflow.start_run(experiment_id=experiment):
-        info = serving.log_forecaster(folder, input_example=raw_history())
-    version = mlflow.register_model(info.model_uri, MODEL_NAME).version
-    MlflowClient().set_registered_model_alias(MODEL_NAME, "champion", version)
-    yield {
-        "root": root,
-        "uri": uri,
-        "info": info,
-        "folder": folder,
-        "forecaster": Forecaster.load(folder),
-    }
-    if previous is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = previous
+    with champion_store(tmp_path_factory.mktemp("serving")) as store:
+        yield store
 
 
 def test_pyfunc_forecast_equals_forecaster(logged: dict, tmp_path: Path) -> None:
     history = raw_history()
     expected = logged["forecaster"].forecast(history)
-    loaded = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
+    loaded = mlflow.pyfunc.load_model(CHAMPION)
 
     pd.testing.assert_frame_equal(loaded.predict(history), expected)
     assert isinstance(loaded.unwrap_python_model().forecaster, Forecaster)
@@ -106,9 +42,7 @@ def test_pyfunc_forecast_equals_forecaster(logged: dict, tmp_path: Path) -> None
     csv = tmp_path / "history.csv"
     history.to_csv(csv, index=False)
     pd.testing.assert_frame_equal(serving.forecast_csv(logged["folder"], csv), expected)
-    pd.testing.assert_frame_equal(
-        serving.forecast_csv(f"models:/{MODEL_NAME}@champion", csv), expected
-    )
+    pd.testing.assert_frame_equal(serving.forecast_csv(CHAMPION, csv), expected)
 
 
 def test_signature_and_input_example(logged: dict) -> None:
@@ -124,18 +58,16 @@ def test_signature_and_input_example(logged: dict) -> None:
     assert example["timestamp"].iloc[-1] == raw_history()["timestamp"].iloc[-1]
 
 
-def _split(frame: pd.DataFrame) -> dict:
-    return json.loads(frame.to_json(orient="split", index=False))
-
-
 def _bad(kind: str) -> dict:
-    """A dataframe_split request broken in one way."""
-    good = _split(raw_history(20))
+    """A dataframe_split request for 20 hours of history, broken in one way."""
+    good = split(raw_history(20))
     data = [list(row) for row in good["data"]]
     if kind == "short":
         data = data[:5]
     elif kind == "missing":
         return {"columns": ["timestamp", "demand"], "data": [row[:2] for row in data]}
+    elif kind == "renamed":
+        return {"columns": ["time", "load"], "data": [row[:2] for row in data]}
     elif kind == "null":
         data[-1][1] = None
     elif kind == "unordered":
@@ -144,128 +76,206 @@ def _bad(kind: str) -> dict:
         data[-1][0] = "2024-03-01 19:30:00"
     elif kind == "text":
         data[-1][2] = "warm"
+    elif kind == "huge":
+        data[-1][1] = 1e308
     elif kind == "bad-time":
         data[-1][0] = "yesterday"
     return {"columns": good["columns"], "data": data}
 
 
+def _score(model: mlflow.pyfunc.PyFuncModel, body: bytes, content_type: str) -> tuple[int, dict]:
+    """The server's answer to one request, without the HTTP layer."""
+    response = server.score(body, content_type, server.CheckedModel(model))
+    return response.status_code, json.loads(response.body)
+
+
+@pytest.fixture(scope="module")
+def model(logged: dict) -> mlflow.pyfunc.PyFuncModel:
+    """The champion, loaded from the registry as the server loads it."""
+    return mlflow.pyfunc.load_model(CHAMPION)
+
+
+EXPECTED = "expected ['timestamp', 'demand', 'temp']"
+
+
 @pytest.mark.parametrize(
-    ("kind", "says"),
+    ("kind", "message"),
     [
-        ("short", "5 rows given, 12 needed"),
-        ("missing", "missing column(s) ['temp']"),
-        ("null", "null or non-finite value(s), first in column demand"),
-        ("unordered", "timestamps must be increasing every h"),
-        ("irregular", "timestamps must be increasing every h"),
-        ("text", "Failed to convert column temp"),
-        ("bad-time", "unparseable timestamp"),
+        (
+            "short",
+            "too little history: 5 rows given, 12 needed (input width 8 + reference season 4)",
+        ),
+        ("missing", f"missing column(s) ['temp']; {EXPECTED}, got ['timestamp', 'demand']"),
+        (
+            "renamed",
+            f"missing column(s) ['timestamp', 'demand', 'temp']; {EXPECTED}, got ['time', 'load']",
+        ),
+        ("null", "1 null or non-finite value(s), first in column demand at 2024-03-01 19:00:00"),
+        (
+            "unordered",
+            "timestamps must be increasing every h with no gaps: row 10 of the last 12 is "
+            "2024-03-01 19:00:00, expected 2024-03-01 18:00:00",
+        ),
+        (
+            "irregular",
+            "timestamps must be increasing every h with no gaps: row 11 of the last 12 is "
+            "2024-03-01 19:30:00, expected 2024-03-01 19:00:00",
+        ),
+        ("text", "column temp: 'warm' at 2024-03-01 19:00:00 is not a number"),
+        (
+            "huge",
+            "column demand: 1e+308 at 2024-03-01 19:00:00 is outside the accepted range "
+            "[300, 750] (training range [450, 600] widened by 1 times its width on each side); "
+            "1 value(s) outside in all",
+        ),
     ],
+    ids=["short", "missing", "renamed", "null", "unordered", "irregular", "text", "huge"],
 )
-def test_bad_request_is_a_400_with_the_reason(logged: dict, kind: str, says: str) -> None:
-    model = mlflow.pyfunc.load_model(logged["info"].model_uri)
-    body = json.dumps({"dataframe_split": _bad(kind)})
+def test_bad_history_is_a_400_with_the_reason(
+    model: mlflow.pyfunc.PyFuncModel, kind: str, message: str
+) -> None:
+    body = json.dumps({"dataframe_split": _bad(kind)}).encode()
+
+    assert _score(model, body, "application/json") == (
+        400,
+        {"error_code": "INVALID_PARAMETER_VALUE", "message": message},
+    )
+
+
+def test_unparseable_timestamp_is_a_400(model: mlflow.pyfunc.PyFuncModel) -> None:
+    body = json.dumps({"dataframe_split": _bad("bad-time")}).encode()
+
+    status, reply = _score(model, body, "application/json")
+
+    assert status == 400 and set(reply) == {"error_code", "message"}
+    assert reply["message"].startswith("column timestamp: unparseable timestamp: ")
+    assert "yesterday" in reply["message"]
+
+
+def _csv_with_text() -> bytes:
+    """20 hours of history as CSV with text for a temperature, in a row the forecast uses."""
+    history = raw_history(20).astype({"temp": object})
+    history.loc[19, "temp"] = "warm"
+    return history.to_csv(index=False).encode()
+
+
+FORMATS = 'application/json ({"dataframe_split": ...} or {"dataframe_records": ...}) or text/csv'
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code", "message"),
+    [
+        (
+            b"",
+            "application/json",
+            400,
+            "BAD_REQUEST",
+            f"the request body is empty: send history as {FORMATS}",
+        ),
+        (
+            b"{nope",
+            "application/json",
+            400,
+            "BAD_REQUEST",
+            "the request body is not valid JSON: Expecting property name enclosed in double "
+            "quotes: line 1 column 2 (char 1)",
+        ),
+        (
+            b"[1, 2]",
+            "application/json",
+            400,
+            "BAD_REQUEST",
+            'the JSON body must be an object with one key "dataframe_split" or '
+            '"dataframe_records"; got a JSON list',
+        ),
+        (
+            b"<history/>",
+            "application/xml",
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            f"content type 'application/xml': send {FORMATS}",
+        ),
+        (
+            _csv_with_text(),
+            "text/csv",
+            400,
+            "INVALID_PARAMETER_VALUE",
+            "column temp: 'warm' at 2024-03-01 19:00:00 is not a number",
+        ),
+    ],
+    ids=["empty", "garbled", "json-list", "xml", "csv-text"],
+)
+def test_unusable_body_is_one_json_message(
+    model: mlflow.pyfunc.PyFuncModel,
+    body: bytes,
+    content_type: str,
+    status: int,
+    code: str,
+    message: str,
+) -> None:
+    assert _score(model, body, content_type) == (status, {"error_code": code, "message": message})
+
+
+def test_good_history_in_every_format_answers_like_the_forecaster(
+    logged: dict, model: mlflow.pyfunc.PyFuncModel
+) -> None:
+    history = raw_history(20)
+    expected = logged["forecaster"].forecast(history)
+    bodies = {
+        "application/json": json.dumps({"dataframe_split": split(history)}),
+        "application/json; charset=utf-8": json.dumps(
+            {"dataframe_records": history.to_dict(orient="records")}
+        ),
+        "text/csv": history.to_csv(index=False),
+    }
+    for content_type, body in bodies.items():
+        status, reply = _score(model, body.encode(), content_type)
+
+        assert status == 200, reply
+        served = pd.DataFrame(reply["predictions"])
+        assert served["timestamp"].tolist() == expected["timestamp"].tolist()
+        np.testing.assert_allclose(served["demand"], expected["demand"], rtol=1e-6)
+
+
+def test_model_without_training_range_never_answers_a_non_finite_forecast(logged: dict) -> None:
+    # A model saved before the window stage recorded the training range: no range check.
+    old = mlflow.pyfunc.load_model(CHAMPION)
+    forecaster = old.unwrap_python_model().forecaster
+    forecaster.train_min = forecaster.train_max = None
+    history = pd.DataFrame(_bad("huge")["data"], columns=["timestamp", "demand", "temp"])
+    message = (
+        "the forecast of demand for 2024-03-01 20:00:00 is not a finite number; "
+        "no forecast is returned rather than NaN or infinity"
+    )
+
+    assert forecaster.check_history(history)[0][-1, 0] == 1e308
+    with pytest.raises(ForecastOutputError, match="not a finite number"):
+        forecaster.forecast(history)
+    body = json.dumps({"dataframe_split": _bad("huge")}).encode()
+    assert _score(old, body, "application/json") == (
+        500,
+        {"error_code": "INTERNAL_ERROR", "message": message},
+    )
+
+
+def test_mlflow_scoring_server_gets_the_reason_too(model: mlflow.pyfunc.PyFuncModel) -> None:
+    # `mlflow models serve` of the same model: the reason, without the request dump.
+    body = json.dumps({"dataframe_split": _bad("short")})
     with pytest.raises(mlflow.exceptions.MlflowException) as caught:
         invocations(body, "application/json", model, model.metadata.get_input_schema())
     reply = json.loads(caught.value.serialize_as_json())
+
     assert caught.value.get_http_status_code() == 400
-    assert says in reply["message"]
-    assert "Traceback" not in reply["message"] and "stack_trace" not in reply
+    assert reply["message"].startswith("too little history: 5 rows given, 12 needed")
+    assert "stack_trace" not in reply
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _post(url: str, payload: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-
-
-@pytest.fixture
-def server(logged: dict, tmp_path: Path) -> Iterator[str]:
-    """`mlflow models serve` of the champion alias; stopped (its process group) afterwards."""
-    port = _free_port()
-    bin_dir = Path(sys.executable).parent
-    # The CLI starts `uvicorn` by name through bash, so the venv's bin must be on PATH.
-    env = os.environ | {
-        "MLFLOW_TRACKING_URI": logged["uri"],
-        "KERAS_BACKEND": "tensorflow",
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    mlflow_cli = bin_dir / "mlflow"
-    log = (tmp_path / "serve.log").open("w")
-    process = subprocess.Popen(
-        [
-            str(mlflow_cli),
-            "models",
-            "serve",
-            "-m",
-            f"models:/{MODEL_NAME}@champion",
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        env=env,
-        cwd=tmp_path,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/ping", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("server did not start:\n" + (tmp_path / "serve.log").read_text())
-            time.sleep(0.5)
-        yield base
-    finally:
-        _stop(process)
-        log.close()
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Stop the process group we started: the CLI runs uvicorn as its child."""
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, None)):
-        with contextlib.suppress(ProcessLookupError):  # every process already gone
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def test_served_champion_answers_like_the_forecaster(logged: dict, server: str) -> None:
-    history = raw_history()
-    expected = logged["forecaster"].forecast(history)
-
-    status, reply = _post(f"{server}/invocations", {"dataframe_split": _split(history)})
-
-    assert status == 200
-    served = pd.DataFrame(reply["predictions"])
-    assert list(served.columns) == ["timestamp", "demand"]
-    assert served["timestamp"].tolist() == expected["timestamp"].tolist()
-    np.testing.assert_allclose(served["demand"], expected["demand"], rtol=1e-9)
-
-    status, reply = _post(f"{server}/invocations", {"dataframe_split": _bad("short")})
-    assert status == 400
-    assert reply["error_code"] == "INVALID_PARAMETER_VALUE"
-    assert "5 rows given, 12 needed" in reply["message"]
+def test_request_limit_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(server.MAX_REQUEST_BYTES_ENV, raising=False)
+    assert server.max_request_bytes() == 10 * 2**20
+    monkeypatch.setenv(server.MAX_REQUEST_BYTES_ENV, "2048")
+    assert server.max_request_bytes() == 2048
+    for bad in ("0", "-5", "10MB"):
+        monkeypatch.setenv(server.MAX_REQUEST_BYTES_ENV, bad)
+        with pytest.raises(ValueError, match="expected a positive number of bytes"):
+            server.max_request_bytes()

@@ -1,4 +1,4 @@
-"""`seqcast ...`: forecasts from a CSV without a server, and config checks."""
+"""`seqcast ...`: forecasts from a CSV or a server, and config checks."""
 
 from __future__ import annotations
 
@@ -7,17 +7,38 @@ import sys
 from pathlib import Path
 
 
+def _champion(params: Path) -> str:
+    """The registry URI of the champion of the registered model named in params."""
+    from seqcast.config import load_config
+
+    return f"models:/{load_config(params).tracking.registered_model}@champion"
+
+
 def _forecast(args: argparse.Namespace) -> int:
     """Print (or write) the forecast for raw recent history in a CSV."""
     from seqcast import serving
-    from seqcast.config import load_config
 
-    model = args.model or f"models:/{load_config(args.params).tracking.registered_model}@champion"
+    model = args.model or _champion(args.params)
     frame = serving.forecast_csv(model, args.input)
     if args.output:
         frame.to_csv(args.output, index=False)
     else:
         print(frame.to_csv(index=False), end="")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Serve a model (the champion by default) over HTTP until stopped."""
+    from mlflow.exceptions import MlflowException
+
+    from seqcast import server
+
+    model = args.model or _champion(args.params)
+    try:
+        server.serve(model, args.host, args.port)
+    except MlflowException as err:
+        # e.g. no such model or alias in the registry: a message, not a traceback.
+        raise ValueError(f"cannot serve {model}: {err.message}") from None
     return 0
 
 
@@ -40,6 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     forecast.add_argument("--output", type=Path, help="write the forecast CSV here")
     forecast.add_argument("--params", default="params.yaml", type=Path)
     forecast.set_defaults(run=_forecast)
+    serve = sub.add_parser(
+        "serve", help="serve a model's forecasts over HTTP (MLflow's scoring protocol)"
+    )
+    serve.add_argument("--model", help="model URI (default: the champion in the registry)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", default=5001, type=int)
+    serve.add_argument("--params", default="params.yaml", type=Path)
+    serve.set_defaults(run=_serve)
     check = sub.add_parser("check", help="validate params.yaml")
     check.add_argument("--params", default="params.yaml", type=Path)
     check.set_defaults(run=_check)

@@ -25,10 +25,18 @@ SETTINGS = "forecaster.json"
 KERAS_FILE = "model.keras"
 LINEAR_FILE = "linear.pkl"
 PREDICT_BATCH = 4096
+# Served history may leave the training range [train_min, train_max] by this many times its
+# width on either side: demand may well set a new record, but a value a whole range beyond
+# anything seen is a unit or sensor error, and the network extrapolates it without bound.
+RANGE_MARGIN = 1.0
 
 
 class ForecastInputError(ValueError):
     """History that cannot be forecast from; the message says what was expected."""
+
+
+class ForecastOutputError(ValueError):
+    """A forecast that is not a number (NaN or infinity): never handed out."""
 
 
 @dataclass
@@ -107,6 +115,13 @@ class Forecaster:
         ahead = features.future_times(
             times[-1], self.calendar_frequency, self.spec.horizon, self.spec.shift
         )
+        bad = np.argwhere(~np.isfinite(forecast))
+        if len(bad):
+            step, col = bad[0]
+            raise ForecastOutputError(
+                f"the forecast of {self.targets[col]} for {ahead[step]} is not a finite number; "
+                "no forecast is returned rather than NaN or infinity"
+            )
         frame = pd.DataFrame(forecast, columns=self.targets)
         # A tz-aware series keeps its UTC offset: the repeated autumn hour stays unambiguous.
         fmt = "%Y-%m-%d %H:%M:%S" + ("%z" if ahead.tz is not None else "")
@@ -139,12 +154,19 @@ class Forecaster:
             raise ForecastInputError(
                 f"column {self.timestamp}: missing timestamp at row {at} of the last {len(times)}"
             )
-        try:
-            values = recent[self.columns].to_numpy(dtype=np.float64)
-        except (ValueError, TypeError) as err:
-            raise ForecastInputError(
-                f"value columns {self.columns} must be numeric: {err}"
-            ) from None
+        values = np.empty((len(recent), len(self.columns)))
+        for j, column in enumerate(self.columns):
+            try:
+                numbers = pd.to_numeric(recent[column], errors="coerce")
+            except OverflowError as err:  # an integer with hundreds of digits
+                raise ForecastInputError(f"column {column}: {err}") from None
+            text = (numbers.isna() & recent[column].notna()).to_numpy()
+            if text.any():
+                at = int(np.argmax(text))
+                shown = repr(recent[column].iloc[at])
+                shown = shown if len(shown) <= 40 else shown[:36] + "...'"
+                raise ForecastInputError(f"column {column}: {shown} at {times[at]} is not a number")
+            values[:, j] = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
         bad = np.argwhere(~np.isfinite(values))
         if len(bad):
             row, col = bad[0]
@@ -152,6 +174,7 @@ class Forecaster:
                 f"{len(bad)} null or non-finite value(s), first in column {self.columns[col]} "
                 f"at {times[row]}"
             )
+        self._check_range(values, times)
         if self.frequency == ROWS:
             if not times.is_monotonic_increasing or not times.is_unique:
                 at = int(np.argmax(np.diff(times.asi8) <= 0)) + 1
@@ -168,6 +191,24 @@ class Forecaster:
                 f"row {at} of the last {len(times)} is {times[at]}, expected {expected[at]}"
             )
         return values, times
+
+    def _check_range(self, values: np.ndarray, times: pd.DatetimeIndex) -> None:
+        """Refuse values RANGE_MARGIN training ranges beyond the training range (if known)."""
+        if self.train_min is None or self.train_max is None:
+            return  # saved before the window stage recorded the range
+        spread = self.train_max - self.train_min
+        low = self.train_min - RANGE_MARGIN * spread
+        high = self.train_max + RANGE_MARGIN * spread
+        outside = (values < low) | (values > high)
+        if outside.any():
+            row, col = np.argwhere(outside)[0]
+            raise ForecastInputError(
+                f"column {self.columns[col]}: {values[row, col]:.10g} at {times[row]} is outside "
+                f"the accepted range [{low[col]:.6g}, {high[col]:.6g}] (training range "
+                f"[{self.train_min[col]:.6g}, {self.train_max[col]:.6g}] widened by "
+                f"{RANGE_MARGIN:g} times its width on each side); {int(outside.sum())} value(s) "
+                "outside in all"
+            )
 
     def fingerprint(self) -> str:
         """MD5 of what makes forecasts: settings and predictor weights (same model, same hash)."""

@@ -1,4 +1,4 @@
-"""The Forecaster as an MLflow pyfunc model: logged once, served by `mlflow models serve`.
+"""The Forecaster as an MLflow pyfunc model: logged once, served by `seqcast serve`.
 
 The served model is a thin shell: `predict` is `Forecaster.forecast`, so the HTTP answer, the
 offline `forecast_csv` answer and the evaluation code path are one and the same.
@@ -16,11 +16,11 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 from mlflow.types.schema import ColSpec, Schema
 
 from seqcast import paths
-from seqcast.forecaster import SETTINGS, Forecaster, ForecastInputError
+from seqcast.forecaster import SETTINGS, Forecaster, ForecastInputError, ForecastOutputError
 
 ARTIFACT = "forecaster"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -38,10 +38,10 @@ REQUIREMENTS = (
 
 
 class ForecastRequestError(MlflowException):
-    """Unusable forecast input: HTTP 400 whose JSON message is exactly the reason."""
+    """Unusable forecast input: HTTP 400 (or error_code's status) whose message is the reason."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason, error_code=INVALID_PARAMETER_VALUE)
+    def __init__(self, reason: str, error_code: int = INVALID_PARAMETER_VALUE) -> None:
+        super().__init__(reason, error_code=error_code)
         self.reason = reason
 
     def serialize_as_json(self) -> str:
@@ -50,6 +50,13 @@ class ForecastRequestError(MlflowException):
         # frame>'. Error: ..." before serialising; the caller only needs the reason.
         body = json.loads(super().serialize_as_json())
         return json.dumps(body | {"message": self.reason})
+
+
+class ForecastServerError(ForecastRequestError):
+    """No usable forecast for usable input (e.g. not finite): HTTP 500 with the reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, error_code=INTERNAL_ERROR)
 
 
 class ForecastModel(mlflow.pyfunc.PythonModel):
@@ -68,19 +75,23 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
         model_input: pd.DataFrame,
         params: dict[str, Any] | None = None,
     ) -> pd.DataFrame:
-        """Forecast after the history rows; a 400 naming the problem for unusable history."""
+        """Forecast after the history rows; a 400 naming the problem, a 500 if not finite."""
         if self.forecaster is None:
             raise MlflowException("ForecastModel.predict called before load_context")
         try:
             return self.forecaster.forecast(pd.DataFrame(model_input))
         except ForecastInputError as err:
             raise ForecastRequestError(str(err)) from None
+        except ForecastOutputError as err:
+            raise ForecastServerError(str(err)) from None
 
 
 def signature(forecaster: Forecaster) -> ModelSignature:
     """Timestamp as text and value columns as doubles in; timestamp and targets out."""
     # Inputs are optional so that MLflow's enforcement, which would answer a missing column
     # with a dump of the request, lets Forecaster.check_history name every missing column.
+    # Enforcement also drops columns the signature lacks, so `seqcast serve` checks the
+    # history as sent, before enforcement (seqcast.server).
     inputs = [ColSpec("string", forecaster.timestamp, required=False)]
     inputs += [ColSpec("double", column, required=False) for column in forecaster.columns]
     outputs = [ColSpec("string", forecaster.timestamp)]
@@ -125,7 +136,8 @@ def log_forecaster(
     )
 
 
-def _use_project_store() -> None:
+def use_project_store() -> None:
+    """Point MLflow at the project's store unless a tracking URI is already set."""
     # A registry URI such as models:/name@alias needs the project's store, not MLflow's default.
     if not mlflow.is_tracking_uri_set():
         mlflow.set_tracking_uri(paths.tracking_uri())
@@ -133,7 +145,7 @@ def _use_project_store() -> None:
 
 def load(model_uri: str) -> Forecaster:
     """The Forecaster inside a logged or registered model (e.g. models:/name@champion)."""
-    _use_project_store()
+    use_project_store()
     model = mlflow.pyfunc.load_model(model_uri)
     return model.unwrap_python_model().forecaster
 

@@ -1,0 +1,200 @@
+"""`seqcast serve`: MLflow's scoring server for a registered model, answering only sense.
+
+The app is MLflow's own (`mlflow.pyfunc.scoring_server.init`: /ping, /health, /version, its
+request timeout) and /invocations keeps MLflow's protocol and parsing, but:
+
+- a body over SEQCAST_MAX_REQUEST_BYTES is refused (413) before it is read into memory or parsed;
+- the history is checked as the client sent it: MLflow's schema enforcement drops the columns
+  the signature does not name, so its errors could not list what was sent;
+- every error is one JSON object {"error_code", "message"}: no stack trace, no request dump.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+from typing import Any
+
+import pandas as pd
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import PyFuncModel, scoring_server
+
+from seqcast import serving
+from seqcast.forecaster import ForecastInputError
+
+MAX_REQUEST_BYTES_ENV = "SEQCAST_MAX_REQUEST_BYTES"
+# A default model needs 432 rows, about 20 kB of CSV: 10 MiB leaves room for long histories
+# while no client can make the server hold and parse hundreds of megabytes.
+DEFAULT_MAX_REQUEST_BYTES = 10 * 2**20
+# Messages are for people; a longer one is cut so that no error can echo a request back.
+MAX_MESSAGE_CHARS = 1000
+FORMATS = (
+    f'application/json ({{"{scoring_server.DF_SPLIT}": ...}} or '
+    f'{{"{scoring_server.DF_RECORDS}": ...}}) or text/csv'
+)
+# invocations() prefixes a model's error with the whole parsed request frame.
+_PREDICT_PREFIX = re.compile(r"^Failed to predict data .*?\nError: ", re.DOTALL)
+
+_logger = logging.getLogger(__name__)
+
+
+class CheckedModel:
+    """The served pyfunc model behind Forecaster.check_history, run on the history as sent."""
+
+    def __init__(self, model: PyFuncModel) -> None:
+        self.model = model
+        self.forecaster = model.unwrap_python_model().forecaster
+
+    @property
+    def metadata(self) -> Any:
+        """The pyfunc model's metadata, which MLflow's request parsing consults."""
+        return self.model.metadata
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """The pyfunc's forecast once the history passed the checks; a clean error otherwise."""
+        forecaster = self.forecaster
+        try:
+            history = pd.DataFrame(data)
+            values, _ = forecaster.check_history(history)
+        except ForecastInputError as err:
+            raise serving.ForecastRequestError(str(err)) from None
+        except (ValueError, TypeError) as err:
+            raise serving.ForecastRequestError(f"the input is not a table of rows: {err}") from None
+        # Only the rows and columns the forecast uses, typed as the signature says, so that
+        # MLflow's schema enforcement has nothing left to refuse with a dump of the request.
+        recent = pd.DataFrame(values, columns=forecaster.columns)
+        stamps = history[forecaster.timestamp].iloc[-forecaster.min_history :]
+        recent.insert(0, forecaster.timestamp, stamps.astype(str).to_numpy())
+        try:
+            return self.model.predict(recent, params=params)
+        except MlflowException:
+            raise
+        except Exception as err:
+            _logger.exception("forecast failed")
+            raise serving.ForecastServerError(
+                f"unexpected {type(err).__name__} while forecasting; the server log has details"
+            ) from None
+
+
+def max_request_bytes() -> int:
+    """The request body limit: SEQCAST_MAX_REQUEST_BYTES, else 10 MiB."""
+    raw = os.environ.get(MAX_REQUEST_BYTES_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_REQUEST_BYTES
+    if not raw.isdigit() or int(raw) == 0:
+        raise ValueError(f"{MAX_REQUEST_BYTES_ENV}={raw!r}: expected a positive number of bytes")
+    return int(raw)
+
+
+def error(status: int, code: str, message: str) -> Response:
+    """One JSON error object: the code and a message of at most MAX_MESSAGE_CHARS."""
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 3] + "..."
+    body = json.dumps({"error_code": code, "message": message})
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _too_large(limit: int) -> Response:
+    return error(
+        413,
+        "REQUEST_TOO_LARGE",
+        f"the request body is over the limit of {limit} bytes ({MAX_REQUEST_BYTES_ENV}); "
+        "send only the recent history the model needs",
+    )
+
+
+def _reason(err: MlflowException) -> str:
+    """The readable part of an MLflow error: no request dump, no protocol lecture."""
+    if isinstance(err, serving.ForecastRequestError):
+        return err.reason
+    message = _PREDICT_PREFIX.sub("", err.message).split("\nInput:", 1)[0]
+    return message.replace(scoring_server.SCORING_PROTOCOL_CHANGE_INFO, "").strip()
+
+
+def score(body: bytes, content_type: str, model: CheckedModel) -> Response:
+    """The /invocations answer for one request body: forecasts, or one JSON error."""
+    mime = content_type.split(";", 1)[0].strip().lower()
+    if mime not in scoring_server.CONTENT_TYPES:
+        shown = repr(content_type) if content_type else "missing"
+        return error(415, "UNSUPPORTED_MEDIA_TYPE", f"content type {shown}: send {FORMATS}")
+    if not body.strip():
+        return error(400, "BAD_REQUEST", f"the request body is empty: send history as {FORMATS}")
+    data: Any = body
+    if mime == scoring_server.CONTENT_TYPE_JSON:
+        try:
+            data = json.loads(body)
+        except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+            return error(400, "BAD_REQUEST", f"the request body is not valid JSON: {err}")
+        keys = list(data) if isinstance(data, dict) else []
+        if len(set(keys) & scoring_server.SUPPORTED_FORMATS) != 1:
+            got = f"keys {keys}" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
+            return error(
+                400,
+                "BAD_REQUEST",
+                f"the JSON body must be an object with one key "
+                f'"{scoring_server.DF_SPLIT}" or "{scoring_server.DF_RECORDS}"; got {got}',
+            )
+    try:
+        # No input schema: MLflow would cast, and drop, columns before CheckedModel saw them.
+        result = scoring_server.invocations(data, content_type, model, None)
+    except MlflowException as err:
+        return error(err.get_http_status_code(), err.error_code, _reason(err))
+    except Exception:
+        _logger.exception("scoring failed")
+        return error(500, "INTERNAL_ERROR", "unexpected error while scoring; see the server log")
+    if result.status != 200:  # e.g. a charset other than UTF-8, answered as plain text
+        code = "UNSUPPORTED_MEDIA_TYPE" if result.status == 415 else "BAD_REQUEST"
+        message = result.response.replace(scoring_server.SCORING_PROTOCOL_CHANGE_INFO, "")
+        return error(result.status, code, message.strip())
+    return Response(result.response, status_code=200, media_type=result.mimetype)
+
+
+def build_app(model: PyFuncModel, max_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> FastAPI:
+    """MLflow's scoring app for a loaded pyfunc model, with the checked /invocations."""
+    app = scoring_server.init(model)
+    checked = CheckedModel(model)
+    # MLflow's /invocations gives way to this one: same protocol, checked input, clean errors.
+    app.router.routes[:] = [
+        route for route in app.router.routes if getattr(route, "path", None) != "/invocations"
+    ]
+
+    @app.post("/invocations")
+    async def invocations(request: Request) -> Response:
+        """Forecasts for the history in the body, or one JSON error."""
+        declared = request.headers.get("content-length", "")
+        expects = request.headers.get("expect", "").lower() == "100-continue"
+        if expects and declared.isdigit() and int(declared) > max_bytes:
+            return _too_large(max_bytes)  # the client waits for a go-ahead: no body comes
+        body, size = bytearray(), 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size <= max_bytes:
+                body += chunk
+            else:
+                # Drop the rest as it arrives, unparsed: answering before the client has sent
+                # it all would close the socket with unread data, a reset that the client sees
+                # instead of the 413 (MLflow's request timeout still bounds a sender that never
+                # stops).
+                body.clear()
+        if size > max_bytes:
+            return _too_large(max_bytes)
+        content_type = request.headers.get("content-type", "")
+        return await asyncio.to_thread(score, bytes(body), content_type, checked)
+
+    return app
+
+
+def serve(model_uri: str, host: str, port: int) -> None:
+    """Load a model as `mlflow models serve` would (e.g. models:/name@champion) and serve it."""
+    import uvicorn
+
+    limit = max_request_bytes()  # a bad setting fails before the slow model load
+    serving.use_project_store()
+    model = scoring_server.load_model_with_mlflow_config(model_uri)
+    print(f"seqcast serve: {model_uri} at http://{host}:{port} (body limit {limit} B)", flush=True)
+    uvicorn.run(build_app(model, limit), host=host, port=port)
