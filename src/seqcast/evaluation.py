@@ -1,8 +1,7 @@
-"""Every model scored on identical windows, in the series' units; tables and plots."""
+"""Every model scored on identical windows, in the series' units; tables (plots: seqcast.plots)."""
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 from seqcast import features, metrics
 from seqcast.config import Config
 from seqcast.forecaster import Forecaster
+from seqcast.plots import plot_pngs, write_plot_data
 from seqcast.scaling import to_units
 
 HEADLINE = ("mae", "rmse", "mase", "smape")
@@ -141,118 +141,6 @@ def recent_history(loaded: dict, rows: int):
     frame = pd.DataFrame(units_of(loaded)[-rows:], columns=meta["columns"])
     frame.insert(0, meta["timestamp"], loaded["times"][-rows:].strftime("%Y-%m-%d %H:%M:%S"))
     return frame
-
-
-def _shown(scored: dict, best: str, with_naive: bool = False) -> dict[str, str]:
-    """Plot column name -> model: generic names keep dvc.yaml's plot definitions fixed."""
-    shown = {k: k for k in scored if k in ("gru", "lstm")}
-    shown |= {"best_baseline": best, "linear": "linear"}
-    return shown | ({"naive": "naive"} if with_naive else {})
-
-
-def _test_frame(loaded: dict, scored: dict, best: str):
-    """Test-period times, actual first-target values and one-step-ahead forecasts."""
-    spec = loaded["spec"]
-    origins = loaded["origins"]["test"]
-    times = loaded["times"][origins + spec.shift]
-    actual = features.targets(spec, units_of(loaded), origins)[:, 0, 0]
-    forecasts = {
-        col: scored[n]["test"].forecast[:, 0, 0] for col, n in _shown(scored, best).items()
-    }
-    return times, actual, forecasts
-
-
-def _step_mae(scored: dict, best: str) -> dict[str, np.ndarray]:
-    """Test MAE per horizon step (mean over targets) per plotted model."""
-    return {
-        col: np.mean(scored[n]["test"].scores["mae_per_step"], axis=1)
-        for col, n in _shown(scored, best, with_naive=True).items()
-    }
-
-
-def write_plot_data(
-    folder: Path, loaded: dict, scored: dict, best: str, curves: dict[str, dict[str, list[float]]]
-) -> None:
-    """The CSVs behind dvc.yaml's plots."""
-    times, actual, forecasts = _test_frame(loaded, scored, best)
-    write_csv(
-        folder / "forecast.csv",
-        ["timestamp", "actual", *forecasts],
-        zip(times.strftime("%Y-%m-%d %H:%M"), actual, *forecasts.values(), strict=True),
-    )
-    steps = _step_mae(scored, best)
-    horizon = len(next(iter(steps.values())))
-    write_csv(
-        folder / "horizon_mae.csv",
-        ["step", *steps],
-        [[h + 1, *(float(v[h]) for v in steps.values())] for h in range(horizon)],
-    )
-    for kind, history in curves.items():
-        epochs = range(1, len(history["loss"]) + 1)
-        write_csv(
-            folder / "learning" / f"{kind}.csv",
-            ["epoch", "loss", "val_loss"],
-            zip(epochs, history["loss"], history["val_loss"], strict=True),
-        )
-
-
-def write_csv(path: Path, header: list[str], rows) -> None:
-    """A plain CSV for DVC plots."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
-def plot_pngs(
-    folder: Path, loaded: dict, scored: dict, best: str, curves: dict[str, dict[str, list[float]]]
-) -> list[Path]:
-    """PNG versions of the DVC plots, for MLflow and the report."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
-    times, actual, forecasts = _test_frame(loaded, scored, best)
-    written = []
-    fig, ax = plt.subplots(figsize=(11, 4))
-    ax.plot(times, actual, color="black", lw=1.2, label="actual")
-    for col, values in forecasts.items():
-        label = f"{col} ({best})" if col == "best_baseline" else col
-        ax.plot(times, values, lw=0.9, label=label)
-    ax.set_title("test period: one-step-ahead forecast against actual")
-    ax.legend(fontsize=7, ncol=5)
-    written.append(_save(fig, folder / "forecast.png"))
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for col, values in _step_mae(scored, best).items():
-        ax.plot(np.arange(1, len(values) + 1), values, marker=".", label=col)
-    ax.set_xlabel("horizon step")
-    ax.set_ylabel("MAE")
-    ax.set_title("test MAE per horizon step")
-    ax.legend(fontsize=7)
-    written.append(_save(fig, folder / "horizon_mae.png"))
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, history in curves.items():
-        epochs = np.arange(1, len(history["loss"]) + 1)
-        ax.plot(epochs, history["loss"], label=f"{name} train")
-        ax.plot(epochs, history["val_loss"], ls="--", label=f"{name} validation")
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_title("learning curves (MSE on scaled residuals)")
-    ax.legend(fontsize=7)
-    written.append(_save(fig, folder / "learning_curves.png"))
-    return written
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def evaluate(cfg: Config, root: Path) -> dict:
