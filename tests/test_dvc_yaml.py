@@ -133,3 +133,34 @@ def test_stages_read_only_the_params_they_declare(tmp_path: Path, monkeypatch) -
         kind = "lstm" if i == 4 else "gru"
         undeclared = sorted(k for k in seen if not covered(k, declared(name, kind)))
         assert not undeclared, f"{name} reads {undeclared}, not in its dvc.yaml params"
+
+
+@pytest.mark.parametrize(
+    "params", ["params.yaml", *sorted(p.name for p in (ROOT / "examples").glob("*.yaml"))]
+)
+def test_shipped_params_hold_every_key_dvc_tracks(params: str) -> None:
+    """DVC refuses a stage whose tracked params are missing, defaults or not."""
+    from seqcast.config import missing_dvc_params
+
+    path = ROOT / params if params == "params.yaml" else ROOT / "examples" / params
+    assert missing_dvc_params(path, ROOT / "dvc.yaml") == []
+
+
+def test_seqcast_check_names_a_key_dvc_would_miss(tmp_path: Path) -> None:
+    """`seqcast check` says which tracked key a params file lacks, before DVC refuses to run."""
+    import subprocess
+    import sys
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del params["data"]["step_frequency"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
+    done = subprocess.run(
+        [sys.executable, "-m", "seqcast.cli", "check", "--params", str(tmp_path / "params.yaml")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert f"{tmp_path / 'params.yaml'}: data.step_frequency: missing; dvc.yaml's window" in (
+        done.stderr
+    )

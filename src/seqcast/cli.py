@@ -43,11 +43,24 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    """Validate params.yaml and say so."""
-    from seqcast.config import load_config
+    """Validate params.yaml and that it holds every key dvc.yaml tracks; say what it resolves."""
+    from seqcast.config import load_config, missing_dvc_params
 
     cfg = load_config(args.params)
-    print(f"{args.params}: ok ({len(cfg.data.targets)} target(s), frequency {cfg.data.frequency})")
+    dvc_yaml = Path(args.params).resolve().parent / "dvc.yaml"
+    missing = missing_dvc_params(args.params, dvc_yaml) if dvc_yaml.is_file() else []
+    if missing:
+        for key, stage in missing:
+            print(
+                f"{args.params}: {key}: missing; dvc.yaml's {stage} stage tracks it "
+                "(copy the key from the shipped params.yaml; null or auto where unused)",
+                file=sys.stderr,
+            )
+        return 2
+    print(
+        f"{args.params}: ok ({len(cfg.data.targets)} target(s), frequency {cfg.data.frequency}; "
+        f"seasons {cfg.seasons}, calendar {cfg.calendar}, MASE season {cfg.mase_season})"
+    )
     return 0
 
 

@@ -347,6 +347,33 @@ def load_config(path: str | Path = "params.yaml") -> Config:
     return parse_config(raw, str(path))
 
 
+def missing_dvc_params(params: str | Path, dvc_yaml: str | Path) -> list[tuple[str, str]]:
+    """(key, stage) of every params key dvc.yaml tracks that the params file lacks.
+
+    DVC refuses to run a stage whose tracked params are missing from the file, even where
+    seqcast has a default: this names them before DVC does.
+    """
+    raw = yaml.safe_load(Path(params).read_text()) or {}
+    stages = (yaml.safe_load(Path(dvc_yaml).read_text()) or {}).get("stages", {})
+    missing = []
+    for name, stage in stages.items():
+        kinds = stage.get("matrix", {}).get("model", [None])
+        for entry in stage.get("params", []):
+            if not isinstance(entry, str):
+                continue
+            for kind in kinds:
+                key = entry.replace("${item.model}", str(kind))
+                node: object = raw
+                for part in key.split("."):
+                    node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+                if node is _MISSING and (key, name) not in missing:
+                    missing.append((key, name))
+    return missing
+
+
+_MISSING = object()
+
+
 def flatten(config: Config) -> dict[str, str]:
     """Params as dotted keys, for MLflow."""
     out: dict[str, str] = {}

@@ -101,9 +101,12 @@ def summarise(scored: dict[str, Scored], targets: list[str]) -> dict:
 
 
 def metrics_file(result: dict) -> dict[str, float]:
-    """A model's DVC metrics file: test headline metrics and validation MAE/MASE, numbers only."""
+    """A model's DVC metrics file: test headline metrics and validation MASE, numbers only.
+
+    Few keys, the same in every file: `dvc metrics show` is a row per model that fits a terminal.
+    """
     out = {k: result["test"][k] for k in HEADLINE}
-    return out | {"val_mae": result["val"]["mae"], "val_mase": result["val"]["mase"]}
+    return out | {"val_mase": result["val"]["mase"]}
 
 
 def compare(
@@ -194,8 +197,15 @@ def evaluate(cfg: Config, root: Path) -> dict:
             networks=list(networks),
             models=logged,
             input_example=recent_history(loaded, max(f.min_history for f in networks.values())),
-            artifacts={"plots": pngs, "inputs": [root / paths.PREPARED / "scaler.pkl"]},
+            artifacts={
+                "plots": pngs,
+                "inputs": [
+                    root / paths.PREPARED / "scaler.pkl",
+                    root / paths.PREPARED / "prepared.json",
+                ],
+            },
             comparison=comparison,
+            data_facts=data_facts(read_json(root / paths.PREPARED / "prepared.json")),
         )
         for name, entry in {**runs["networks"], **runs["baselines"]}.items():
             entry["fingerprint"] = fingerprints[name]
@@ -204,6 +214,7 @@ def evaluate(cfg: Config, root: Path) -> dict:
             "test_id": test_id(meta),
             "best_baseline": best,
             "fallback": fallback,
+            "data": data_facts(read_json(root / paths.PREPARED / "prepared.json")),
             "windows_md5": meta["windows_md5"],
         }
         with atomic_dir(root / paths.EVALUATION) as out:
@@ -242,6 +253,16 @@ def baseline_forecasters(loaded: dict) -> dict[str, Forecaster]:
             f"seasonal_naive_{season}", loaded, spec=seasonal
         )
     return out
+
+
+def data_facts(prepared: dict) -> dict[str, float]:
+    """Rows per split and how many were filled by interpolation, as numbers for MLflow."""
+    filled = prepared.get("filled", {})
+    return {f"rows_{name}": float(n) for name, n in prepared["rows"].items()} | {
+        "filled_rows": float(filled.get("rows", 0)),
+        "filled_values": float(filled.get("values", 0)),
+        "filled_fraction": float(filled.get("fraction", 0.0)),
+    }
 
 
 def test_id(meta: dict) -> str:

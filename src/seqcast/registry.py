@@ -479,17 +479,8 @@ def _restore_aliases(client: MlflowClient, name: str, before: dict[str, str]) ->
 
 
 def promotion_metrics(decision: dict) -> dict[str, float]:
-    """metrics/promotion.json: the decision in numbers only (the words are in the report)."""
-    out = {
-        "promoted": float(decision["promoted"]),
-        "fallback": float(decision["fallback"]),
-        "candidate_score": decision["candidate"]["score"],
-        "best_baseline_score": decision["best_baseline"]["score"],
-    }
-    champion = decision["champion"] or {}
-    if champion.get("score") is not None:
-        out["champion_score"] = float(champion["score"])
-    return out
+    """metrics/promotion.json: the decision in numbers only (scores and words are elsewhere)."""
+    return {"promoted": float(decision["promoted"]), "fallback": float(decision["fallback"])}
 
 
 def _record(cfg: Config, root: Path, runs: dict, decision: dict) -> None:
@@ -549,6 +540,10 @@ def _log_to_run(client: MlflowClient, run_id: str, decision: dict) -> None:
     }
     now = get_current_time_millis()
     values = {f"promotion.{k}": v for k, v in promotion_metrics(decision).items()}
+    values["promotion.candidate_score"] = decision["candidate"]["score"]
+    values["promotion.baseline_score"] = decision["best_baseline"]["score"]
+    if champion.get("score") is not None:
+        values["promotion.champion_score"] = champion["score"]
     client.log_batch(
         run_id,
         metrics=[Metric(k, float(v), now, 0) for k, v in values.items()],
@@ -567,6 +562,7 @@ def render_report(cfg: Config, runs: dict, decision: dict, plots: list[str], run
         "# seqcast: model comparison",
         "",
         f"- data md5 `{runs['data_md5']}`, test windows `{runs['test_id']}`",
+        *_data_line(runs.get("data")),
         f"- parent run [{runs['parent_run_id']}]({run_link})",
         f"- promotion metric **{metric}** (lower is better), margin {cfg.promotion.margin:g}",
         "",
@@ -606,6 +602,18 @@ def render_report(cfg: Config, runs: dict, decision: dict, plots: list[str], run
         lines += ["", "## Plots", ""]
         lines += [f"![{Path(p).stem}](plots/{p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _data_line(facts: dict | None) -> list[str]:
+    """The report's line on the data: rows per split and how many were interpolated."""
+    if not facts:
+        return []
+    rows = {k.removeprefix("rows_"): int(v) for k, v in facts.items() if k.startswith("rows_")}
+    split = ", ".join(f"{name} {n}" for name, n in rows.items())
+    return [
+        f"- rows: {split}; {int(facts.get('filled_rows', 0))} filled by interpolation "
+        f"({facts.get('filled_fraction', 0.0):.2%})"
+    ]
 
 
 def _cell(value: Any, bold: bool) -> str:

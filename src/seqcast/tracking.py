@@ -211,6 +211,7 @@ def log_evaluation(
     input_example,
     artifacts: dict[str, list[Path]],
     comparison: dict,
+    data_facts: dict[str, float] | None = None,
 ) -> dict:
     """One parent run for this pipeline execution, a child per model and baseline; returns ids.
 
@@ -237,6 +238,7 @@ def log_evaluation(
             for path in (p for p in files if p.exists()):
                 mlflow.log_artifact(str(path), artifact_path=folder)
         mlflow.log_dict(comparison, "evaluation/comparison.json")
+        mlflow.log_metrics({f"data_{k}": v for k, v in (data_facts or {}).items()})
         best = comparison["best_network"]
         best_test = results[best]["test"]
         mlflow.log_metrics({f"best_network_test_{k}": v for k, v in best_test.items()})
