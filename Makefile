@@ -19,6 +19,8 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 2
 export DO_NOT_TRACK := 1
+# MLflow links printed by the stages and in the Prefect report open the UI `make ui` serves.
+export SEQCAST_MLFLOW_UI ?= http://$(HOST):$(MLFLOW_PORT)
 # .pyc at install time: `import prefect` drops from ~3.4 s to ~1.1 s in every stage process.
 export UV_COMPILE_BYTECODE := 1
 
@@ -55,7 +57,7 @@ format: $(STAMP) ## ruff format and autofix
 	$(BIN)/ruff format src pipelines tests benchmarks
 	$(BIN)/ruff check --fix src pipelines tests benchmarks
 
-ui: $(STAMP) ## the MLflow UI on the local store, at http://127.0.0.1:5000
+ui: $(STAMP) ## the MLflow UI on the local store, at http://127.0.0.1:5000 (MLFLOW_PORT)
 	@mkdir -p mlruns
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
 		--default-artifact-root $(CURDIR)/mlruns/artifacts --host $(HOST) --port $(MLFLOW_PORT)
@@ -63,7 +65,7 @@ ui: $(STAMP) ## the MLflow UI on the local store, at http://127.0.0.1:5000
 serve: $(STAMP) ## serve the champion model at http://127.0.0.1:5001/invocations (seqcast serve)
 	$(BIN)/seqcast serve --host $(HOST) --port $(SERVE_PORT)
 
-prefect-server: $(STAMP) ## background Prefect server + UI at http://127.0.0.1:4200 (.prefect/)
+prefect-server: $(STAMP) ## background Prefect server + UI at http://127.0.0.1:4200 (PREFECT_PORT)
 	$(BIN)/python -m pipelines.server start --port $(PREFECT_PORT)
 
 prefect-stop: ## stop the background Prefect server started from this checkout

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,21 @@ MODEL_KINDS = ("gru", "lstm")
 EXIT_UNEXPECTED = 1
 EXIT_EXPECTED = 2  # bad params, bad data, failed validation: a retry cannot help
 EXIT_TRANSIENT = 75  # EX_TEMPFAIL: e.g. the MLflow tracking server did not answer
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130, as a shell reports Ctrl-C
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
+
+# Set by the pipeline flow for the `dvc repro` it runs: the stage flow runs become its subflows.
+PARENT_FLOW_RUN = "SEQCAST_PREFECT_PARENT_FLOW_RUN"
+PARENT_TASK_RUN = "SEQCAST_PREFECT_PARENT_TASK_RUN"
+
+# After SIGINT/SIGTERM a stage gets this long to end its MLflow run, put back the last good
+# outputs and report its state; then it exits regardless (e.g. its Prefect server is gone and
+# the client would retry each call for a minute).
+STOP_DEADLINE = 20.0
+
+# Slow imports of a stage, done up front behind a progress line: on a busy machine Keras takes
+# 20-40 s and MLflow 5-10 s, which otherwise pass in silence before the first epoch line.
+WARM_UP = {"train": ("mlflow", "keras"), "evaluate": ("mlflow", "keras"), "promote": ("mlflow",)}
 
 # OSErrors that describe the local files, not a flaky connection: retrying will not fix them.
 _PERMANENT_OS_ERRORS = (
@@ -76,6 +96,64 @@ def resolve_root(root: str | Path | None) -> Path:
     return Path(root).resolve() if root else workspace()
 
 
+def stage_label(stage: str, kind: str | None = None) -> str:
+    """The name people see: the stage, or `train-gru` for one model kind."""
+    return f"{stage}-{kind}" if kind else stage
+
+
+def progress(label: str, message: str) -> None:
+    """One progress line on stdout (the stage flows also send it to the run log)."""
+    print(f"{label}: {message}", flush=True)
+
+
+def warm_up(stage: str, cfg: Any, label: str) -> None:
+    """Import the stage's slow libraries with a progress line before and after each."""
+    import importlib
+
+    for module in WARM_UP.get(stage, ()):
+        if module in sys.modules:
+            continue
+        name = "MLflow"
+        if module == "keras":
+            from seqcast.training import use_backend
+
+            use_backend(cfg.train.backend)  # must precede the first `import keras`
+            name = f"Keras ({cfg.train.backend} backend)"
+        progress(label, f"importing {name}...")
+        started = time.perf_counter()
+        with signals_held():
+            importlib.import_module(module)
+        progress(label, f"{name} ready ({time.perf_counter() - started:.1f} s)")
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM until the block ends, then deliver them to whoever handles them then."""
+    # KeyboardInterrupt raised inside TensorFlow's import aborts the process ("terminate called
+    # after throwing an instance of 'nanobind::python_error'"): no cleanup, the flow run left
+    # Running. Holding the signal costs at most the rest of the import.
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        held.append(signum)
+
+    previous = {}
+    for each in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(each)
+        if handler not in (None, signal.SIG_IGN, signal.SIG_DFL):  # only Python-level handlers
+            previous[each] = signal.signal(each, hold)
+    try:
+        yield
+    finally:
+        for each, handler in previous.items():
+            signal.signal(each, handler)
+        for each in dict.fromkeys(held):
+            os.kill(os.getpid(), each)
+
+
 def call_stage(stage: str, root: Path, kind: str | None = None) -> dict[str, Any]:
     """Load params.yaml and call the stage's function; a failure puts back the last good outputs."""
     import importlib
@@ -86,6 +164,7 @@ def call_stage(stage: str, root: Path, kind: str | None = None) -> dict[str, Any
     function = getattr(importlib.import_module(module), name)
     try:
         cfg = load_config(root / "params.yaml")
+        warm_up(stage, cfg, stage_label(stage, kind))
         return function(cfg, root, kind) if stage == "train" else function(cfg, root)
     except BaseException:
         from seqcast.outputs import restore_last_good
@@ -96,16 +175,81 @@ def call_stage(stage: str, root: Path, kind: str | None = None) -> dict[str, Any
         raise
 
 
-def stop_on_sigterm() -> None:
-    """Turn SIGTERM into SystemExit, so open MLflow runs end FAILED and cleanup runs."""
-    import signal
-    import threading
+def stop_on_signals() -> None:
+    """SIGINT/SIGTERM (and parent death) end the stage once, as an exception, within a deadline."""
+    # KeyboardInterrupt / SystemExit(143) let open MLflow runs end FAILED and the last good
+    # outputs be put back; a second signal (the runner passing Ctrl-C on, the parent dying) must
+    # not break into that cleanup, and the deadline ends a cleanup that hangs.
+    if threading.current_thread() is not threading.main_thread():
+        return
+    stopping: list[int] = []
 
     def stop(signum: int, frame: object) -> None:
+        if stopping:  # a flag, not SIG_IGN: Prefect puts this handler back after a flow run
+            return
+        stopping.append(signum)
+        timer = threading.Timer(STOP_DEADLINE, os._exit, (128 + signum,))
+        timer.daemon = True
+        timer.start()
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise SystemExit(128 + signum)
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, stop)
+    for each in (signal.SIGINT, signal.SIGTERM):
+        # An inherited SIG_IGN (nohup, a background job) means "leave me running": keep it.
+        if signal.getsignal(each) is not signal.SIG_IGN:
+            signal.signal(each, stop)
+    # DVC killed (e.g. with `make repro` by kill -9) would leave this stage running unobserved:
+    # stop as on Ctrl-C instead. SIGINT, because Prefect's engine takes SIGTERM over while a
+    # flow runs and reports the crash before our handler (and its deadline) gets a say.
+    die_with_parent(signal.SIGINT)
+
+
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl on Linux, else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(signum: int = signal.SIGTERM) -> bool:
+    """Ask Linux to send this process `signum` when its parent dies; False where unsupported."""
+    prctl = _prctl()
+    if prctl is None:
+        return False
+    parent = os.getppid()
+    if prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0) != 0:
+        return False
+    if os.getppid() != parent:  # orphaned meanwhile: nothing will signal us any more
+        os.kill(os.getpid(), signum)
+    return True
+
+
+def child_dies_with_us(
+    signum: int = signal.SIGTERM, reset_sigint: bool = False
+) -> Callable[[], None]:
+    """A Popen preexec_fn: the child gets `signum` when this process dies, even by SIGKILL."""
+    prctl = _prctl()  # resolved here: the forked child should only make the call
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if reset_sigint:
+            # A SIGINT we ignore (started in the background) must still stop the child on cue.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0)
+            if os.getppid() != parent:  # we died between fork and prctl
+                os._exit(128 + signum)
+
+    return preexec
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -138,9 +282,16 @@ def prefect_disabled() -> bool:
 def main_plain(argv: list[str] | None = None) -> int:
     """The stage CLI without Prefect: same arguments, output and exit codes."""
     args = parse_args(argv)
-    stop_on_sigterm()
+    stop_on_signals()
     try:
         call_stage(args.stage, resolve_root(args.root), args.model)
+    except KeyboardInterrupt:
+        report_failure(args.stage, "interrupted")
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:
+        if exc.code == EXIT_TERMINATED:
+            report_failure(args.stage, "terminated")
+        raise
     except Exception as exc:
         if exit_code(exc) == EXIT_UNEXPECTED:
             raise  # a bug: keep the traceback

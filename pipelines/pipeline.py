@@ -26,20 +26,29 @@ os.environ.setdefault("DO_NOT_TRACK", "1")  # Prefect's client-side telemetry sw
 
 from filelock import FileLock, Timeout  # noqa: E402
 from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.client.schemas.objects import TaskRun  # noqa: E402
-from prefect.context import FlowRunContext  # noqa: E402
+from prefect.context import FlowRunContext, TaskRunContext  # noqa: E402
 from prefect.states import Completed, Failed, State  # noqa: E402
 from prefect.tasks import Task, exponential_backoff  # noqa: E402
 
 from pipelines import report  # noqa: E402
-from pipelines.common import EXIT_EXPECTED, EXIT_TRANSIENT, is_expected, is_transient  # noqa: E402
+from pipelines.common import (  # noqa: E402
+    EXIT_EXPECTED,
+    EXIT_INTERRUPTED,
+    EXIT_TRANSIENT,
+    PARENT_FLOW_RUN,
+    PARENT_TASK_RUN,
+    is_expected,
+    is_transient,
+)
 from pipelines.common import resolve_root as _resolve_root  # noqa: E402
 from seqcast.config import Config, load_config  # noqa: E402
 
 LOCK = Path(".dvc/tmp/seqcast-pipeline.lock")  # .dvc/tmp is git-ignored by DVC itself
 REPORT_KEY = "seqcast-report"
+MODELS_KEY = "seqcast-models"
 
 
 class PipelineTimeout(RuntimeError):
@@ -124,6 +133,11 @@ def _in_checkout(root: str) -> Iterator[None]:
     if not os.environ.get("PREFECT_API_URL") and url.startswith("http://127.0.0.1"):
         # This process started a temporary server; share it instead of one per stage (~5-15 s).
         os.environ["PREFECT_API_URL"] = url.rstrip("/")
+    # The stage processes DVC starts read these and become subflows of this run (stages.py).
+    if context and context.flow_run:
+        os.environ[PARENT_FLOW_RUN] = str(context.flow_run.id)
+    if task := TaskRunContext.get():
+        os.environ[PARENT_TASK_RUN] = str(task.task_run.id)
     try:
         with contextlib.chdir(root):  # DVC resolves dvc.yaml and stage paths from the cwd
             yield
@@ -206,10 +220,16 @@ def reproduce(root: str, deadline: float, timeout: int) -> list[str] | State:
 def publish_report(
     root: str, stages: list[str], ingested: dict[str, Any] | None, metric: str
 ) -> str:
-    """Publish the comparison table, promotion decision and MLflow link as Markdown."""
+    """Publish the model comparison as a table, and the report (promotion, MLflow) as Markdown."""
+    comparison, promotion, _ = report.inputs(Path(root))
+    rows = report.comparison_rows(comparison, metric, promotion)
+    if rows:
+        label = report.LABELS.get(metric, metric)
+        description = f"seqcast: test metrics per model, best {label} first"
+        create_table_artifact(table=rows, key=MODELS_KEY, description=description)
     markdown = report.render(Path(root), stages, ingested, metric)
     artifact = create_markdown_artifact(
-        markdown=markdown, key=REPORT_KEY, description="seqcast: models, promotion, MLflow run"
+        markdown=markdown, key=REPORT_KEY, description="seqcast: promotion, models, MLflow run"
     )
     return str(artifact)
 
@@ -263,7 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the pipeline once, here and now."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.pipeline", description=__doc__)
     parser.add_argument("--root", help="repository root (default: the checkout here)")
-    state = seqcast_pipeline(root=parser.parse_args(argv).root, return_state=True)
+    root = parser.parse_args(argv).root
+    try:
+        state = seqcast_pipeline(root=root, return_state=True)
+    except KeyboardInterrupt:  # Ctrl-C outside a stage; a stage's own ends `dvc repro` as failed
+        print("seqcast pipeline interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if not state.is_completed():
         print(f"seqcast pipeline failed: {state.message}", file=sys.stderr)
         return 1

@@ -3,12 +3,20 @@
 The flows are thin: each runs one task that calls the stage's function in seqcast. Expected
 failures (bad params, bad data, failed validation) end the run Failed with their message and no
 retry; connection errors (a tracking server that does not answer) are retried with backoff.
+
+Run by the pipeline flow (`dvc repro` inside `seqcast-pipeline`), a stage's flow run is a subflow
+of the pipeline's run: the pipeline names its flow and task run in SEQCAST_PREFECT_PARENT_*,
+DVC passes the environment on, and `run_flow_as_stage` links the new flow run to them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
+import threading
+from collections.abc import Iterator
 
 from pipelines.common import main_plain, prefect_disabled
 
@@ -19,17 +27,23 @@ if __name__ == "__main__" and prefect_disabled():
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")  # Prefect's client-side telemetry switch
 
-from typing import Any  # noqa: E402
+from typing import Any, TextIO  # noqa: E402
 
-from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect import Flow, flow, get_run_logger, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
-from prefect.client.schemas.objects import TaskRun  # noqa: E402
+from prefect.client.schemas.objects import FlowRun, TaskRun  # noqa: E402
+from prefect.context import FlowRunContext, TaskRunContext  # noqa: E402
+from prefect.exceptions import TerminationSignal  # noqa: E402
 from prefect.settings import temporary_settings  # noqa: E402
 from prefect.states import Failed, State  # noqa: E402
 from prefect.tasks import Task, exponential_backoff  # noqa: E402
 
 from pipelines.common import (  # noqa: E402
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
     EXIT_UNEXPECTED,
+    PARENT_FLOW_RUN,
+    PARENT_TASK_RUN,
     call_stage,
     exit_code,
     is_expected,
@@ -37,8 +51,11 @@ from pipelines.common import (  # noqa: E402
     parse_args,
     report_failure,
     resolve_root,
-    stop_on_sigterm,
+    stage_label,
+    stop_on_signals,
 )
+
+OUTPUT_LOGGER = "seqcast.output"
 
 
 def retry_transient(task: Task, task_run: TaskRun, state: State) -> bool:
@@ -130,13 +147,105 @@ FLOWS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI for dvc.yaml: run one stage flow; exit 0, or non-zero with the failure on stderr."""
-    args = parse_args(argv)
-    stop_on_sigterm()
-    kwargs: dict[str, Any] = {"root": args.root}
-    if args.stage == "train":
-        kwargs["kind"] = args.model
+class _RunLogTee:
+    """stdout that also sends each line printed inside a flow or task run to that run's log."""
+
+    def __init__(self, stream: TextIO, logger: logging.Logger) -> None:
+        self._stream = stream
+        self._logger = logger
+        self._partial = ""
+        self._lock = threading.Lock()
+        self._busy = threading.local()  # the API handler printing a warning must not recurse
+
+    def write(self, text: str) -> int:
+        written = self._stream.write(text)
+        if getattr(self._busy, "on", False) or not (TaskRunContext.get() or FlowRunContext.get()):
+            return written
+        with self._lock:
+            *lines, self._partial = (self._partial + text).split("\n")
+        self._busy.on = True
+        try:
+            for line in lines:
+                if line.strip():
+                    self._logger.info(line.rstrip())
+        finally:
+            self._busy.on = False
+        return written
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def prints_to_run_log() -> Iterator[None]:
+    """Printed lines (epochs, progress, tables) go to the terminal as ever and to the run log."""
+    from prefect.logging.handlers import APILogHandler
+
+    # Not log_prints=True: that moves prints to Prefect's console format on stderr, which shifts
+    # the first line of a printed table; here the terminal sees exactly what was printed.
+    logger = logging.getLogger(OUTPUT_LOGGER)
+    if not logger.handlers:
+        logger.addHandler(APILogHandler())
+        logger.setLevel(logging.INFO)
+        logger.propagate = False  # the terminal already has the line
+    saved = sys.stdout
+    sys.stdout = _RunLogTee(saved, logger)
+    try:
+        yield
+    finally:
+        sys.stdout = saved
+
+
+def subflow_run(stage_flow: Flow, parameters: dict[str, Any], label: str) -> FlowRun | None:
+    """A flow run of `stage_flow` under the pipeline's run named in the environment, else None."""
+    parent = os.environ.get(PARENT_FLOW_RUN)
+    if not parent:
+        return None
+    from uuid import UUID, uuid4
+
+    from prefect import get_client
+    from prefect.client.schemas.objects import TaskRunResult
+    from prefect.context import TagsContext
+    from prefect.states import Pending
+
+    parent_task = os.environ.get(PARENT_TASK_RUN)
+    try:
+        with get_client(sync_client=True) as client:
+            # What Prefect itself does for a subflow: a task run in the parent flow run stands
+            # for the child (the server mirrors the child's state onto it), and the child flow
+            # run points at that task run. `__parents__`: launched from inside dvc-repro.
+            inputs = {"__parents__": [TaskRunResult(id=UUID(parent_task))]} if parent_task else {}
+            tracker = client.create_task_run(
+                task=Task(name=stage_flow.name, fn=stage_flow.fn, version=stage_flow.version),
+                flow_run_id=UUID(parent),
+                dynamic_key=uuid4().hex,  # one per run: a retried dvc-repro runs stages again
+                name=label,
+                state=Pending(),
+                task_inputs=inputs,
+            )
+            return client.create_flow_run(
+                stage_flow,
+                name=label,
+                parameters=stage_flow.serialize_parameters(parameters),
+                parent_task_run_id=tracker.id,
+                state=Pending(),
+                tags=TagsContext.get().current_tags,
+            )
+    except Exception as exc:  # e.g. ids from another server: run on our own, as without a parent
+        print(f"{label}: not nested under flow run {parent}: {exc}", file=sys.stderr, flush=True)
+        return None
+
+
+def run_flow_as_stage(stage_flow: Flow, label: str, **parameters: Any) -> int:
+    """Run a flow as a DVC stage command does: nested if asked, prints logged; the exit code."""
+    from prefect.flow_engine import run_flow
+    from prefect.utilities.callables import get_call_parameters
+
+    stop_on_signals()
+    parameters = get_call_parameters(stage_flow.fn, (), parameters)
     # Heartbeats flag crashed long runs; DVC already watches this short-lived process, and
     # stopping the heartbeat thread costs ~0.8 s per stage (it sleeps in 1 s steps).
     quiet = (
@@ -144,14 +253,35 @@ def main(argv: list[str] | None = None) -> int:
         if "PREFECT_FLOWS_HEARTBEAT_FREQUENCY" in os.environ
         else {"flows.heartbeat_frequency": None}
     )
-    with temporary_settings(updates=quiet):
-        state = FLOWS[args.stage](**kwargs, return_state=True)
+    try:
+        with temporary_settings(updates=quiet), prints_to_run_log():
+            flow_run = subflow_run(stage_flow, parameters, label)
+            state = run_flow(stage_flow, flow_run, parameters, return_type="state")
+    except KeyboardInterrupt:
+        report_failure(label, "interrupted")
+        return EXIT_INTERRUPTED
+    except TerminationSignal as exc:  # SIGTERM with no handler of ours under Prefect's
+        report_failure(label, "terminated")
+        return 128 + exc.signal
+    except SystemExit as exc:  # SIGTERM through stop_on_signals
+        if exc.code == EXIT_TERMINATED:
+            report_failure(label, "terminated")
+        raise
     if state.is_completed():
         return 0
     exc = state.result(raise_on_failure=False)
     code = exit_code(exc) if isinstance(exc, BaseException) else EXIT_UNEXPECTED
-    report_failure(args.stage, state.message or state.name)
+    report_failure(label, state.message or state.name)
     return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI for dvc.yaml: run one stage flow; exit 0, or non-zero with the failure on stderr."""
+    args = parse_args(argv)
+    kwargs: dict[str, Any] = {"root": args.root}
+    if args.stage == "train":
+        kwargs["kind"] = args.model
+    return run_flow_as_stage(FLOWS[args.stage], stage_label(args.stage, args.model), **kwargs)
 
 
 if __name__ == "__main__":

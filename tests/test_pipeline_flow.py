@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -72,6 +73,25 @@ STAGE = textwrap.dedent(
     """
 )
 
+# The same stage as a stage flow, run the way `python -m pipelines.stages` runs one (nesting,
+# prints in the run log, signals): stage.py wraps stage_body.py (STAGE) in a Prefect flow.
+FLOW_STAGE = textwrap.dedent(
+    f"""
+    import runpy, sys
+    sys.path.insert(0, {str(ROOT)!r})
+    from prefect import flow
+    from pipelines.stages import run_flow_as_stage
+
+    @flow(name="seqcast-test-stage", flow_run_name="report", persist_result=False)
+    def report_stage() -> None:
+        print("report: loading the slow things...", flush=True)
+        runpy.run_path("stage_body.py")
+        print("report epoch 1/1  loss 0.12345", flush=True)
+
+    sys.exit(run_flow_as_stage(report_stage, "report"))
+    """
+)
+
 
 def series(rows: int, start: str = "2024-01-01 00:00", high: float | None = None) -> pd.DataFrame:
     """A regular 30-minute demand series; `high` puts one out-of-bounds value in the middle."""
@@ -83,7 +103,12 @@ def series(rows: int, start: str = "2024-01-01 00:00", high: float | None = None
 
 
 def make_repo(
-    path: Path, *, stage_seconds: float = 0.0, rows: int = 200, **sections: dict[str, Any]
+    path: Path,
+    *,
+    stage_seconds: float = 0.0,
+    rows: int = 200,
+    flow_stage: bool = False,
+    **sections: dict[str, Any],
 ) -> Path:
     """A DVC repository (no git) with params.yaml, a raw series and one cheap stage."""
     from dvc.repo import Repo
@@ -93,7 +118,11 @@ def make_repo(
     (path / "params.yaml").write_text(yaml.safe_dump(params))
     (path / "data/raw").mkdir(parents=True)
     series(rows).to_csv(path / "data/raw/series.csv", index=False)
-    (path / "stage.py").write_text(STAGE)
+    if flow_stage:
+        (path / "stage.py").write_text(FLOW_STAGE)
+        (path / "stage_body.py").write_text(STAGE)
+    else:
+        (path / "stage.py").write_text(STAGE)
     stage = {
         "cmd": f"python stage.py {stage_seconds}",
         "deps": ["stage.py", "data/raw/series.csv"],
@@ -276,22 +305,57 @@ def test_ingest_rejects_bad_data_before_writing(tmp_path: Path) -> None:
 
 
 def test_report_renders_table_decision_and_link(tmp_path: Path) -> None:
-    """Models sorted by the promotion metric, best in bold; decision; MLflow parent-run link."""
-    from pipelines.report import render
+    """Models sorted by the promotion metric, best in bold; decision in words; MLflow link."""
+    from pipelines.report import comparison_rows, render
 
     (tmp_path / "reports/report").mkdir(parents=True)
     (tmp_path / "evaluation").mkdir()
     models = {"lstm": {"mae": 2.0, "mase": 0.9}, "gru": {"mae": 3.0, "mase": 0.5}}
-    (tmp_path / "evaluation/comparison.json").write_text(json.dumps({"models": models}))
-    (tmp_path / "reports/report/decision.json").write_text(json.dumps({"promoted": False}))
+    comparison = {"models": models, "best_network": "gru", "best_baseline": "naive"}
+    (tmp_path / "evaluation/comparison.json").write_text(json.dumps(comparison))
+    decision = {
+        "summary": "v3 (gru) promoted to champion",
+        "outcome": "promoted",
+        "reasons": ["gru beats the best simple baseline", "no champion yet"],
+        "candidate": {"kind": "gru", "version": "3", "score": 0.5},
+        "champion": None,
+        "best_baseline": {"name": "naive", "score": 1.0},
+        "aliases_set": {"champion": "3"},
+        "fallback": False,
+        "metric": "mase",
+        "margin": 0.01,
+    }
+    (tmp_path / "reports/report/decision.json").write_text(json.dumps(decision))
     (tmp_path / "evaluation/runs.json").write_text(
         json.dumps({"parent_run_id": "r1", "experiment_id": "3"})
     )
     text = render(tmp_path, ["evaluate"], None, "mase")
     assert text.index("| **gru** |") < text.index("| lstm |")
-    assert "| promoted | False |" in text
-    assert "http://127.0.0.1:5000/#/experiments/3/runs/r1" in text
+    assert "**v3 (gru) promoted to champion** (outcome: `promoted`)" in text
+    assert "- gru beats the best simple baseline\n- no champion yet" in text
+    assert "**Candidate:** `gru` v3, test MASE 0.5" in text
+    assert "**Aliases set:** `champion` → v3" in text and "{" not in text  # no raw JSON
+    link = "http://127.0.0.1:5000/#/experiments/3/runs/r1?workflowType=machine_learning"
+    assert link in text
     assert "_No model comparison" in render(tmp_path / "empty", [], None)
+    rows = comparison_rows(comparison, "mase", decision)
+    assert [(r["model"], r["role"], r["MASE"], r["notes"]) for r in rows] == [
+        ("gru", "network", 0.5, "best network, candidate (promoted)"),
+        ("lstm", "network", 0.9, ""),
+    ]
+
+
+def test_mlflow_links_follow_the_ui_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SEQCAST_MLFLOW_UI (the Makefile's MLFLOW_PORT) moves every link; model-training view."""
+    from seqcast.tracking import ui_link
+
+    monkeypatch.setenv("SEQCAST_MLFLOW_UI", "http://127.0.0.1:5055/")
+    assert ui_link("4", "abc") == (
+        "http://127.0.0.1:5055/#/experiments/4/runs/abc?workflowType=machine_learning"
+    )
+    assert (
+        ui_link("4") == "http://127.0.0.1:5055/#/experiments/4/runs?workflowType=machine_learning"
+    )
 
 
 # --- the pipeline flow, in this process -----------------------------------------------------
@@ -325,3 +389,74 @@ def test_pipeline_skips_while_the_lock_is_held(tmp_path: Path, api: str) -> None
         state = seqcast_pipeline(root=str(repo), return_state=True)
     assert state.is_completed() and state.name == "Skipped"
     assert stage_log(repo) == []
+
+
+def test_stage_flows_are_subflows_with_their_prints_logged(tmp_path: Path, api: str) -> None:
+    """Under the pipeline flow a stage's flow run is a subflow; its printed lines are in its log."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterParentFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    from pipelines.pipeline import seqcast_pipeline
+
+    repo = make_repo(tmp_path / "repo", flow_stage=True)
+    state = seqcast_pipeline(root=str(repo), return_state=True)
+    assert state.is_completed(), state.message
+    pipeline_run = state.state_details.flow_run_id
+    drain_prefect()
+    with get_client(sync_client=True) as client:
+        parent = FlowRunFilterParentFlowRunId(any_=[pipeline_run])
+        (child,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id=parent))
+        tracker = client.read_task_run(child.parent_task_run_id)
+        repro = [
+            t
+            for t in client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id={"any_": [pipeline_run]})
+            )
+            if t.name == "dvc-repro"
+        ]
+        logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[child.id]))
+        )
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[pipeline_run]))
+        )
+    assert child.name == "report" and child.state.is_completed()
+    assert tracker.flow_run_id == pipeline_run and tracker.name == "report"
+    assert tracker.state.is_completed()  # the server mirrors the subflow's state onto it
+    assert [p.id for p in tracker.task_inputs["__parents__"]] == [repro[0].id]
+    messages = [log.message for log in logs]
+    assert "report: loading the slow things..." in messages
+    assert "report epoch 1/1  loss 0.12345" in messages
+    table = next(a for a in artifacts if a.key == "seqcast-models")
+    assert table.type == "table"
+    rows = json.loads(table.data)
+    assert [row["model"] for row in rows] == ["gru", "lstm", "naive"]
+    assert rows[0]["MASE"] == 0.61 and rows[0]["role"] == "network"
+    assert {a.key for a in artifacts} == {"seqcast-models", "seqcast-report"}
+
+
+def test_stage_flow_without_a_parent_is_a_top_level_run(tmp_path: Path, api: str) -> None:
+    """`dvc repro` alone (no pipeline flow): the stage's flow run has no parent, as before."""
+    from prefect import get_client
+
+    repo = make_repo(tmp_path / "repo", flow_stage=True)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("SEQCAST_PREFECT_PARENT_FLOW_RUN", None)
+    done = subprocess.run(
+        ["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "report epoch 1/1  loss 0.12345" in done.stdout  # still on the terminal
+    # Prefect's own "View at .../runs/flow-run/<id>" line names the stage's flow run.
+    (run_id,) = re.findall(r"/runs/flow-run/([0-9a-f-]{36})", done.stderr)
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(run_id)
+    assert run.name == "report" and run.state.is_completed()
+    assert run.parent_task_run_id is None

@@ -113,10 +113,14 @@ def test_triggered_run_completes_and_publishes_report(runner: Path, client: Any)
     run = wait_for(lambda: finished(client, run.id), 120, "the triggered run")
     assert run.state.is_completed(), run.state
     assert [line.split()[0] for line in stage_log(runner)] == ["start", "end"]
-    (artifact,) = client.read_artifacts(
+    artifacts = client.read_artifacts(
         artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
     )
-    assert artifact.key == "seqcast-report" and artifact.type == "markdown"
+    assert {a.key: a.type for a in artifacts} == {
+        "seqcast-report": "markdown",
+        "seqcast-models": "table",
+    }
+    (artifact,) = [a for a in artifacts if a.key == "seqcast-report"]
     assert "| **gru** | 101.5 | 150.2 | 0.61 | 1.2 |" in artifact.data
     assert "Stages reproduced:** `report`" in artifact.data
     assert "http://127.0.0.1:5000/#/experiments/7/runs/abc123" in artifact.data

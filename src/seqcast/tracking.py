@@ -159,13 +159,19 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def ui_link(
-    experiment_id: str, run_id: str | None = None, host: str = "http://127.0.0.1:5000"
-) -> str:
+def ui_base() -> str:
+    """The MLflow UI `make ui` serves: $SEQCAST_MLFLOW_UI (set by the Makefile from MLFLOW_PORT)."""
+    return os.environ.get("SEQCAST_MLFLOW_UI", "http://127.0.0.1:5000").rstrip("/")
+
+
+def ui_link(experiment_id: str, run_id: str | None = None, host: str | None = None) -> str:
     """A link that opens the model-training view of the experiment (or one run)."""
+    # MLflow 3 opens in its GenAI view; the query selects the view on run pages too.
+    view = "?workflowType=machine_learning"
+    base = (host or ui_base()).rstrip("/")
     if run_id:
-        return f"{host}/#/experiments/{experiment_id}/runs/{run_id}"
-    return f"{host}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}{view}"
+    return f"{base}/#/experiments/{experiment_id}/runs{view}"
 
 
 def _metric_batch(prefix: str, values: dict[str, float], steps: dict[str, float] | None = None):

@@ -228,6 +228,12 @@ def train(cfg: Config, root: Path, kind: str) -> dict:
         model = models.build(kind, loaded["spec"], mcfg)
         # The network starts as the linear rival (same windows, same alpha) and learns the rest.
         models.start_from_linear(model, models.fit_linear_rival(loaded, cfg.baselines.linear_alpha))
+        # The first epoch line comes after the (XLA) compile: say why the wait.
+        print(
+            f"{kind}: {model.count_params()} parameters, {n_train} training windows; compiling, "
+            f"then up to {cfg.train.epochs} epochs",
+            flush=True,
+        )
         result = fit(
             model,
             loaded["spec"],
