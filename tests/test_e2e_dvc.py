@@ -36,7 +36,11 @@ OUTPUTS = (
     "models/gru",
     "models/lstm",
     "evaluation",
-    "metrics/models",
+    "metrics/gru.json",
+    "metrics/lstm.json",
+    "metrics/linear.json",
+    "metrics/naive.json",
+    "metrics/best_baseline.json",
     "plots",
     "metrics/promotion.json",
     "reports/report",
@@ -151,20 +155,21 @@ def clean(repo: Path, first: subprocess.CompletedProcess):
 def test_cold_repro_runs_every_stage(repo: Path, first: subprocess.CompletedProcess) -> None:
     """Every stage runs once and writes its outputs; metrics files hold numbers only."""
     assert ran(first) == STAGES
-    models = {p.stem for p in (repo / "metrics/models").glob("*.json")}
-    assert models == {"gru", "lstm", "naive", "seasonal_naive_48", "linear"}
-    for path in [*(repo / "metrics/models").glob("*.json"), repo / "metrics/promotion.json"]:
+    files = {p.stem for p in (repo / "metrics").glob("*.json")}
+    assert files == {"gru", "lstm", "linear", "naive", "best_baseline", "promotion"}
+    for path in (repo / "metrics").glob("*.json"):
         values = json.loads(path.read_text())
         assert values and all(type(v) is float for v in values.values()), path
-    assert set(json.loads((repo / "metrics/models/gru.json").read_text())) == {
-        "mae", "rmse", "mase", "smape", "val_mase",
-    }  # fmt: skip
+    assert set(json.loads((repo / "metrics/gru.json").read_text())) == {"mae", "mase", "val_mase"}
+    comparison = json.loads((repo / "evaluation/comparison.json").read_text())
+    best = comparison["models"][comparison["best_baseline"]]
+    assert json.loads((repo / "metrics/best_baseline.json").read_text())["mae"] == best["mae"]
     steps = json.loads((repo / "evaluation/scores.json").read_text())["gru"]["test"]["mae_step"]
     assert list(steps) == [f"{h:02d}" for h in range(1, 13)]
     shown = run(repo, "dvc", "metrics", "show").stdout
-    for name in ("gru.json", "naive.json", "seasonal_naive_48.json", "promotion.json"):
+    for name in ("gru.json", "naive.json", "best_baseline.json", "promotion.json"):
         assert name in shown
-    assert max(len(line) for line in shown.splitlines()) <= 150
+    assert max(len(line) for line in shown.splitlines()) <= 100
     report = (repo / "reports/report/report.md").read_text()
     for image in (repo / "reports/report/plots").glob("*.png"):
         assert f"](plots/{image.name})" in report

@@ -101,12 +101,13 @@ def summarise(scored: dict[str, Scored], targets: list[str]) -> dict:
 
 
 def metrics_file(result: dict) -> dict[str, float]:
-    """A model's DVC metrics file: test headline metrics and validation MASE, numbers only.
+    """A model's DVC metrics file: test MAE and MASE, validation MASE; numbers only.
 
-    Few keys, the same in every file: `dvc metrics show` is a row per model that fits a terminal.
+    Three keys, the same in every file, so `dvc metrics show` is a row per model and
+    `dvc exp show --only-changed` fits a terminal; RMSE, sMAPE and the rest are in evaluation/.
     """
-    out = {k: result["test"][k] for k in HEADLINE}
-    return out | {"val_mase": result["val"]["mase"]}
+    test, val = result["test"], result["val"]
+    return {"mae": test["mae"], "mase": test["mase"], "val_mase": val["mase"]}
 
 
 def compare(
@@ -227,9 +228,11 @@ def evaluate(cfg: Config, root: Path) -> dict:
             (out / "plots").mkdir()
             for png in pngs:
                 (out / "plots" / png.name).write_bytes(png.read_bytes())
-    with atomic_dir(root / paths.MODEL_METRICS) as out:
-        for name, result in results.items():
-            write_json(out / f"{name}.json", metrics_file(result))
+    shown = {
+        name: results[best if name == "best_baseline" else name] for name in paths.METRIC_FILES
+    }
+    for name, result in shown.items():
+        write_json(root / paths.METRICS / f"{name}.json", metrics_file(result))
     with atomic_dir(root / paths.PLOTS) as out:
         write_plot_data(out, loaded, scored, best, curves)
     seconds = {k: v["seconds"] for k, v in train_info.items()}

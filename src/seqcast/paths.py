@@ -19,7 +19,10 @@ VALIDATION_SUMMARY = VALIDATION / "summary.json"
 PREPARED = Path("data/prepared")
 WINDOWS = Path("data/windows")
 MODELS = Path("models")
-MODEL_METRICS = Path("metrics/models")
+METRICS = Path("metrics")
+# One DVC metrics file per role, the same names for every series: the networks, the linear
+# rival, naive, and the best simple baseline (its name is in evaluation/comparison.json).
+METRIC_FILES = ("gru", "lstm", "linear", "naive", "best_baseline")
 PLOTS = Path("plots")
 EVALUATION = Path("evaluation")
 PROMOTION_METRICS = Path("metrics/promotion.json")
