@@ -47,11 +47,20 @@ def pipeline(root: Path) -> dict:
     return unseen.pipeline(root)
 
 
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict]]:
+    """Every case through every stage once: (workspace, what the pipeline returned)."""
+    out = {}
+    for name in CASES:
+        root = workspace(tmp_path_factory.mktemp("unseen"), name)
+        out[name] = (root, pipeline(root))
+    return out
+
+
 @pytest.mark.parametrize("name", list(CASES))
-def test_unseen_series_runs_from_params_alone(tmp_path: Path, name: str) -> None:
+def test_unseen_series_runs_from_params_alone(runs: dict, name: str) -> None:
     """Seasons come from the frequency; the served model never loses to the best baseline."""
-    root = workspace(tmp_path, name)
-    ran = pipeline(root)
+    root, ran = runs[name]
     meta = json.loads((root / "data/windows/meta.json").read_text())
     expected = {"trading-day random walk": [5], "monthly seasonal with trend": [12]}
     assert meta["seasons"] == expected.get(name, [52])
@@ -72,10 +81,9 @@ def test_unseen_series_runs_from_params_alone(tmp_path: Path, name: str) -> None
     assert decision["promoted"]
 
 
-def test_trading_day_forecasts_are_dated_on_the_next_business_days(tmp_path: Path) -> None:
+def test_trading_day_forecasts_are_dated_on_the_next_business_days(runs: dict) -> None:
     """Rows are consecutive trading days; the forecast steps after a Friday start on Monday."""
-    root = workspace(tmp_path, "trading-day random walk")
-    pipeline(root)
+    root, _ = runs["trading-day random walk"]
     raw = pd.read_csv(root / "data/raw/closes.csv")
     friday = raw[pd.to_datetime(raw["date"]).dt.day_of_week == 4].index[-1]
     history = raw.iloc[: friday + 1].tail(200)

@@ -608,8 +608,11 @@ def _data_line(facts: dict | None) -> list[str]:
     """The report's line on the data: rows per split and how many were interpolated."""
     if not facts:
         return []
-    rows = {k.removeprefix("rows_"): int(v) for k, v in facts.items() if k.startswith("rows_")}
-    split = ", ".join(f"{name} {n}" for name, n in rows.items())
+    split = ", ".join(
+        f"{name} {int(facts[f'rows_{name}'])}"
+        for name in ("train", "val", "test")
+        if f"rows_{name}" in facts
+    )
     return [
         f"- rows: {split}; {int(facts.get('filled_rows', 0))} filled by interpolation "
         f"({facts.get('filled_fraction', 0.0):.2%})"
