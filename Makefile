@@ -24,7 +24,7 @@ export SEQCAST_MLFLOW_UI ?= http://$(HOST):$(MLFLOW_PORT)
 # .pyc at install time: `import prefect` drops from ~3.4 s to ~1.1 s in every stage process.
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help env repro promote pipeline test lint format ui serve prefect-server prefect-stop schedule trigger bench clean
+.PHONY: help env repro promote exps pipeline test lint format ui serve prefect-server prefect-stop schedule trigger bench clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ repro: $(STAMP) ## run the whole pipeline on the shipped data (dvc repro)
 
 promote: $(STAMP) ## run the promotion gate again from this checkout (e.g. after `dvc exp apply`)
 	$(BIN)/python -m pipelines.server run --port $(PREFECT_PORT) -- dvc repro --force --single-item promote
+
+exps: $(STAMP) ## compare experiments: dvc exp show --only-changed, without dependency hashes
+	$(BIN)/dvc exp show --only-changed --drop '^(Created|State|Executor)$$|^(evaluation|data/.*|models/.*|reports/.*)$$'
 
 pipeline: $(STAMP) ## one run of the pipeline flow: ingest, dvc repro, report artifact
 	$(BIN)/python -m pipelines.server run --port $(PREFECT_PORT) -- $(BIN)/python -m pipelines.pipeline
