@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.common import child_dies_with_us
+from seqcast.tracking import process_alive
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4200
@@ -130,26 +131,13 @@ def stop_server(server: Server, timeout: float = 15.0) -> None:
         if server.process is not None:
             if server.process.poll() is not None:
                 return
-        elif not _alive(server.pid):
+        elif not process_alive(server.pid):
             return
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(server.pid, signal.SIGKILL)
     if server.process is not None:
         server.process.wait()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours still "exists"; treat it as gone.
-    with contextlib.suppress(OSError):
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
-    return True
 
 
 def prefect_home(root: Path) -> Path:
@@ -180,7 +168,7 @@ def write_record(root: Path, server: Server, owner: int | None) -> None:
 
 def _is_prefect_server(pid: int) -> bool:
     """The pid is alive and (where /proc tells) a `prefect server start`, not a recycled pid."""
-    if not _alive(pid):
+    if not process_alive(pid):
         return False
     try:
         command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -193,7 +181,7 @@ def _orphaned(record: dict[str, Any] | None, url: str) -> bool:
     """A server we recorded at url whose owning run died without stopping it."""
     if not record or record.get("api_url") != url or not record.get("owner"):
         return False
-    return not _alive(record["owner"]) and _is_prefect_server(record["pid"])
+    return not process_alive(record["owner"]) and _is_prefect_server(record["pid"])
 
 
 def ensure_server(root: Path, port: int = DEFAULT_PORT, own: bool = True) -> tuple[Server, bool]:
@@ -381,7 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{url}: {'healthy' if ok else 'not answering'}")
     if record := read_record(root):
         owner = record.get("owner")
-        whose = f"run pid {owner} ({'alive' if _alive(owner) else 'dead'})" if owner else "none"
+        whose = (
+            f"run pid {owner} ({'alive' if process_alive(owner) else 'dead'})" if owner else "none"
+        )
         print(f"recorded server: pid {record['pid']}, owner: {whose}")
     return 0 if ok else 1
 

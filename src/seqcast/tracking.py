@@ -137,7 +137,7 @@ def fail_orphaned_runs(experiment_id: str) -> list[str]:
     for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
         tags = run.data.tags
         pid = tags.get("seqcast.pid", "")
-        if tags.get("seqcast.host") != host or not pid.isdigit() or _alive(int(pid)):
+        if tags.get("seqcast.host") != host or not pid.isdigit() or process_alive(int(pid)):
             continue
         client.set_tag(run.info.run_id, "seqcast.failure", f"process {pid} ended without a status")
         client.set_terminated(run.info.run_id, status="FAILED")
@@ -145,8 +145,8 @@ def fail_orphaned_runs(experiment_id: str) -> list[str]:
     return orphaned
 
 
-def _alive(pid: int) -> bool:
-    """True when a process with this pid exists (and is not a zombie)."""
+def process_alive(pid: int) -> bool:
+    """True when a process with this pid exists and is not a zombie (a zombie has ended)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
