@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +106,14 @@ def run_stage(root: Path, stage: str, *args: str, prefect: bool = False, **env: 
         text=True,
         timeout=600,
     )
+
+
+@contextlib.contextmanager
+def module_store(tmp_path_factory, name: str) -> Iterator[None]:
+    """MLFLOW_TRACKING_URI on a fresh SQLite store while the block runs (creating one costs s)."""
+    import pytest
+
+    database = tmp_path_factory.mktemp(name) / "mlflow.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{database}")
+        yield

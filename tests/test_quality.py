@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import mark_validated
+from helpers import mark_validated, module_store
 
 from seqcast import evaluation, models, scaling, training, windowing
 from seqcast.config import parse_config
@@ -51,10 +51,8 @@ def params(
 
 @pytest.fixture(scope="module", autouse=True)
 def tracking_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """One MLflow store for the module's train stages: creating a store costs seconds."""
-    store = tmp_path_factory.mktemp("quality-mlflow") / "mlflow.db"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    """One MLflow store for the module's runs: creating one costs seconds."""
+    with module_store(tmp_path_factory, "quality-mlflow"):
         yield
 
 

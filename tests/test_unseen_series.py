@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import module_store
 
 from benchmarks import unseen
 from benchmarks.unseen import CASES
@@ -31,9 +32,7 @@ SMALL = {
 @pytest.fixture(scope="module", autouse=True)
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """One MLflow store for the module's runs: creating one costs seconds."""
-    database = tmp_path_factory.mktemp("unseen-mlflow") / "mlflow.db"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{database}")
+    with module_store(tmp_path_factory, "unseen-mlflow"):
         yield
 
 

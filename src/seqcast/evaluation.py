@@ -180,6 +180,7 @@ def evaluate(cfg: Config, root: Path) -> dict:
         meta["raw_md5"], meta["windows_md5"], root=root, backend=cfg.train.backend
     )
     fingerprints = {k: f.fingerprint() for k, f in {**simple, **networks}.items()}
+    facts = data_facts(read_json(root / paths.PREPARED / "prepared.json"))
     # PNGs and the fallback's forecaster go to MLflow first; DVC outputs are written last.
     with tempfile.TemporaryDirectory(prefix="seqcast-evaluate-") as scratch:
         pngs = plot_pngs(Path(scratch) / "plots", loaded, scored, best, curves)
@@ -206,7 +207,7 @@ def evaluate(cfg: Config, root: Path) -> dict:
                 ],
             },
             comparison=comparison,
-            data_facts=data_facts(read_json(root / paths.PREPARED / "prepared.json")),
+            data_facts=facts,
         )
         for name, entry in {**runs["networks"], **runs["baselines"]}.items():
             entry["fingerprint"] = fingerprints[name]
@@ -215,7 +216,7 @@ def evaluate(cfg: Config, root: Path) -> dict:
             "test_id": test_id(meta),
             "best_baseline": best,
             "fallback": fallback,
-            "data": data_facts(read_json(root / paths.PREPARED / "prepared.json")),
+            "data": facts,
             "windows_md5": meta["windows_md5"],
         }
         with atomic_dir(root / paths.EVALUATION) as out:

@@ -263,36 +263,28 @@ class Forecaster:
             predictor = keras.saving.load_model(folder / KERAS_FILE, compile=False)
         elif settings["predictor"] == "linear":
             predictor = pickle.loads((folder / LINEAR_FILE).read_bytes())
-        return cls(
-            name=settings["name"],
-            spec=InputSpec(**settings["spec"]),
-            timestamp=settings["timestamp"],
-            columns=settings["columns"],
-            frequency=settings["frequency"],
-            step_frequency=settings.get("step_frequency"),
-            offset=np.asarray(settings["offset"]),
-            scale=np.asarray(settings["scale"]),
-            predictor=predictor,
-            train_min=_array(settings.get("train_min")),
-            train_max=_array(settings.get("train_max")),
-        )
+        return from_settings(settings["name"], InputSpec(**settings["spec"]), settings, predictor)
 
 
 def forecaster_for(name: str, loaded: dict, predictor: Any = None, spec: InputSpec | None = None):
     """A Forecaster over the window stage's series: a baseline, the linear rival or a network."""
-    meta = loaded["meta"]
+    return from_settings(name, spec or loaded["spec"], loaded["meta"], predictor)
+
+
+def from_settings(name: str, spec: InputSpec, settings: dict, predictor: Any) -> Forecaster:
+    """A Forecaster from forecaster.json or the window stage's meta.json (the same keys)."""
     return Forecaster(
         name=name,
-        spec=spec or loaded["spec"],
-        timestamp=meta["timestamp"],
-        columns=meta["columns"],
-        frequency=meta["frequency"],
-        step_frequency=meta.get("step_frequency"),
-        offset=np.asarray(meta["offset"]),
-        scale=np.asarray(meta["scale"]),
+        spec=spec,
+        timestamp=settings["timestamp"],
+        columns=settings["columns"],
+        frequency=settings["frequency"],
+        step_frequency=settings.get("step_frequency"),
+        offset=np.asarray(settings["offset"]),
+        scale=np.asarray(settings["scale"]),
         predictor=predictor,
-        train_min=_array(meta.get("train_min")),
-        train_max=_array(meta.get("train_max")),
+        train_min=_array(settings.get("train_min")),
+        train_max=_array(settings.get("train_max")),
     )
 
 

@@ -174,6 +174,15 @@ def _colour(field: str, names: list[str]) -> dict:
     }
 
 
+# Horizon steps and epochs: whole numbers on the x axis.
+_STEP_X = {
+    "field": "<DVC_METRIC_X>",
+    "type": "quantitative",
+    "title": "<DVC_METRIC_X_LABEL>",
+    "axis": {"tickMinStep": 1},
+}
+
+
 def _per_target(spec: dict, subtitle: str) -> dict:
     """One row of panels per target column, each with its own y scale (targets' units differ)."""
     return {
@@ -258,12 +267,7 @@ def forecast_template() -> dict:
 def horizon_template() -> dict:
     """MAE per horizon step from zero; colour per model, dash per revision."""
     encoding = {
-        "x": {
-            "field": "<DVC_METRIC_X>",
-            "type": "quantitative",
-            "title": "<DVC_METRIC_X_LABEL>",
-            "axis": {"tickMinStep": 1},
-        },
+        "x": _STEP_X,
         "y": {
             "field": "<DVC_METRIC_Y>",
             "type": "quantitative",
@@ -294,12 +298,7 @@ def horizon_template() -> dict:
 def learning_template() -> dict:
     """Loss per epoch on a log axis: colour per network, solid train, dashed validation."""
     encoding = {
-        "x": {
-            "field": "<DVC_METRIC_X>",
-            "type": "quantitative",
-            "title": "<DVC_METRIC_X_LABEL>",
-            "axis": {"tickMinStep": 1},
-        },
+        "x": _STEP_X,
         "y": {
             "field": "<DVC_METRIC_Y>",
             "type": "quantitative",
