@@ -140,7 +140,8 @@ def write_series(case: Case, root: Path, seed: int) -> None:
 
 def score_all(cfg, root: Path, kinds: list[str]) -> dict:
     """MAE (in units) of every baseline, the linear rival and each network on val and test."""
-    from seqcast import evaluation, models, paths, windowing
+    from seqcast import models, paths, windowing
+    from seqcast.evaluation import scores as evaluation
     from seqcast.forecaster import Forecaster, forecaster_for
 
     loaded = windowing.load_windows(root)

@@ -20,9 +20,13 @@ STAGE_FUNCTIONS = {
     "normalise": "seqcast.scaling:normalise",
     "window": "seqcast.windowing:window",
     "train": "seqcast.training:train",
-    "evaluate": "seqcast.evaluation:evaluate",
+    "backtest": "seqcast.evaluation.backtest:backtest",
+    "evaluate": "seqcast.evaluation.stage:evaluate",
+    "refit": "seqcast.refit:refit",
     "promote": "seqcast.registry:promote",
 }
+# Stages run once per model kind (dvc.yaml matrix stages).
+PER_MODEL = ("train", "backtest")
 STAGES = tuple(STAGE_FUNCTIONS)
 MODEL_KINDS = ("gru", "lstm")
 
@@ -45,7 +49,13 @@ STOP_DEADLINE = 20.0
 
 # Slow imports of a stage, done up front behind a progress line: on a busy machine Keras takes
 # 20-40 s and MLflow 5-10 s, which otherwise pass in silence before the first epoch line.
-WARM_UP = {"train": ("mlflow", "keras"), "evaluate": ("mlflow", "keras"), "promote": ("mlflow",)}
+WARM_UP = {
+    "train": ("mlflow", "keras"),
+    "backtest": ("keras",),
+    "evaluate": ("mlflow", "keras"),
+    "refit": ("mlflow", "keras"),
+    "promote": ("mlflow",),
+}
 
 # OSErrors that describe the local files, not a flaky connection: retrying will not fix them.
 _PERMANENT_OS_ERRORS = (
@@ -165,7 +175,7 @@ def call_stage(stage: str, root: Path, kind: str | None = None) -> dict[str, Any
     try:
         cfg = load_config(root / "params.yaml")
         warm_up(stage, cfg, stage_label(stage, kind))
-        return function(cfg, root, kind) if stage == "train" else function(cfg, root)
+        return function(cfg, root, kind) if stage in PER_MODEL else function(cfg, root)
     except BaseException:
         from seqcast.outputs import restore_last_good
 
@@ -259,13 +269,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Run one pipeline stage as a Prefect flow (SEQCAST_PREFECT=off: without).",
     )
     parser.add_argument("stage", choices=STAGES)
-    parser.add_argument("--model", choices=MODEL_KINDS, help="train: the model kind")
+    parser.add_argument("--model", choices=MODEL_KINDS, help="train, backtest: the model kind")
     parser.add_argument("--root", help="repository root (default: the checkout here)")
     args = parser.parse_args(argv)
-    if args.stage == "train" and not args.model:
-        parser.error("train needs --model gru|lstm")
-    if args.stage != "train" and args.model:
-        parser.error("--model only applies to train")
+    if args.stage in PER_MODEL and not args.model:
+        parser.error(f"{args.stage} needs --model gru|lstm")
+    if args.stage not in PER_MODEL and args.model:
+        parser.error(f"--model only applies to {' and '.join(PER_MODEL)}")
     return args
 
 

@@ -125,10 +125,22 @@ def train(kind: str = "gru", root: str | None = None) -> dict[str, Any] | State:
     return _run("train", root, kind)
 
 
+@flow(name="seqcast-backtest", flow_run_name="backtest-{kind}", persist_result=False)
+def backtest(kind: str = "gru", root: str | None = None) -> dict[str, Any] | State:
+    """Refit one network kind at each rolling origin and forecast the block after it."""
+    return _run("backtest", root, kind)
+
+
 @flow(name="seqcast-evaluate", flow_run_name="evaluate", persist_result=False)
 def evaluate(root: str | None = None) -> dict[str, Any] | State:
     """Score the models and baselines on the test split."""
     return _run("evaluate", root)
+
+
+@flow(name="seqcast-refit", flow_run_name="refit", persist_result=False)
+def refit(root: str | None = None) -> dict[str, Any] | State:
+    """Fit the chosen recipe on every row, with its calibration, for serving."""
+    return _run("refit", root)
 
 
 @flow(name="seqcast-promote", flow_run_name="promote", persist_result=False)
@@ -142,7 +154,9 @@ FLOWS = {
     "normalise": normalise,
     "window": window,
     "train": train,
+    "backtest": backtest,
     "evaluate": evaluate,
+    "refit": refit,
     "promote": promote,
 }
 
@@ -279,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     """CLI for dvc.yaml: run one stage flow; exit 0, or non-zero with the failure on stderr."""
     args = parse_args(argv)
     kwargs: dict[str, Any] = {"root": args.root}
-    if args.stage == "train":
+    if args.model:
         kwargs["kind"] = args.model
     return run_flow_as_stage(FLOWS[args.stage], stage_label(args.stage, args.model), **kwargs)
 

@@ -66,6 +66,7 @@ TINY_PARAMS: dict = {
     "baselines": {"seasons": [48]},
     "train": {"epochs": 2, "batch_size": 128, "patience": 1, "jit_compile": False},
     "models": {"gru": {"units": 8}, "lstm": {"units": 8}},
+    "backtest": {"origins": 2},
 }
 
 
@@ -106,6 +107,27 @@ def run_stage(root: Path, stage: str, *args: str, prefect: bool = False, **env: 
         text=True,
         timeout=600,
     )
+
+
+def run_all(root: Path, until: str | None = None) -> dict:
+    """Every stage in dvc.yaml's order in this process (matrix stages for each network)."""
+    import importlib
+
+    from pipelines.common import MODEL_KINDS, PER_MODEL, STAGE_FUNCTIONS
+    from seqcast.config import load_config
+
+    cfg = load_config(root / "params.yaml")
+    results: dict = {}
+    for stage, where in STAGE_FUNCTIONS.items():
+        module, name = where.split(":")
+        function = getattr(importlib.import_module(module), name)
+        if stage in PER_MODEL:
+            results[stage] = {kind: function(cfg, root, kind) for kind in MODEL_KINDS}
+        else:
+            results[stage] = function(cfg, root)
+        if stage == until:
+            break
+    return results
 
 
 @contextlib.contextmanager

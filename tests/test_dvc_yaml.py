@@ -20,24 +20,35 @@ SRC = ROOT / "src"
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
+def source(module: str) -> Path | None:
+    """The file of a seqcast module or package (its __init__.py), if there is one."""
+    path = SRC / f"{module.replace('.', '/')}.py"
+    package = SRC / module.replace(".", "/") / "__init__.py"
+    return path if path.is_file() else package if package.is_file() else None
+
+
 def imported(module: str) -> set[str]:
-    """The seqcast modules a module imports anywhere (top level or inside functions)."""
-    tree = ast.parse((SRC / f"{module.replace('.', '/')}.py").read_text())
+    """The seqcast modules a module imports anywhere (top level or inside functions).
+
+    Importing a module imports its packages too: seqcast.evaluation.backtest brings in
+    seqcast/evaluation/__init__.py.
+    """
+    tree = ast.parse(source(module).read_text())
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "seqcast":
-                found |= {f"seqcast.{alias.name}" for alias in node.names}
-            else:
-                found.add(node.module)
-    return {m for m in found if (SRC / f"{m.replace('.', '/')}.py").is_file()}
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    parents = {m.rsplit(".", k)[0] for m in found for k in range(1, m.count(".") + 1)}
+    return {m for m in found | parents if m.startswith("seqcast.") and source(m)}
 
 
 def closure(module: str) -> set[str]:
     """The module and every seqcast module it reaches by imports."""
-    seen, todo = {module}, [module]
+    seen = {module} | {module.rsplit(".", k)[0] for k in range(1, module.count("."))}
+    todo = list(seen)
     while todo:
         for found in imported(todo.pop()) - seen:
             seen.add(found)
@@ -54,7 +65,7 @@ def stage(name: str) -> dict[str, Any]:
 def test_code_deps_are_exactly_what_the_stage_imports(name: str) -> None:
     """src/ deps of each stage == the import closure of the module that holds its function."""
     module = STAGE_FUNCTIONS[name].split(":")[0]
-    needed = {f"src/{m.replace('.', '/')}.py" for m in closure(module)}
+    needed = {str(source(m).relative_to(ROOT)) for m in closure(module)}
     listed = {d for d in stage(name)["deps"] if d.startswith("src/")}
     assert listed == needed, (
         f"missing {sorted(needed - listed)}, not imported {sorted(listed - needed)}"

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from seqcast import metrics, plots
-from seqcast.evaluation import Scored
+from seqcast.evaluation.scores import Scored
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = ["load", "temp"]
@@ -44,7 +44,27 @@ def inputs() -> dict:
         test = Scored(name, forecast, metrics.score(actual, forecast, np.ones(2)))
         scored[name] = {"test": test, "val": test}
     curves = {k: {"loss": [0.5, 0.2, 0.1], "val_loss": [0.6, 0.3, 0.25]} for k in ("gru", "lstm")}
-    return {"loaded": loaded, "scored": scored, "best": BEST, "curves": curves}
+    backtest = {
+        "decision": {"metric": "mase", "candidate": "gru"},
+        "folds": [{"cutoff": "2024-03-01 10:00:00"}, {"cutoff": "2024-03-01 11:00:00"}],
+        "per_origin": {n: [{"mase": off}, {"mase": 2 * off}] for n, off in OFFSETS.items()},
+    }
+    half = np.stack([np.full((horizon, 2), 1.0), np.full((horizon, 2), 2.0)], axis=-1)
+    bands = {
+        "levels": [80.0, 95.0],
+        "origin": int(origins[-1]),
+        "half_widths": {n: half for n in OFFSETS},
+        "points": {n: scored[n]["test"].forecast[-1] for n in OFFSETS},
+        "coverage_step": {n: {"80": [0.8, 0.7, 0.75], "95": [0.9, 0.95, 1.0]} for n in OFFSETS},
+    }
+    return {
+        "loaded": loaded,
+        "scored": scored,
+        "best": BEST,
+        "curves": curves,
+        "backtest": backtest,
+        "bands": bands,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +116,25 @@ def test_csvs_are_long_in_targets_with_generic_columns(inputs: dict, tmp_path: P
     assert list(temp["step"]) == [1, 2, 3]
     np.testing.assert_allclose(temp["lstm"], [2.0, 4.0, 6.0])
 
+    backtest = pd.read_csv(tmp_path / "backtest.csv")
+    assert list(backtest["origin"]) == [1, 2]
+    np.testing.assert_allclose(backtest["best_baseline"], [3.0, 6.0])
+    coverage = pd.read_csv(tmp_path / "coverage.csv")
+    assert list(coverage["target"].unique()) == ["band 80%", "band 95%"]
+    np.testing.assert_allclose(coverage["gru"], [0.8, 0.7, 0.75, 0.9, 0.95, 1.0])
+    bands = pd.read_csv(tmp_path / "bands.csv")
+    # The candidate's forecast from the last test origin (34): rows 35-37, 17:30 onwards.
+    load = bands[(bands["target"] == "load") & (bands["level"] == 95)]
+    assert list(load["timestamp"]) == [
+        f"2024-03-01T{t}" for t in ("17:30:00", "18:00:00", "18:30:00")
+    ]
+    np.testing.assert_allclose(load["actual"], [350.0, 360.0, 370.0])
+    np.testing.assert_allclose(load["forecast"], [351.0, 362.0, 373.0])
+    np.testing.assert_allclose(load["upper"] - load["forecast"], [2.0, 2.0, 2.0])
+    assert (bands["lower"] <= bands["forecast"]).all() and (
+        bands["forecast"] <= bands["upper"]
+    ).all()
+
     learning = pd.read_csv(tmp_path / "learning.csv")
     assert list(learning.columns) == ["epoch", "model", "train", "validation"]
     assert list(learning["model"]) == ["gru"] * 3 + ["lstm"] * 3
@@ -103,7 +142,9 @@ def test_csvs_are_long_in_targets_with_generic_columns(inputs: dict, tmp_path: P
 
 def test_dvc_specs_time_axis_and_a_colour_per_model(dvc_json: dict) -> None:
     """DVC fills the templates: temporal x for the forecast, colour by model, dash by revision."""
-    assert set(dvc_json) == {"forecast", "horizon_mae", "learning_curves"}
+    assert set(dvc_json) == {
+        "forecast", "horizon_mae", "learning_curves", "backtest", "coverage", "bands",
+    }  # fmt: skip
     forecast = dvc_json["forecast"]
     encoding = forecast["spec"]["encoding"]
     assert (encoding["x"]["field"], encoding["x"]["type"]) == ("timestamp", "temporal")
@@ -199,5 +240,10 @@ def test_pngs_colour_per_model_and_the_baselines_real_name(inputs: dict, tmp_pat
     for fig in figures.values():
         plt.close(fig)
     written = plots.plot_pngs(tmp_path, **inputs)
-    assert [p.name for p in written] == ["forecast.png", "horizon_mae.png", "learning_curves.png"]
+    assert [p.name for p in written] == [
+        "forecast.png", "horizon_mae.png", "learning_curves.png", "backtest.png", "coverage.png",
+        "bands.png",
+    ]  # fmt: skip
+    (band,) = figures["bands"].axes[:1]
+    assert band.get_title(loc="left").startswith("gru: forecast from the last test origin")
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in written)

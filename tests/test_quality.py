@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 from helpers import mark_validated, module_store
 
-from seqcast import evaluation, models, scaling, training, windowing
+from seqcast import models, scaling, training, windowing
+from seqcast.evaluation import scores as evaluation
 from seqcast.config import parse_config
 from seqcast.forecaster import Forecaster, forecaster_for
 

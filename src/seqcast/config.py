@@ -139,6 +139,39 @@ class EvaluationConfig(_Section):
     mase_season: PositiveInt | Literal["auto"] = "auto"
 
 
+class BacktestConfig(_Section):
+    # Rolling origins before the test split; 0 decides on the single validation split instead.
+    origins: Annotated[int, Field(ge=0, le=100)] = 4
+    # Rows of each block forecast after an origin (auto: the validation split's rows).
+    step: PositiveInt | Literal["auto"] = "auto"
+    window: Literal["expanding", "sliding"] = "expanding"
+    # Refit the networks every r origins (1: at each), or once at the first origin.
+    refit_every: PositiveInt | Literal["once"] = 1
+    # A model beats the best simple baseline only if it wins on more than this share of origins.
+    min_wins: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
+
+
+Level = Annotated[float, Field(gt=0.0, lt=100.0)]
+
+
+class IntervalsConfig(_Section):
+    levels: list[Level] = Field(default=[80.0, 95.0], min_length=1)
+    # The most recent out-of-sample errors per horizon step that calibrate a band.
+    calibration_window: Annotated[int, Field(ge=10)] = 500
+
+    @field_validator("levels")
+    @classmethod
+    def _distinct_levels(cls, value: list[float]) -> list[float]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"levels {value} repeat a level")
+        return sorted(value)
+
+
+class RefitConfig(_Section):
+    # After the decision, fit the chosen recipe on every row up to the latest before serving.
+    all_rows: bool = True
+
+
 class TrainConfig(_Section):
     seed: int = 42
     backend: Literal["tensorflow", "jax"] = "tensorflow"
@@ -206,6 +239,9 @@ class Config(_Section):
     features: FeaturesConfig = FeaturesConfig()
     baselines: BaselinesConfig = BaselinesConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    backtest: BacktestConfig = BacktestConfig()
+    intervals: IntervalsConfig = IntervalsConfig()
+    refit: RefitConfig = RefitConfig()
     train: TrainConfig = TrainConfig()
     models: ModelsConfig = ModelsConfig()
     tracking: TrackingConfig = TrackingConfig()

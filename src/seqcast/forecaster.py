@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from seqcast import features
+from seqcast import features, metrics
 from seqcast.config import ROWS
 from seqcast.features import InputSpec
 from seqcast.scaling import to_scaled, to_units
@@ -24,6 +24,7 @@ from seqcast.scaling import to_scaled, to_units
 SETTINGS = "forecaster.json"
 KERAS_FILE = "model.keras"
 LINEAR_FILE = "linear.pkl"
+CALIBRATION_FILE = "calibration.npy"
 PREDICT_BATCH = 4096
 # Served history may leave the training range [train_min, train_max] by this many times its
 # width on either side: demand may well set a new record, but a value a whole range beyond
@@ -56,6 +57,28 @@ class Forecaster:
     # Per-column range of the training split, in units: served history is checked against it.
     train_min: np.ndarray | None = None
     train_max: np.ndarray | None = None
+    # Absolute out-of-sample errors (n, horizon, targets), the latest n: conformal bands at serve
+    # time, at each of `levels` (percent). None: point forecasts only.
+    calibration: np.ndarray | None = None
+    levels: list[float] = dataclasses.field(default_factory=list)
+    # Rows the predictor was fit on, as timestamps [first, last] (the refit: every row).
+    fit_rows: list[str] | None = None
+
+    def band_columns(self) -> list[str]:
+        """Names of the band columns after the targets: <target>_lower_<L>, <target>_upper_<L>."""
+        if self.calibration is None:
+            return []
+        return [
+            f"{target}_{side}_{level:g}"
+            for target in self.targets
+            for level in self.levels
+            for side in ("lower", "upper")
+        ]
+
+    def half_widths(self) -> np.ndarray:
+        """Conformal half-widths (horizon, targets, levels) from the calibration errors."""
+        q = metrics.quantiles(np.asarray(self.calibration, dtype=np.float64), self.levels)
+        return np.moveaxis(q, 0, -1)
 
     @property
     def targets(self) -> list[str]:
@@ -123,6 +146,12 @@ class Forecaster:
                 "no forecast is returned rather than NaN or infinity"
             )
         frame = pd.DataFrame(forecast, columns=self.targets)
+        if self.calibration is not None:
+            half = self.half_widths()
+            for t, target in enumerate(self.targets):
+                for i, level in enumerate(self.levels):
+                    frame[f"{target}_lower_{level:g}"] = forecast[:, t] - half[:, t, i]
+                    frame[f"{target}_upper_{level:g}"] = forecast[:, t] + half[:, t, i]
         # A tz-aware series keeps its UTC offset: the repeated autumn hour stays unambiguous.
         fmt = "%Y-%m-%d %H:%M:%S" + ("%z" if ahead.tz is not None else "")
         frame.insert(0, self.timestamp, ahead.strftime(fmt))
@@ -221,6 +250,8 @@ class Forecaster:
             weights = [self.predictor.coef_, np.atleast_1d(self.predictor.intercept_)]
         else:
             weights = []
+        if self.calibration is not None:
+            weights = [*weights, self.calibration]
         for array in weights:
             digest.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
         return digest.hexdigest()
@@ -239,6 +270,9 @@ class Forecaster:
             "predictor": _predictor_kind(self.predictor),
             "train_min": None if self.train_min is None else np.asarray(self.train_min).tolist(),
             "train_max": None if self.train_max is None else np.asarray(self.train_max).tolist(),
+            "levels": list(self.levels),
+            "calibration_errors": None if self.calibration is None else len(self.calibration),
+            "fit_rows": self.fit_rows,
         }
 
     def save(self, folder: Path) -> None:
@@ -250,6 +284,8 @@ class Forecaster:
             self.predictor.save(folder / KERAS_FILE)
         elif settings["predictor"] == "linear":
             (folder / LINEAR_FILE).write_bytes(pickle.dumps(self.predictor))
+        if self.calibration is not None:
+            np.save(folder / CALIBRATION_FILE, np.asarray(self.calibration, dtype=np.float64))
 
     @classmethod
     def load(cls, folder: Path) -> Forecaster:
@@ -263,7 +299,12 @@ class Forecaster:
             predictor = keras.saving.load_model(folder / KERAS_FILE, compile=False)
         elif settings["predictor"] == "linear":
             predictor = pickle.loads((folder / LINEAR_FILE).read_bytes())
-        return from_settings(settings["name"], InputSpec(**settings["spec"]), settings, predictor)
+        forecaster = from_settings(
+            settings["name"], InputSpec(**settings["spec"]), settings, predictor
+        )
+        if (folder / CALIBRATION_FILE).is_file():
+            forecaster.calibration = np.load(folder / CALIBRATION_FILE)
+        return forecaster
 
 
 def forecaster_for(name: str, loaded: dict, predictor: Any = None, spec: InputSpec | None = None):
@@ -285,6 +326,8 @@ def from_settings(name: str, spec: InputSpec, settings: dict, predictor: Any) ->
         predictor=predictor,
         train_min=_array(settings.get("train_min")),
         train_max=_array(settings.get("train_max")),
+        levels=[float(v) for v in settings.get("levels") or []],
+        fit_rows=settings.get("fit_rows"),
     )
 
 

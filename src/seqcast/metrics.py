@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from seqcast.errors import ConfigError
@@ -64,3 +66,24 @@ def score(actual: np.ndarray, forecast: np.ndarray, scale: np.ndarray) -> dict[s
         "smape": smape(actual, forecast),
         "mae_per_step": mae_per_step(actual, forecast),
     }
+
+
+def conformal_rank(n: int, level: float) -> int | None:
+    """The 1-based rank ceil((n + 1) level / 100) among n scores; None when it exceeds n."""
+    rank = math.ceil((n + 1) * level / 100.0 - 1e-9)
+    return rank if rank <= n else None
+
+
+def quantiles(scores: np.ndarray, levels: list[float]) -> np.ndarray:
+    """Corrected conformal quantiles along axis 0 of (n, ...) scores; inf where too few."""
+    n = scores.shape[0]
+    out = np.full((len(levels), *scores.shape[1:]), np.inf)
+    ranks = [conformal_rank(n, level) for level in levels]
+    kth = sorted({r - 1 for r in ranks if r is not None})
+    if not kth:
+        return out
+    ordered = np.partition(scores, kth, axis=0)
+    for i, rank in enumerate(ranks):
+        if rank is not None:
+            out[i] = ordered[rank - 1]
+    return out

@@ -19,6 +19,8 @@ VALIDATION_SUMMARY = VALIDATION / "summary.json"
 PREPARED = Path("data/prepared")
 WINDOWS = Path("data/windows")
 MODELS = Path("models")
+BACKTEST = Path("backtest")  # one folder per network: its forecasts of every backtest block
+SERVED = Path("models/served")  # the chosen recipe, refit on every row (refit stage)
 METRICS = Path("metrics")
 # One DVC metrics file per role, the same names for every series: the networks, the linear
 # rival, naive, and the best simple baseline (its name is in evaluation/comparison.json).

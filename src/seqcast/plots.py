@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 FORECAST_CSV = "forecast.csv"
 HORIZON_CSV = "horizon_mae.csv"
 LEARNING_CSV = "learning.csv"
+BACKTEST_CSV = "backtest.csv"
+COVERAGE_CSV = "coverage.csv"
+BANDS_CSV = "bands.csv"
 # The CSV's time column: ISO 8601 without an offset, which browsers (Vega) and pandas both read
 # as local wall-clock time, so the axis shows the series' own timestamps.
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
@@ -61,20 +64,32 @@ class PlotData:
     forecasts: dict[str, np.ndarray]  # column -> one-step-ahead forecasts, (windows, targets)
     step_mae: dict[str, np.ndarray]  # column -> test MAE per horizon step, (horizon, targets)
     curves: dict[str, dict[str, list[float]]]  # network -> {"loss": [...], "val_loss": [...]}
+    metric: str = "mase"  # the promotion metric, plotted per backtest origin
+    cutoffs: list[str] = field(default_factory=list)  # each backtest origin's first forecast row
+    backtest: dict[str, list[float]] = field(default_factory=dict)  # column -> metric per origin
+    coverage: dict[str, dict[str, list[float]]] = field(
+        default_factory=dict
+    )  # level -> col -> step
+    band: dict = field(default_factory=dict)  # one forecast with its bands: see band_data()
 
 
 def plot_data(
-    loaded: dict, scored: dict, best: str, curves: dict[str, dict[str, list[float]]]
+    loaded: dict,
+    scored: dict,
+    best: str,
+    curves: dict[str, dict[str, list[float]]],
+    backtest: dict | None = None,
+    bands: dict | None = None,
 ) -> PlotData:
-    """The plotted numbers from the windows, every model's scored test split and the curves."""
-    from seqcast.evaluation import units_of  # here: seqcast.evaluation imports this module
+    """The plotted numbers: windows, every model's scored test split, curves, backtest, bands."""
+    from seqcast.evaluation.scores import units_of  # here: the evaluate stage imports plots
 
     spec = loaded["spec"]
     origins = loaded["origins"]["test"]
     n = spec.n_targets
     models = {col: (best if col == BASELINE else col) for col in columns()}
     models = {col: name for col, name in models.items() if name in scored}
-    return PlotData(
+    data = PlotData(
         targets=list(loaded["meta"]["columns"][:n]),
         best=best,
         times=pd.DatetimeIndex(loaded["times"][origins + spec.shift]),
@@ -86,13 +101,54 @@ def plot_data(
         },
         curves={k: curves[k] for k in MODEL_KINDS if k in curves},
     )
+    if backtest:
+        data.metric = backtest["decision"]["metric"]
+        data.cutoffs = [f["cutoff"] for f in backtest["folds"]]
+        data.backtest = {
+            col: [f[data.metric] for f in backtest["per_origin"][name]]
+            for col, name in models.items()
+        }
+    if bands:
+        data.coverage = {
+            level: {col: bands["coverage_step"][name][level] for col, name in models.items()}
+            for level in bands["coverage_step"][best]
+        }
+        data.band = band_data(
+            loaded, bands, backtest["decision"]["candidate"] if backtest else best
+        )
+    return data
+
+
+def band_data(loaded: dict, bands: dict, model: str) -> dict:
+    """One forecast of a model from the last test origin, its bands and the actual values."""
+    from seqcast.evaluation.scores import units_of
+
+    spec = loaded["spec"]
+    origin = np.array([bands["origin"]])
+    steps = np.arange(spec.shift, spec.shift + spec.horizon) + bands["origin"]
+    point, half = bands["points"][model], bands["half_widths"][model]  # (H, T), (H, T, L)
+    return {
+        "model": model,
+        "levels": [f"{lv:g}" for lv in bands["levels"]],
+        "times": pd.DatetimeIndex(loaded["times"][steps]),
+        "actual": features.targets(spec, units_of(loaded), origin)[0],
+        "point": point,
+        "lower": point[..., None] - half,
+        "upper": point[..., None] + half,
+    }
 
 
 def write_plot_data(
-    folder: Path, loaded: dict, scored: dict, best: str, curves: dict[str, dict[str, list[float]]]
+    folder: Path,
+    loaded: dict,
+    scored: dict,
+    best: str,
+    curves: dict[str, dict[str, list[float]]],
+    backtest: dict | None = None,
+    bands: dict | None = None,
 ) -> list[Path]:
     """The CSVs behind dvc.yaml's plots, one row per time (or step) and target: long in targets."""
-    data = plot_data(loaded, scored, best, curves)
+    data = plot_data(loaded, scored, best, curves, backtest, bands)
     times = data.times.strftime(TIME_FORMAT)
     forecast = write_csv(
         folder / FORECAST_CSV,
@@ -126,7 +182,59 @@ def write_plot_data(
             )
         ),
     )
-    return [forecast, steps, learning]
+    written = [forecast, steps, learning]
+    if data.backtest:
+        cols = list(data.backtest)
+        written.append(
+            write_csv(
+                folder / BACKTEST_CSV,
+                ["origin", "target", "cutoff", *cols, "best_baseline_name"],
+                (
+                    [k + 1, f"{data.metric} per origin", cutoff]
+                    + [data.backtest[c][k] for c in cols]
+                    + [best]
+                    for k, cutoff in enumerate(data.cutoffs)
+                ),
+            )
+        )
+    if data.coverage:
+        written.append(
+            write_csv(
+                folder / COVERAGE_CSV,
+                ["step", "target", *columns(), "best_baseline_name"],
+                (
+                    [h + 1, f"band {level}%"]
+                    + [cols[c][h] if c in cols else "" for c in columns()]
+                    + [best]
+                    for level, cols in data.coverage.items()
+                    for h in range(len(next(iter(cols.values()))))
+                ),
+            )
+        )
+    if data.band:
+        band = data.band
+        written.append(
+            write_csv(
+                folder / BANDS_CSV,
+                ["timestamp", "target", "level", ACTUAL, "forecast", "lower", "upper", "model"],
+                (
+                    [
+                        band["times"][h].strftime(TIME_FORMAT),
+                        target,
+                        level,
+                        float(band["actual"][h, t]),
+                        float(band["point"][h, t]),
+                        float(band["lower"][h, t, i]),
+                        float(band["upper"][h, t, i]),
+                        band["model"],
+                    ]
+                    for t, target in enumerate(data.targets)
+                    for i, level in enumerate(band["levels"])
+                    for h in range(len(band["times"]))
+                ),
+            )
+        )
+    return written
 
 
 def write_csv(path: Path, header: list[str], rows) -> Path:
@@ -333,12 +441,58 @@ def learning_template() -> dict:
     }
 
 
+def bands_template() -> dict:
+    """One forecast with its bands (widest palest) against the actual values, on a time axis."""
+    x = {"field": "<DVC_METRIC_X>", "type": "temporal", "title": "<DVC_METRIC_X_LABEL>"}
+    y_title = "<DVC_METRIC_Y_LABEL>"
+    level = {"field": "level", "type": "nominal", "title": "band (%)"}
+    spec = {
+        "width": 700,
+        "height": 280,
+        "layer": [
+            {
+                "mark": {"type": "area", "opacity": 0.25, "color": COLOURS["gru"]},
+                "encoding": {
+                    "x": x,
+                    "y": {
+                        "field": "lower",
+                        "type": "quantitative",
+                        "title": y_title,
+                        "scale": {"zero": False},
+                    },
+                    "y2": {"field": "upper"},
+                    "opacity": {**level, "scale": {"range": [0.35, 0.15]}},
+                    "tooltip": [
+                        {"field": "<DVC_METRIC_X>", "type": "temporal", "format": "%Y-%m-%d %H:%M"},
+                        level,
+                        {"field": "lower", "format": ",.4~f"},
+                        {"field": "upper", "format": ",.4~f"},
+                        {"field": "model"},
+                        _REVISION,
+                    ],
+                },
+            },
+            {
+                "mark": {"type": "line", "strokeWidth": 2, "color": COLOURS["gru"]},
+                "encoding": {"x": x, "y": {"field": "forecast", "type": "quantitative"}},
+            },
+            {
+                "mark": {"type": "line", "strokeWidth": 2, "color": COLOURS[ACTUAL], "point": True},
+                "encoding": {"x": x, "y": {"field": ACTUAL, "type": "quantitative"}},
+            },
+        ],
+    }
+    subtitle = "the served model's forecast from the last test origin: line, bands; actual in black"
+    return _per_target(spec, subtitle)
+
+
 def templates() -> dict[str, dict]:
     """The custom templates dvc.yaml's plots name, by file stem under .dvc/plots."""
     return {
         "forecast": forecast_template(),
         "horizon_mae": horizon_template(),
         "learning": learning_template(),
+        "bands": bands_template(),
     }
 
 
@@ -366,11 +520,16 @@ def figures(data: PlotData) -> dict[str, Figure]:
     import matplotlib
 
     matplotlib.use("Agg")
-    return {
-        "forecast": _forecast_figure(data),
-        "horizon_mae": _horizon_figure(data),
-        "learning_curves": _learning_figure(data),
-    }
+    return (
+        {
+            "forecast": _forecast_figure(data),
+            "horizon_mae": _horizon_figure(data),
+            "learning_curves": _learning_figure(data),
+        }
+        | ({"backtest": _backtest_figure(data)} if data.backtest else {})
+        | ({"coverage": _coverage_figure(data)} if data.coverage else {})
+        | ({"bands": _bands_figure(data)} if data.band else {})
+    )
 
 
 def _forecast_figure(data: PlotData) -> Figure:
@@ -442,15 +601,91 @@ def _learning_figure(data: PlotData) -> Figure:
     return fig
 
 
+def _backtest_figure(data: PlotData) -> Figure:
+    """The promotion metric at each backtest origin, a line per model."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    origins = np.arange(1, len(data.cutoffs) + 1)
+    for col, values in data.backtest.items():
+        ax.plot(origins, values, marker="o", color=COLOURS[col], label=_label(col, data.best))
+    ax.set_xticks(origins, [c[:16] for c in data.cutoffs], rotation=20, fontsize=7)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel(data.metric.upper())
+    ax.set_title(f"Backtest: {data.metric.upper()} at each origin (first forecast row)", loc="left")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _coverage_figure(data: PlotData) -> Figure:
+    """Test coverage of each band per horizon step, nominal level dotted."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        1, len(data.coverage), figsize=(5 * len(data.coverage), 4), squeeze=False
+    )
+    for ax, (level, cols) in zip(axes[0], data.coverage.items(), strict=True):
+        for col, values in cols.items():
+            steps = np.arange(1, len(values) + 1)
+            ax.plot(
+                steps, values, marker="o", ms=3, color=COLOURS[col], label=_label(col, data.best)
+            )
+        ax.axhline(float(level) / 100, color="#555555", ls=":", label="nominal")
+        ax.set_title(f"{level}% band: test coverage per step", loc="left")
+        ax.set_xlabel("horizon step")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    return fig
+
+
+def _bands_figure(data: PlotData) -> Figure:
+    """The served model's forecast from the last test origin with its bands, against actual."""
+    import matplotlib.pyplot as plt
+
+    band = data.band
+    n = len(data.targets)
+    fig, axes = plt.subplots(n, 1, figsize=(10, 1.2 + 3 * n), squeeze=False)
+    for t, (ax, target) in enumerate(zip(axes[:, 0], data.targets, strict=True)):
+        for i in reversed(range(len(band["levels"]))):
+            ax.fill_between(
+                band["times"], band["lower"][:, t, i], band["upper"][:, t, i],
+                color=COLOURS["gru"], alpha=0.15 + 0.15 * (len(band["levels"]) - 1 - i),
+                label=f"{band['levels'][i]}% band",
+            )  # fmt: skip
+        ax.plot(band["times"], band["point"][:, t], color=COLOURS["gru"], lw=2, label=band["model"])
+        ax.plot(
+            band["times"],
+            band["actual"][:, t],
+            color=COLOURS[ACTUAL],
+            marker="o",
+            ms=3,
+            label=ACTUAL,
+        )
+        ax.set_ylabel(target)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_title(
+        f"{band['model']}: forecast from the last test origin, with bands", loc="left"
+    )
+    axes[0, 0].legend(fontsize=8)
+    return fig
+
+
 def plot_pngs(
-    folder: Path, loaded: dict, scored: dict, best: str, curves: dict[str, dict[str, list[float]]]
+    folder: Path,
+    loaded: dict,
+    scored: dict,
+    best: str,
+    curves: dict[str, dict[str, list[float]]],
+    backtest: dict | None = None,
+    bands: dict | None = None,
 ) -> list[Path]:
     """PNG versions of the DVC plots, for MLflow and the report."""
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for stem, fig in figures(plot_data(loaded, scored, best, curves)).items():
+    for stem, fig in figures(plot_data(loaded, scored, best, curves, backtest, bands)).items():
         fig.tight_layout()
         fig.savefig(folder / f"{stem}.png", dpi=110)
         plt.close(fig)

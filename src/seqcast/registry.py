@@ -87,8 +87,11 @@ def load_windows(folder: Path) -> HeldOutWindows:
     )
 
 
-def rescore(forecaster: Forecaster, windows: HeldOutWindows) -> dict[str, float]:
-    """Every metric of a forecaster on these test windows; NotComparable if it cannot."""
+def rescore(
+    forecaster: Forecaster, windows: HeldOutWindows, origins: np.ndarray | None = None
+) -> dict[str, float]:
+    """Every metric of a forecaster on these windows (default: test); NotComparable if it cannot."""
+    origins = windows.origins if origins is None else np.asarray(origins, dtype=np.int64)
     spec = forecaster.spec
     if forecaster.targets != windows.targets:
         raise NotComparable(
@@ -106,20 +109,16 @@ def rescore(forecaster: Forecaster, windows: HeldOutWindows) -> dict[str, float]
     absent = [c for c in forecaster.columns if c not in windows.columns]
     if absent:
         raise NotComparable(f"it reads column(s) {absent} that this run's series lacks")
-    available = int(windows.origins.min()) + 1
+    available = int(origins.min()) + 1
     if forecaster.min_history > available:
         raise NotComparable(
-            f"it needs {forecaster.min_history} rows of history, the first test window has "
-            f"{available}"
+            f"it needs {forecaster.min_history} rows of history, the first window has {available}"
         )
     values = windows.units[:, [windows.columns.index(c) for c in forecaster.columns]]
-    forecast = forecaster.forecast_units(values, windows.times, windows.origins)
-    actual = features.targets(windows.spec, windows.units, windows.origins)
-    n = windows.spec.n_targets
-    scale = metrics.seasonal_naive_scale(windows.units[: windows.n_train, :n], windows.mase_season)
-    scores = metrics.score(actual, forecast, scale)
+    forecast = forecaster.forecast_units(values, windows.times, origins)
+    actual = features.targets(windows.spec, windows.units, origins)
     # One number per metric: the mean over targets, as for every model in runs.json.
-    return {name: float(np.mean(scores[name])) for name in METRICS}
+    return _scores(windows, actual, forecast)
 
 
 def register(model_uri: str, name: str, tags: dict, description: str) -> ModelVersion:
@@ -144,7 +143,7 @@ def promote(cfg: Config, root: Path) -> dict:
     runs = io.read_json(root / RUNS)
     _check_runs(runs, metric)
     client = MlflowClient()
-    candidate = choose_candidate(runs, metric)
+    candidate = choose_candidate(runs, metric, served(root))
     origin = _origin(client, runs["parent_run_id"])
     # Registering only adds versions, so it needs no lock; aliases are the shared state.
     version = _register(client, name, candidate, runs, origin)
@@ -154,7 +153,7 @@ def promote(cfg: Config, root: Path) -> dict:
         with FileLock(str(lock_path), timeout=LOCK_TIMEOUT):
             # Read the champion only now: another promotion may have moved it while we waited.
             before = _aliases(client, name)
-            champion = _champion(client, name, before.get(CHAMPION), runs, cfg, root)
+            champion = _champion(client, name, before.get(CHAMPION), runs, cfg, root, candidate)
             decision = _decide(cfg, runs, candidate, version, champion, origin)
             if CHAMPION in decision["aliases_set"]:
                 _check_servable(name, decision["aliases_set"][CHAMPION], root)
@@ -172,40 +171,50 @@ def promote(cfg: Config, root: Path) -> dict:
     return decision
 
 
-def choose_candidate(runs: dict, metric: str) -> dict[str, Any]:
-    """The best network on validation, or the fallback baseline when no network beats it."""
-    networks, baselines = runs["networks"], runs["baselines"]
-    kind = min(networks, key=lambda k: networks[k]["val_metrics"][metric])
-    fallback, best = runs["fallback"], runs["best_baseline"]
-    net_val = networks[kind]["val_metrics"][metric]
-    fallback_val = baselines[fallback]["val_metrics"][metric]
-    net_test = networks[kind]["metrics"][metric]
-    best_test = baselines[best]["metrics"][metric]
-    reasons = [
-        f"best network on validation: {kind} ({metric} {net_val:.6g}); best simple baseline on "
-        f"validation: {fallback} ({fallback_val:.6g})"
-    ]
-    if net_val >= fallback_val:
-        reasons.append(f"no network beats {fallback} on validation: the candidate falls back to it")
-    elif net_test >= best_test:
+def served(root: Path) -> dict | None:
+    """models/served/refit.json: the chosen recipe refit for serving (None before a refit)."""
+    path = Path(root) / paths.SERVED / "refit.json"
+    return io.read_json(path) if path.is_file() else None
+
+
+def choose_candidate(runs: dict, metric: str, refit: dict | None = None) -> dict[str, Any]:
+    """The candidate evaluate chose on the backtest, as served: the refit model where there is one.
+
+    Its score is the backtest mean of its recipe (the decision's basis); the test metrics of the
+    train stage's model stay beside it for the report.
+    """
+    chosen = runs["candidate"]
+    name, role = chosen["candidate"], chosen["role"]
+    group = "networks" if role == "network" else "baselines"
+    entry = dict(runs[group][name])
+    entry["backtest_metrics"] = entry.get("backtest_metrics") or entry["val_metrics"]
+    reasons = list(chosen.get("reasons", []))
+    if refit is not None:
+        if refit.get("candidate") != name:
+            raise ValueError(
+                f"{paths.SERVED / 'refit.json'} serves {refit.get('candidate')}, evaluation "
+                f"chose {name}: run the refit stage again (dvc repro)"
+            )
+        entry |= {
+            "model_uri": refit["model_uri"],
+            "run_id": refit["run_id"],
+            "fingerprint": refit["fingerprint"],
+            "fit_rows": [refit["first_row"], refit["last_row"]],
+        }
         reasons.append(
-            f"{kind} does not beat the best simple baseline {best} on the test windows "
-            f"({net_test:.6g} against {best_test:.6g}): the candidate falls back to {fallback}"
+            f"served as refit on rows {refit['first_row']} .. {refit['last_row']} "
+            f"({refit['rows']} rows)"
+            + ("" if refit.get("all_rows", True) else " (refit.all_rows off: the train split)")
         )
-    else:
-        reasons.append(
-            f"{kind} also beats the best simple baseline {best} on the test windows "
-            f"({net_test:.6g} against {best_test:.6g})"
-        )
-        return {"name": kind, "role": "network", "entry": networks[kind], "reasons": reasons}
-    return {"name": fallback, "role": "baseline", "entry": baselines[fallback], "reasons": reasons}
+    shown = {"network": "network", "linear": "linear rival"}.get(role, "baseline")
+    return {"name": name, "role": shown, "entry": entry, "reasons": reasons}
 
 
 def _check_runs(runs: dict, metric: str) -> None:
     """Fail with the missing key, not a KeyError deep in the decision."""
     required = (
         "parent_run_id", "data_md5", "test_id", "networks", "baselines", "best_baseline",
-        "fallback",
+        "candidate",
     )  # fmt: skip
     problems = [k for k in required if k not in runs]
     for kind, net in runs.get("networks", {}).items():
@@ -213,13 +222,15 @@ def _check_runs(runs: dict, metric: str) -> None:
         for key in ("metrics", "val_metrics"):
             if metric not in net.get(key, {}):
                 problems.append(f"networks.{kind}.{key}.{metric}")
-    for key in ("best_baseline", "fallback"):
-        entry = runs.get("baselines", {}).get(runs.get(key), {})
-        if runs.get(key) is not None and metric not in entry.get("metrics", {}):
-            problems.append(f"baselines.{runs[key]}.metrics.{metric}")
-    fallback = runs.get("baselines", {}).get(runs.get("fallback"), {})
-    if runs.get("fallback") is not None and "model_uri" not in fallback:
-        problems.append(f"baselines.{runs['fallback']}.model_uri")
+    best = runs.get("best_baseline")
+    if best is not None and metric not in runs.get("baselines", {}).get(best, {}).get(
+        "metrics", {}
+    ):
+        problems.append(f"baselines.{best}.metrics.{metric}")
+    chosen = runs.get("candidate") or {}
+    group = "networks" if chosen.get("role") == "network" else "baselines"
+    if chosen and "model_uri" not in runs.get(group, {}).get(chosen.get("candidate"), {}):
+        problems.append(f"{group}.{chosen.get('candidate')}.model_uri")
     if not runs.get("networks"):
         problems.append("networks (none listed)")
     if problems:
@@ -268,11 +279,25 @@ def _register(
         f"{TAG}test_id": runs["test_id"],
     } | {f"{TAG}{k}": v for k, v in origin.items() if v}
     tags |= {f"{TAG}metric.{k}": repr(float(v)) for k, v in scores.items()}
+    tags |= {f"{TAG}backtest.{k}": repr(float(v)) for k, v in entry["backtest_metrics"].items()}
+    if runs.get("backtest_id"):
+        tags[f"{TAG}backtest_id"] = runs["backtest_id"]
+    if entry.get("fit_rows"):
+        tags[f"{TAG}fit_first_row"], tags[f"{TAG}fit_last_row"] = entry["fit_rows"]
     summary = ", ".join(f"{k} {float(v):.4g}" for k, v in sorted(scores.items()))
     dirty = " (uncommitted changes)" if origin["git_dirty"] == "true" else ""
     made = f"DVC experiment {origin['dvc_exp_name']}" if origin["dvc_exp_name"] else "checkout"
+    backtest = ", ".join(
+        f"{k} {float(v):.4g}" for k, v in sorted(entry["backtest_metrics"].items())
+    )
+    fit = (
+        f"; fit on rows {entry['fit_rows'][0]} .. {entry['fit_rows'][1]}"
+        if entry.get("fit_rows")
+        else ""
+    )
     description = (
-        f"{candidate['name'].upper()} {candidate['role']}: test {summary}; data "
+        f"{candidate['name'].upper()} {candidate['role']}: backtest mean {backtest}; test "
+        f"{summary}{fit}; data "
         f"{runs['data_md5'][:8]}, test windows {runs['test_id'][:8]}, commit "
         f"{origin['git_commit'][:8]}{dirty}, from the {made}"
     )
@@ -285,31 +310,52 @@ def _aliases(client: MlflowClient, name: str) -> dict[str, str]:
 
 
 def _champion(
-    client: MlflowClient, name: str, version: str | None, runs: dict, cfg: Config, root: Path
+    client: MlflowClient,
+    name: str,
+    version: str | None,
+    runs: dict,
+    cfg: Config,
+    root: Path,
+    candidate: dict,
 ) -> dict | None:
-    """The champion's score on this run's test windows: its tags, or a re-score."""
+    """The champion and the candidate scored on the same windows neither was fit on.
+
+    Same backtest folds: both recipes' backtest means. New rows since the champion's last
+    training row: both on the windows after it (the candidate's out-of-sample forecasts). A
+    champion without a recorded fit (registered before refits): re-scored on this run's test
+    windows against the candidate's test score. Otherwise the recorded backtest means, said so.
+    """
     if version is None:
         return None
     held = client.get_model_version(name, version)
     metric = cfg.promotion.metric
+    entry = candidate["entry"]
     out = {
         "version": str(version),
         "kind": held.tags.get(f"{TAG}kind"),
         "test_id": held.tags.get(f"{TAG}test_id"),
         "data_md5": held.tags.get(f"{TAG}data_md5"),
-        "recorded_score": _float(held.tags.get(f"{TAG}metric.{metric}")),
+        "backtest_id": held.tags.get(f"{TAG}backtest_id"),
+        "fit_last_row": held.tags.get(f"{TAG}fit_last_row"),
+        "recorded_score": _float(held.tags.get(f"{TAG}backtest.{metric}")),
         "rescored": False,
         "comparable": True,
         "score": None,
+        "candidate_score": None,
+        "basis": None,
         "why_not_comparable": None,
     }
-    same_windows = out["test_id"] == runs["test_id"] and out["data_md5"] == runs["data_md5"]
-    if same_windows and out["recorded_score"] is not None:
-        out["score"] = out["recorded_score"]
+    candidate_bt = float(entry["backtest_metrics"][metric])
+    if (
+        out["backtest_id"]
+        and out["backtest_id"] == runs.get("backtest_id")
+        and out["recorded_score"] is not None
+    ):
+        out |= {"score": out["recorded_score"], "candidate_score": candidate_bt}
+        out["basis"] = "both recipes' backtest means on identical folds"
         return out
     import mlflow
 
-    out["rescored"] = True
     try:
         model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     except Exception as err:  # a champion that no longer loads can be replaced
@@ -318,11 +364,74 @@ def _champion(
     forecaster = model.unwrap_python_model().forecaster
     windows = load_windows(root / paths.WINDOWS)
     try:
-        out["rescored_metrics"] = rescore(forecaster, windows)
-        out["score"] = out["rescored_metrics"][metric]
+        if out["fit_last_row"]:
+            unseen = _unseen_origins(windows, out["fit_last_row"], root)
+            if len(unseen):
+                out["rescored_metrics"] = rescore(forecaster, windows, unseen)
+                out["candidate_metrics"] = _oos_scores(root, windows, candidate["name"], unseen)
+                out["basis"] = (
+                    f"{len(unseen)} windows after the champion's last training row "
+                    f"{out['fit_last_row']}, which neither model was fit on"
+                )
+        elif (
+            out["test_id"] != runs["test_id"]
+            or out["data_md5"] != runs["data_md5"]
+            or _float(held.tags.get(f"{TAG}metric.{metric}")) is None
+        ):
+            out["rescored_metrics"] = rescore(forecaster, windows)
+            out["candidate_metrics"] = dict(entry["metrics"])
+            out["basis"] = "this run's test windows (re-scored: the champion records no fit rows)"
+        else:
+            out["basis"] = "the same test windows (the champion records no fit rows)"
+            out |= {"score": _float(held.tags.get(f"{TAG}metric.{metric}"))}
+            out["candidate_score"] = float(entry["metrics"][metric])
+            return out
     except NotComparable as err:
         out["comparable"], out["why_not_comparable"] = False, str(err)
+        return out
+    if "rescored_metrics" in out:
+        out["rescored"] = True
+        out["score"] = out["rescored_metrics"][metric]
+        out["candidate_score"] = out["candidate_metrics"][metric]
+    elif out["recorded_score"] is not None:
+        out |= {"score": out["recorded_score"], "candidate_score": candidate_bt}
+        out["basis"] = (
+            "the recorded backtest means: the champion was fit on every row of this data, so "
+            "no window is unseen by it, and its backtest ran on other folds"
+        )
+    else:
+        out["comparable"] = False
+        out["why_not_comparable"] = "it records no backtest score and no window is unseen by it"
     return out
+
+
+def _unseen_origins(windows: HeldOutWindows, last_row: str, root: Path) -> np.ndarray:
+    """Out-of-sample origins of this run whose forecast rows all come after `last_row`."""
+    with np.load(Path(root) / paths.EVALUATION / "oos.npz") as found:
+        origins = np.asarray(found["origins"], dtype=np.int64)
+    stamp = pd.Timestamp(last_row)
+    times = windows.times
+    if times.tz is not None and stamp.tz is None:
+        stamp = stamp.tz_localize(times.tz)
+    after = int(np.searchsorted(times, stamp, side="right"))  # first row after the fit
+    return origins[origins + windows.spec.shift >= after]
+
+
+def _oos_scores(root: Path, windows: HeldOutWindows, name: str, origins: np.ndarray) -> dict:
+    """The candidate recipe's out-of-sample forecasts (evaluation/oos.npz) scored on origins."""
+    with np.load(Path(root) / paths.EVALUATION / "oos.npz") as found:
+        where = np.isin(found["origins"], origins)
+        forecast = found[name][where]
+    actual = features.targets(windows.spec, windows.units, origins)
+    return _scores(windows, actual, forecast)
+
+
+def _scores(windows: HeldOutWindows, actual: np.ndarray, forecast: np.ndarray) -> dict:
+    """Every metric, averaged over targets, MASE scaled by this run's training rows."""
+    n = windows.spec.n_targets
+    scale = metrics.seasonal_naive_scale(windows.units[: windows.n_train, :n], windows.mase_season)
+    scores = metrics.score(actual, forecast, scale)
+    return {name: float(np.mean(scores[name])) for name in METRICS}
 
 
 def _check_servable(name: str, version: str, root: Path) -> None:
@@ -371,11 +480,15 @@ def _decide(
     """Which alias the candidate takes, with every reason written out."""
     metric, margin = cfg.promotion.metric, cfg.promotion.margin
     kind, entry = candidate["name"], candidate["entry"]
-    score = float(entry["metrics"][metric])
+    score = float(entry["backtest_metrics"][metric])
     number = str(version.version)
     baseline = runs["best_baseline"]
     baseline_score = float(runs["baselines"][baseline]["metrics"][metric])
-    reasons = [*candidate["reasons"], f"candidate {kind} v{number}: test {metric} {score:.6g}"]
+    reasons = [
+        *candidate["reasons"],
+        f"candidate {kind} v{number}: backtest mean {metric} {score:.6g}, test {metric} "
+        f"{float(entry['metrics'][metric]):.6g}",
+    ]
     threshold = None
     already = champion is not None and champion["version"] == number
     if champion is None:
@@ -393,16 +506,12 @@ def _decide(
         )
     else:
         threshold = champion["score"] * (1.0 - margin)
-        better = score < threshold
-        where = (
-            f"re-scored on this run's test windows (it was scored on {champion['test_id']})"
-            if champion["rescored"]
-            else "on the same test windows"
-        )
+        against = champion["candidate_score"]
+        better = against < threshold
         reasons.append(
-            f"champion v{champion['version']}: {metric} {champion['score']:.6g} {where}; the "
-            f"candidate must be below {champion['score']:.6g} x (1 - {margin:g}) = "
-            f"{threshold:.6g}; the candidate's {score:.6g} is "
+            f"champion v{champion['version']} against the candidate on {champion['basis']}: "
+            f"{metric} {champion['score']:.6g} against {against:.6g}; the candidate must be "
+            f"below {champion['score']:.6g} x (1 - {margin:g}) = {threshold:.6g}, and is "
             + ("" if better else "not ")
             + "below it"
         )
@@ -443,6 +552,7 @@ def _decide(
             "role": candidate["role"],
             "version": number,
             "score": score,
+            "test_score": float(entry["metrics"][metric]),
             "val_score": float(entry["val_metrics"][metric]),
             "model_uri": entry["model_uri"],
             "run_id": entry["run_id"],
@@ -491,12 +601,17 @@ def _record(cfg: Config, root: Path, runs: dict, decision: dict) -> None:
     run_id = runs["parent_run_id"]
     pngs = root / paths.EVALUATION / "plots"
     plots = sorted(pngs.glob("*.png")) if pngs.is_dir() else []
+    extra = {}
+    for key in ("backtest", "intervals"):
+        path = root / paths.EVALUATION / f"{key}.json"
+        extra[key] = io.read_json(path) if path.is_file() else None
     report = render_report(
         cfg,
         runs,
         decision,
         [p.name for p in plots],
         tracking.ui_link(runs.get("experiment_id", "0"), run_id),
+        **extra,
     )
     staging = Path(tempfile.mkdtemp(prefix="seqcast-promote-"))
     try:
@@ -552,8 +667,16 @@ def _log_to_run(client: MlflowClient, run_id: str, decision: dict) -> None:
     )
 
 
-def render_report(cfg: Config, runs: dict, decision: dict, plots: list[str], run_link: str) -> str:
-    """reports/report/report.md: every model's metrics, the best baseline, the decision, plots."""
+def render_report(
+    cfg: Config,
+    runs: dict,
+    decision: dict,
+    plots: list[str],
+    run_link: str,
+    backtest: dict | None = None,
+    intervals: dict | None = None,
+) -> str:
+    """reports/report/report.md: every model's metrics, backtest, bands, the decision, plots."""
     metric = cfg.promotion.metric
     head = (
         "| model | role | " + " | ".join(m.upper() for m in METRICS) + f" | val {metric.upper()} |"
@@ -592,6 +715,8 @@ def render_report(cfg: Config, runs: dict, decision: dict, plots: list[str], run
     for model, role, scores, val in rows:
         cells = " | ".join(_cell(scores.get(m), bold=m == metric) for m in METRICS)
         lines.append(f"| {model} | {role} | {cells} | {_cell(val.get(metric), bold=False)} |")
+    lines += _backtest_section(backtest, metric)
+    lines += _intervals_section(intervals)
     lines += ["", "## Promotion decision", "", f"**{decision['summary']}**", ""]
     lines += [f"- {reason}" for reason in decision["reasons"]]
     aliases = decision["aliases_set"]
@@ -625,3 +750,71 @@ def _cell(value: Any, bold: bool) -> str:
         return "-"
     text = f"{float(value):.4g}"
     return f"**{text}**" if bold else text
+
+
+def _backtest_section(backtest: dict | None, metric: str) -> list[str]:
+    """The rolling-origin backtest: folds, each model's mean, spread, wins and per-origin scores."""
+    if not backtest:
+        return []
+    decision, folds = backtest["decision"], backtest["folds"]
+    settings = backtest["settings"]
+    lines = [
+        "",
+        f"## Backtest ({decision['mode']})",
+        "",
+        f"- {len(folds)} origin(s); blocks from {folds[0]['cutoff']} to {folds[-1]['block_end']}; "
+        f"{settings['window']} window, refit every {settings['refit_every']} origin(s); each "
+        "fold's scaler, reference, linear rival and networks fit on its own history only",
+        "",
+        f"| model | mean {metric.upper()} | spread (sd) | wins vs {decision['best_simple']} | "
+        + " | ".join(f"origin {f['fold'] + 1}" for f in folds)
+        + " |",
+        "|" + "---|" * (4 + len(folds)),
+    ]
+    for model in decision["ranking"]:
+        per = [f[metric] for f in backtest["per_origin"][model]]
+        mark = " (candidate)" if model == decision["candidate"] else ""
+        wins = decision["wins_over_best_simple"][model]
+        lines.append(
+            f"| {model}{mark} | {decision['means'][model]:.4g} | {decision['spread'][model]:.3g} | "
+            f"{'-' if model == decision['best_simple'] else f'{wins}/{len(folds)}'} | "
+            + " | ".join(f"{v:.4g}" for v in per)
+            + " |"
+        )
+    lines += [""] + [f"- {reason}" for reason in decision["reasons"]]
+    return lines
+
+
+def _intervals_section(intervals: dict | None) -> list[str]:
+    """Coverage, width and MSIS of every model's conformal bands on the test windows."""
+    if not intervals:
+        return []
+    first = next(iter(intervals.values()))
+    levels = [
+        k.removeprefix("coverage_")
+        for k in first
+        if k.startswith("coverage_") and not k.endswith("_step")
+    ]
+    head = (
+        "| model | " + " | ".join(f"cover {lv}% | width {lv}% | MSIS {lv}%" for lv in levels) + " |"
+    )
+    lines = [
+        "",
+        "## Intervals on the test windows",
+        "",
+        "Conformal per horizon step, each window calibrated only on out-of-sample errors known "
+        f"at its origin (the latest {first.get('calibration_errors', '?')}); finite-sample "
+        "corrected quantile.",
+        "",
+        head,
+        "|" + "---|" * (1 + 3 * len(levels)),
+    ]
+    for model, s in sorted(intervals.items(), key=lambda kv: kv[1].get(f"msis_{levels[0]}", 1e300)):
+        cells = " | ".join(
+            f"{s[f'coverage_{lv}']:.1%} | {s[f'width_{lv}']:.4g} | {s[f'msis_{lv}']:.4g}"
+            if f"coverage_{lv}" in s
+            else "- | - | -"
+            for lv in levels
+        )
+        lines.append(f"| {model} | {cells} |")
+    return lines

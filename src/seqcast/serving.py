@@ -87,7 +87,7 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
 
 
 def signature(forecaster: Forecaster) -> ModelSignature:
-    """Timestamp as text and value columns as doubles in; timestamp and targets out."""
+    """Timestamp as text and value columns as doubles in; timestamp, targets and bands out."""
     # Inputs are optional so that MLflow's enforcement, which would answer a missing column
     # with a dump of the request, lets Forecaster.check_history name every missing column.
     # Enforcement also drops columns the signature lacks, so `seqcast serve` checks the
@@ -96,6 +96,7 @@ def signature(forecaster: Forecaster) -> ModelSignature:
     inputs += [ColSpec("double", column, required=False) for column in forecaster.columns]
     outputs = [ColSpec("string", forecaster.timestamp)]
     outputs += [ColSpec("double", column) for column in forecaster.targets]
+    outputs += [ColSpec("double", column) for column in forecaster.band_columns()]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
 

@@ -218,6 +218,8 @@ def log_evaluation(
     artifacts: dict[str, list[Path]],
     comparison: dict,
     data_facts: dict[str, float] | None = None,
+    backtest: dict | None = None,
+    intervals: dict[str, dict] | None = None,
 ) -> dict:
     """One parent run for this pipeline execution, a child per model and baseline; returns ids.
 
@@ -263,6 +265,15 @@ def log_evaluation(
                 batch = _metric_batch("test_", result["test"], result["test_steps"])
                 batch += _metric_batch("val_", result["val"])
                 batch += _curve_batch(curves.get(name, {}))
+                if backtest:
+                    means = {m: v[name] for m, v in backtest["means"].items()}
+                    batch += _metric_batch("bt_", means)
+                bands = {
+                    k: v
+                    for k, v in (intervals or {}).get(name, {}).items()
+                    if isinstance(v, (int, float)) and not k.endswith("windows")
+                }
+                batch += _metric_batch("test_", bands)
                 for key in ("seconds", "windows_per_second", "epochs", "best_epoch"):
                     if key in train_info.get(name, {}):
                         batch += _metric_batch("train_", {key: train_info[name][key]})
@@ -282,4 +293,51 @@ def log_evaluation(
                     )
                     entry["model_uri"] = info.model_uri
                 runs["networks" if name in networks else "baselines"][name] = entry
+        if backtest:
+            runs["backtest_run_id"] = _log_backtest(experiment_id, params, tags, backtest)
     return runs
+
+
+def _log_backtest(experiment_id: str, params: dict, tags: dict, backtest: dict) -> str:
+    """One run for the whole backtest: each model's metrics stepped by origin, and the table."""
+    import time
+
+    import mlflow
+    import pandas as pd
+    from mlflow.entities import Metric
+
+    with mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name="backtest",
+        nested=True,
+        tags=tags | {"seqcast.stage": "backtest", "seqcast.role": "backtest"},
+    ) as run:
+        mlflow.log_params(params)
+        now = int(time.time() * 1000)
+        batch = [
+            Metric(f"{model}_{metric}", float(fold[metric]), now, k + 1)
+            for model, folds in backtest["per_origin"].items()
+            for k, fold in enumerate(folds)
+            for metric in ("mae", "rmse", "mase", "smape")
+        ]
+        batch += [
+            Metric(f"{model}_mean_{metric}", float(value), now, 0)
+            for metric, means in backtest["means"].items()
+            for model, value in means.items()
+        ]
+        client = mlflow.tracking.MlflowClient()
+        for start in range(0, len(batch), 900):
+            client.log_batch(run.info.run_id, metrics=batch[start : start + 900])
+        rows = [
+            {"model": model, "origin": k + 1, "cutoff": backtest["folds"][k]["cutoff"]}
+            | {m: fold[m] for m in ("mae", "rmse", "mase", "smape")}
+            for model, folds in backtest["per_origin"].items()
+            for k, fold in enumerate(folds)
+        ]
+        mlflow.log_table(pd.DataFrame(rows), "backtest/per_origin.json")
+        mlflow.log_dict(backtest, "backtest/backtest.json")
+        decision = backtest["decision"]
+        mlflow.set_tags(
+            {"seqcast.candidate": decision["candidate"], "seqcast.backtest_mode": decision["mode"]}
+        )
+        return run.info.run_id

@@ -161,6 +161,37 @@ def fit(
     )
 
 
+def fit_epochs(
+    model,
+    spec: InputSpec,
+    series: np.ndarray,
+    cal: np.ndarray,
+    origins: np.ndarray,
+    cfg: TrainConfig,
+    epochs: int,
+    callbacks: list | None = None,
+) -> FitResult:
+    """Compile and fit a fixed number of epochs on every origin (no validation is left)."""
+    import keras
+
+    keras.utils.set_random_seed(cfg.seed)
+    compile_model(model, cfg)
+    batch = min(cfg.batch_size, len(origins))
+    train = make_batches(spec, series, cal, origins, batch, True, cfg.seed)
+    start = time.perf_counter()
+    history = model.fit(
+        train, epochs=epochs, callbacks=callbacks or [], shuffle=False, verbose=0
+    ).history
+    seconds = time.perf_counter() - start
+    return FitResult(
+        history={k: [float(v) for v in vs] for k, vs in history.items()},
+        seconds=seconds,
+        epochs=epochs,
+        best_epoch=epochs,
+        windows_per_second=len(origins) * epochs / seconds,
+    )
+
+
 def epoch_logger(kind: str, epochs: int):
     """A callback printing one line per epoch and logging the curves to the active MLflow run."""
     import keras

@@ -8,10 +8,14 @@ baselines it needs only when it runs, so these index functions stay light.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from seqcast.errors import ConfigError
 
 if TYPE_CHECKING:
     from seqcast.config import Config, WindowConfig
@@ -60,12 +64,102 @@ def sliding_view(series: np.ndarray, width: int) -> np.ndarray:
     return np.moveaxis(view, -1, 1)
 
 
+# --- Rolling-origin folds (the backtest): ranges of origins, nothing copied -----------------
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One origin: history rows [start, cutoff), forecast block [cutoff, end)."""
+
+    index: int
+    start: int
+    cutoff: int
+    end: int
+    refit: bool
+
+
+def layout(rows: dict[str, int], cfg: Config) -> list[Fold]:
+    """The folds from backtest settings and split sizes; [] when the backtest is off."""
+    bt, horizon = cfg.backtest, cfg.window.horizon
+    if bt.origins == 0:
+        return []
+    step = rows["val"] if bt.step == "auto" else bt.step
+    if step < horizon:
+        key = "backtest.step" if bt.step != "auto" else "backtest.step (auto: the validation rows)"
+        raise ConfigError(
+            f"{key}: {step} rows per block are fewer than window.horizon {horizon}: no window "
+            "fits in a block"
+        )
+    test_start = rows["train"] + rows["val"]
+    first = test_start - bt.origins * step
+    if first <= 0:
+        raise ConfigError(
+            f"backtest.origins: {bt.origins} blocks of {step} rows need more than the "
+            f"{test_start} rows before the test split; at most {max(0, (test_start - 1) // step)} "
+            "fit"
+        )
+    folds = []
+    for k in range(bt.origins):
+        cutoff = first + k * step
+        start = 0 if bt.window == "expanding" else cutoff - first
+        refit = k == 0 if bt.refit_every == "once" else k % int(bt.refit_every) == 0
+        folds.append(Fold(k, start, cutoff, cutoff + step, refit))
+    return folds
+
+
+def val_share(cfg: Config) -> float:
+    """The share of a fold's history held out for early stopping, as split.val is of train+val."""
+    return cfg.split.val / (cfg.split.train + cfg.split.val)
+
+
+def fold_origins(
+    fold: Fold, context: int, horizon: int, shift: int, stride: int, share: float
+) -> dict[str, np.ndarray]:
+    """Origins of a fold: `fit` and `val` inside its history, `block` forecast after it."""
+    inner = fold.start + int(round((fold.cutoff - fold.start) * (1.0 - share)))
+    bounds = {"train": (fold.start, inner), "val": (inner, fold.cutoff)}
+    found = origins(bounds, context, horizon, shift, stride)
+    found["block"] = block_origins(fold, horizon, shift, stride)
+    return {"fit": found["train"], "val": found["val"], "block": found["block"]}
+
+
+def block_origins(fold: Fold, horizon: int, shift: int, stride: int = 1) -> np.ndarray:
+    """Origins whose forecast rows all lie in the fold's block (identical for every model)."""
+    first, last = fold.cutoff - shift, fold.end - shift - horizon
+    return np.arange(first, last + 1, stride, dtype=np.int64)
+
+
+def check_history(folds: list[Fold], cfg: Config, context: int) -> None:
+    """Refuse folds whose history leaves no training or early-stopping windows; say what fits."""
+    if not folds:
+        return
+    w = cfg.window
+    fold = folds[0]
+    found = fold_origins(fold, context, w.horizon, w.shift, w.stride, val_share(cfg))
+    fit, val = len(found["fit"]), len(found["val"])
+    if fit >= cfg.train.batch_size and val >= 1:
+        return
+    # Rows the first fold needs: context + horizon for a first window, then one row per window.
+    window_rows = context + w.shift + w.horizon - 1
+    need_fit = window_rows + (cfg.train.batch_size - 1) * w.stride
+    need_val = w.shift + w.horizon
+    needed = math.ceil(max(need_fit / (1 - val_share(cfg)), need_fit + need_val))
+    raise ConfigError(
+        f"backtest: the first of {len(folds)} origins (row {fold.cutoff}) leaves "
+        f"{fold.cutoff - fold.start} rows of history: {fit} training windows (train.batch_size "
+        f"{cfg.train.batch_size} needed) and {val} early-stopping windows; about {needed} rows "
+        "are needed (context "
+        f"{context} + window.shift + window.horizon, then a window per row); use fewer "
+        "backtest.origins, a smaller backtest.step, or more data"
+    )
+
+
+
 def window(cfg: Config, root: Path) -> dict:
     """The window stage: one scaled series, calendar inputs, the reference, origins per split."""
     import pandas as pd
 
     from seqcast import baselines, features, paths
-    from seqcast.config import ConfigError
     from seqcast.io import atomic_dir, md5_files, read_json, write_json
     from seqcast.scaling import SPLITS, split_bounds, to_units
 
@@ -107,6 +201,8 @@ def window(cfg: Config, root: Path) -> dict:
     found = origins(bounds, context, w.horizon, w.shift, w.stride, w.history_across_splits)
     found["train"] = origins(bounds, train_context, w.horizon, w.shift, w.stride)["train"]
     _require_windows(found, context, w, sizes)
+    # The backtest's folds follow from the same rows: refuse impossible ones before any training.
+    check_history(layout(sizes, cfg), cfg, context)
     cal = features.calendar(pd.DatetimeIndex(frame.index), cfg.calendar)
     spec = features.InputSpec(
         input_width=w.input_width,
@@ -181,7 +277,6 @@ def load_windows(root: Path) -> dict:
 
 def _require_windows(found: dict, context: int, w: WindowConfig, sizes: dict) -> None:
     """Every split needs at least one window; say which knobs make it impossible."""
-    from seqcast.config import ConfigError
 
     for name, rows in found.items():
         if len(rows) == 0:

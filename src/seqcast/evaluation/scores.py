@@ -1,4 +1,4 @@
-"""Every model scored on identical windows, in the series' units; tables (plots: seqcast.plots)."""
+"""Every model scored on identical windows, in the series' units: metrics, tables, comparisons."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import numpy as np
 from seqcast import features, metrics
 from seqcast.config import Config
 from seqcast.forecaster import Forecaster
-from seqcast.plots import plot_pngs, write_plot_data
 from seqcast.scaling import to_units
 
 HEADLINE = ("mae", "rmse", "mase", "smape")
@@ -77,17 +76,40 @@ def best_baseline(results: dict[str, dict], baselines: list[str], metric: str = 
     return min(baselines, key=lambda name: results[name][metric])
 
 
-def table(results: dict[str, dict], seconds: dict[str, float], best: str) -> str:
-    """A fixed-width summary table, best baseline marked."""
-    lines = [f"{'model':<22}{'MAE':>12}{'RMSE':>12}{'MASE':>9}{'sMAPE %':>10}{'train s':>10}"]
+def table(
+    results: dict[str, dict],
+    seconds: dict[str, float],
+    best: str,
+    backtest_means: dict[str, dict[str, float]] | None = None,
+    bands: dict[str, dict] | None = None,
+) -> str:
+    """A fixed-width summary in significant digits: test metrics, backtest mean, band coverage."""
+    levels = sorted(
+        {k.removeprefix("coverage_") for b in (bands or {}).values() for k in b}
+        - {k for b in (bands or {}).values() for k in b if k.endswith("_step")},
+        key=lambda k: float(k) if k.replace(".", "").isdigit() else 0.0,
+    )
+    levels = [lv for lv in levels if lv.replace(".", "").isdigit()]
+    head = f"{'model':<22}{'MAE':>11}{'RMSE':>11}{'MASE':>8}{'sMAPE%':>8}"
+    head += f"{'bt MASE':>9}" if backtest_means else ""
+    head += "".join(f"{'cov' + lv:>7}" for lv in levels) + f"{'train s':>9}"
+    lines = [head]
     for name, m in sorted(results.items(), key=lambda item: item[1]["mae"]):
         mark = " *" if name == best else ""
         took = f"{seconds[name]:.1f}" if name in seconds else "-"
-        lines.append(
-            f"{name + mark:<22}{m['mae']:>12.2f}{m['rmse']:>12.2f}{m['mase']:>9.3f}"
-            f"{m['smape']:>10.2f}{took:>10}"
+        row = (
+            f"{name + mark:<22}{m['mae']:>11.4g}{m['rmse']:>11.4g}{m['mase']:>8.3g}"
+            f"{m['smape']:>8.3g}"
         )
-    lines.append("* best baseline")
+        if backtest_means:
+            row += f"{backtest_means['mase'][name]:>9.3g}"
+        for lv in levels:
+            cov = (bands or {}).get(name, {}).get(f"coverage_{lv}")
+            row += f"{cov:>7.1%}" if cov is not None else f"{'-':>7}"
+        lines.append(row + f"{took:>9}")
+    lines.append(
+        "* best baseline; test split except bt (mean over backtest origins); cov: band coverage"
+    )
     return "\n".join(lines)
 
 
@@ -145,101 +167,6 @@ def recent_history(loaded: dict, rows: int):
     frame = pd.DataFrame(units_of(loaded)[-rows:], columns=meta["columns"])
     frame.insert(0, meta["timestamp"], loaded["times"][-rows:].strftime("%Y-%m-%d %H:%M:%S"))
     return frame
-
-
-def evaluate(cfg: Config, root: Path) -> dict:
-    """The evaluate stage: every network and baseline on identical windows; metrics, plots, runs."""
-    import tempfile
-
-    from seqcast import models, paths, tracking, training
-    from seqcast.config import MODEL_KINDS, flatten
-    from seqcast.forecaster import Forecaster, forecaster_for
-    from seqcast.io import atomic_dir, read_json, write_json
-    from seqcast.windowing import load_windows
-
-    training.use_backend(cfg.train.backend)
-    loaded = load_windows(root)
-    meta = loaded["meta"]
-    networks = {k: Forecaster.load(root / paths.MODELS / k / "forecaster") for k in MODEL_KINDS}
-    simple = baseline_forecasters(loaded)
-    ridge = models.fit_linear_rival(loaded, cfg.baselines.linear_alpha)
-    simple["linear"] = forecaster_for("linear", loaded, predictor=ridge)
-    scale = mase_scale(loaded, meta["mase_season"])
-    scored = {
-        name: {split: score(f, loaded, split, scale) for split in SPLITS}
-        for name, f in {**simple, **networks}.items()
-    }
-    targets = meta["columns"][: loaded["spec"].n_targets]
-    results = {name: summarise(s, targets) for name, s in scored.items()}
-    test = {name: r["test"] for name, r in results.items()}
-    comparison = compare(results, list(networks), list(simple), cfg.promotion.metric, meta)
-    best, fallback = comparison["best_baseline"], comparison["fallback"]
-    train_info = {k: read_json(root / paths.MODELS / k / "train.json") for k in networks}
-    curves = {k: training.read_history(root / paths.MODELS / k / "history.csv") for k in networks}
-    tags = tracking.run_tags(
-        meta["raw_md5"], meta["windows_md5"], root=root, backend=cfg.train.backend
-    )
-    fingerprints = {k: f.fingerprint() for k, f in {**simple, **networks}.items()}
-    facts = data_facts(read_json(root / paths.PREPARED / "prepared.json"))
-    # PNGs and the fallback's forecaster go to MLflow first; DVC outputs are written last.
-    with tempfile.TemporaryDirectory(prefix="seqcast-evaluate-") as scratch:
-        pngs = plot_pngs(Path(scratch) / "plots", loaded, scored, best, curves)
-        simple[fallback].save(Path(scratch) / fallback / "forecaster")
-        logged = {k: root / paths.MODELS / k / "forecaster" for k in networks}
-        logged[fallback] = Path(scratch) / fallback / "forecaster"
-        runs = tracking.log_evaluation(
-            experiment=cfg.tracking.experiment,
-            root=root,
-            params=flatten(cfg),
-            tags=tags,
-            dataset=_dataset(cfg, root, targets),
-            results=results,
-            curves=curves,
-            train_info=train_info,
-            networks=list(networks),
-            models=logged,
-            input_example=recent_history(loaded, max(f.min_history for f in networks.values())),
-            artifacts={
-                "plots": pngs,
-                "inputs": [
-                    root / paths.PREPARED / "scaler.pkl",
-                    root / paths.PREPARED / "prepared.json",
-                ],
-            },
-            comparison=comparison,
-            data_facts=facts,
-        )
-        for name, entry in {**runs["networks"], **runs["baselines"]}.items():
-            entry["fingerprint"] = fingerprints[name]
-        runs |= {
-            "data_md5": meta["raw_md5"],
-            "test_id": test_id(meta),
-            "best_baseline": best,
-            "fallback": fallback,
-            "data": facts,
-            "windows_md5": meta["windows_md5"],
-        }
-        with atomic_dir(root / paths.EVALUATION) as out:
-            write_json(out / "runs.json", runs)
-            write_json(out / "comparison.json", comparison)
-            write_json(
-                out / "scores.json",
-                {n: {sp: s[sp].details(targets) for sp in SPLITS} for n, s in scored.items()},
-            )
-            (out / "plots").mkdir()
-            for png in pngs:
-                (out / "plots" / png.name).write_bytes(png.read_bytes())
-    shown = {
-        name: results[best if name == "best_baseline" else name] for name in paths.METRIC_FILES
-    }
-    for name, result in shown.items():
-        write_json(root / paths.METRICS / f"{name}.json", metrics_file(result))
-    with atomic_dir(root / paths.PLOTS) as out:
-        write_plot_data(out, loaded, scored, best, curves)
-    seconds = {k: v["seconds"] for k, v in train_info.items()}
-    print(table(test, seconds, best), flush=True)
-    print(f"MLflow: {tracking.ui_link(runs['experiment_id'], runs['parent_run_id'])}", flush=True)
-    return {"best_baseline": best, "models": test, "parent_run_id": runs["parent_run_id"]}
 
 
 def baseline_forecasters(loaded: dict) -> dict[str, Forecaster]:

@@ -1,0 +1,420 @@
+"""Rolling-origin backtest: folds before the test split, each refit on its own history only.
+
+Fold k forecasts the block of rows [cutoff_k, cutoff_k + step); the last block ends where the
+test split starts, so the test windows stay a holdout. A fold that refits fits its scaler, its
+reference (on an inner validation tail of its history), the linear rival and the networks on rows
+[start, cutoff) only; a fold that does not refit forecasts its block with the previous fold's
+model, reading the newer history as a served model would. Every model forecasts the same block
+windows, as origins over the one series (cf. Darts' historical_forecasts, sktime's evaluate).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from seqcast import baselines, features, metrics
+from seqcast.windowing import Fold, block_origins, check_history, fold_origins, layout, val_share
+from seqcast.scaling import affine, fit_scaler, to_scaled, to_units
+
+if TYPE_CHECKING:
+    from seqcast.config import Config
+    from seqcast.features import InputSpec
+
+FORECASTS = "forecasts.npz"
+FOLDS = "folds.json"
+SIMPLE = "simple"  # role of naive and seasonal-naive baselines
+HEADLINE = ("mae", "rmse", "mase", "smape")
+
+
+@dataclass
+class FoldFit:
+    """A fold's fitted preprocessing: scaler, reference, and the series scaled with it."""
+
+    fold: Fold
+    spec: InputSpec
+    offset: np.ndarray
+    scale: np.ndarray
+    series: np.ndarray
+    calendar: np.ndarray  # the one calendar array: nothing to fit, nothing copied
+    fit: np.ndarray
+    val: np.ndarray
+    reference: dict
+
+
+def prepare(fold: Fold, units: np.ndarray, cal: np.ndarray, meta: dict, cfg: Config) -> FoldFit:
+    """Scaler and reference fit on the fold's history alone; fit and early-stopping origins."""
+    base = features.InputSpec(**meta["spec"])
+    w, n = cfg.window, base.n_targets
+    offset, scale = affine(
+        fit_scaler(units[fold.start : fold.cutoff], cfg.scaling.scaler), units.shape[1]
+    )
+    series = to_scaled(units, offset, scale)
+    seasons = list(meta["seasons"])
+    reference, season = cfg.features.reference, cfg.reference_season
+    choice: dict = {}
+    if reference == "auto":
+        provisional = fold_origins(
+            fold, max(w.input_width, *seasons, 1), w.horizon, w.shift, w.stride, val_share(cfg)
+        )
+        inner = fold.start + int(round((fold.cutoff - fold.start) * (1.0 - val_share(cfg))))
+        fits, _ = baselines.affordable_references(
+            seasons, inner - fold.start, w.input_width, w.horizon, w.shift
+        )
+        reference, season, choice = baselines.choose_reference(
+            series[:, :n], provisional["val"], fits, w.horizon, w.shift
+        )
+    seasonal = reference == "seasonal_naive"
+    spec = dataclasses.replace(base, reference=reference, season=season if seasonal else None)
+    found = fold_origins(fold, spec.context, w.horizon, w.shift, w.stride, val_share(cfg))
+    return FoldFit(
+        fold, spec, offset, scale, series, cal, found["fit"], found["val"],
+        {"reference": reference, "season": season if seasonal else None, "val_mae_scaled": choice},
+    )  # fmt: skip
+
+
+Predictor = Callable[[FoldFit], tuple[Any, dict]]
+
+
+@dataclass
+class Backtest:
+    """One model's forecasts of every block window, in units, and what each fold fit."""
+
+    name: str
+    origins: np.ndarray  # (windows,) sorted
+    fold: np.ndarray  # (windows,) the fold index of each window
+    forecast: np.ndarray  # (windows, horizon, targets)
+    folds: list[dict]
+
+    def save(self, folder: Path) -> None:
+        """forecasts.npz and folds.json in a folder (which the caller makes atomic)."""
+        from seqcast.io import write_json
+
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / FORECASTS, origins=self.origins, fold=self.fold, forecast=self.forecast)
+        write_json(folder / FOLDS, {"name": self.name, "folds": self.folds})
+
+    @classmethod
+    def load(cls, folder: Path) -> Backtest:
+        """Read what save() wrote."""
+        from seqcast.io import read_json
+
+        info = read_json(folder / FOLDS)
+        with np.load(folder / FORECASTS) as data:
+            return cls(info["name"], data["origins"], data["fold"], data["forecast"], info["folds"])
+
+
+def run(
+    name: str,
+    folds: list[Fold],
+    loaded: dict,
+    cfg: Config,
+    fit_predictor: Predictor,
+    on_fold: Callable[[str], None] | None = None,
+) -> Backtest:
+    """Forecast every fold's block, refitting preprocessing and predictor where the fold says."""
+    from seqcast.evaluation.scores import units_of
+    from seqcast.forecaster import forecaster_for
+
+    units, cal = units_of(loaded), np.asarray(loaded["calendar"])
+    w, n = cfg.window, loaded["spec"].n_targets
+    parts, info, current, forecaster = [], [], None, None
+    for fold in folds:
+        started = time.perf_counter()
+        if fold.refit or current is None:
+            current = prepare(fold, units, cal, loaded["meta"], cfg)
+            predictor, fitted = fit_predictor(current)
+            forecaster = dataclasses.replace(
+                forecaster_for(name, loaded, predictor=predictor, spec=current.spec),
+                offset=current.offset,
+                scale=current.scale,
+            )
+        else:
+            fitted = {"refit": False}
+        block = block_origins(fold, w.horizon, w.shift, w.stride)
+        scaled = forecaster.predict_scaled(current.series, cal, block)
+        parts.append((block, to_units(scaled, current.offset[:n], current.scale[:n])))
+        entry = {
+            "fold": fold.index,
+            "start": fold.start,
+            "cutoff": fold.cutoff,
+            "end": fold.end,
+            "refit": fold.refit,
+            "fit_from": current.fold.start,
+            "fit_to": current.fold.cutoff,
+            "windows": int(len(block)),
+            "reference": current.reference["reference"],
+            "season": current.reference["season"],
+            "seconds": round(time.perf_counter() - started, 3),
+        } | fitted
+        info.append(entry)
+        if on_fold:
+            on_fold(
+                f"fold {fold.index + 1}/{len(folds)}: history rows {current.fold.start}-"
+                f"{current.fold.cutoff - 1}{'' if fold.refit else ' (not refit)'}, "
+                f"{len(block)} windows forecast ({entry['seconds']:.1f} s)"
+            )
+    origins = np.concatenate([b for b, _ in parts]) if parts else np.empty(0, np.int64)
+    fold_of = (
+        np.concatenate([np.full(len(b), k) for k, (b, _) in enumerate(parts)]) if parts else origins
+    )
+    forecast = np.concatenate([f for _, f in parts]) if parts else np.empty((0, w.horizon, n))
+    return Backtest(name, origins, fold_of.astype(np.int64), forecast, info)
+
+
+def linear_predictor(alpha: float) -> Predictor:
+    """The linear rival refit on a fold: Ridge on the fold's own training windows."""
+
+    def fit(data: FoldFit) -> tuple[Any, dict]:
+        from seqcast import models
+
+        rival = models.fit_linear_rival(_as_loaded(data), alpha)
+        return rival, {"fit_windows": int(len(data.fit[-models.LINEAR_MAX_WINDOWS :]))}
+
+    return fit
+
+
+def network_predictor(kind: str, cfg: Config, callbacks: list | None = None) -> Predictor:
+    """A network refit on a fold as the train stage fits it, early-stopped on the fold's tail."""
+
+    def fit(data: FoldFit) -> tuple[Any, dict]:
+        import keras
+
+        from seqcast import models, training
+
+        keras.utils.set_random_seed(cfg.train.seed)
+        model = models.build(kind, data.spec, cfg.models.get(kind))
+        models.start_from_linear(
+            model, models.fit_linear_rival(_as_loaded(data), cfg.baselines.linear_alpha)
+        )
+        result = training.fit(
+            model, data.spec, data.series, data.calendar, data.fit, data.val, cfg.train,
+            callbacks=callbacks,
+        )  # fmt: skip
+        return model, {
+            "fit_windows": int(len(data.fit)),
+            "val_windows": int(len(data.val)),
+            "epochs": result.epochs,
+            "best_epoch": result.best_epoch,
+            "best_val_loss": float(min(result.history["val_loss"])),
+            "fit_seconds": round(result.seconds, 3),
+        }
+
+    return fit
+
+
+def _as_loaded(data: FoldFit) -> dict:
+    """The fold as the dict fit_linear_rival reads (spec, series, calendar, train origins)."""
+    return {
+        "spec": data.spec,
+        "series": data.series,
+        "calendar": data.calendar,
+        "origins": {"train": data.fit},
+    }
+
+
+def simple(name: str, folds: list[Fold], loaded: dict, cfg: Config) -> Backtest:
+    """A naive or seasonal-naive baseline over the blocks: nothing to fit, read off the series."""
+    from seqcast.evaluation.scores import units_of
+
+    spec, w = loaded["spec"], cfg.window
+    kind, season = (
+        ("naive", None) if name == "naive" else ("seasonal_naive", int(name.rsplit("_", 1)[1]))
+    )
+    targets = units_of(loaded)[:, : spec.n_targets]
+    blocks = [block_origins(fold, w.horizon, w.shift, w.stride) for fold in folds]
+    forecast = [baselines.reference(targets, b, kind, season, w.horizon, w.shift) for b in blocks]
+    return Backtest(
+        name,
+        np.concatenate(blocks) if blocks else np.empty(0, np.int64),
+        np.concatenate([np.full(len(b), f.index) for b, f in zip(blocks, folds, strict=True)])
+        if blocks
+        else np.empty(0, np.int64),
+        np.concatenate(forecast) if forecast else np.empty((0, w.horizon, spec.n_targets)),
+        [
+            {"fold": f.index, "cutoff": f.cutoff, "end": f.end, "windows": int(len(b))}
+            for f, b in zip(folds, blocks, strict=True)
+        ],
+    )
+
+
+@dataclass
+class FoldScores:
+    """Every model's scores per fold and its per-window losses, on the same block windows."""
+
+    folds: list[Fold]
+    per_fold: dict[str, list[dict]]  # model -> one dict of metrics per fold
+    losses: dict[str, np.ndarray]  # model -> MASE-scaled absolute error per window
+
+    def series(self, metric: str) -> dict[str, np.ndarray]:
+        """model -> the metric at each origin."""
+        return {m: np.array([f[metric] for f in fs]) for m, fs in self.per_fold.items()}
+
+    def means(self, metric: str) -> dict[str, float]:
+        """model -> the metric's mean over origins."""
+        return {m: float(v.mean()) for m, v in self.series(metric).items()}
+
+
+def score(
+    results: dict[str, Backtest],
+    folds: list[Fold],
+    units: np.ndarray,
+    spec: InputSpec,
+    mase_season: int,
+) -> FoldScores:
+    """Score each model's blocks against the actuals; MASE scaled by each fold's own history."""
+    n = spec.n_targets
+    first = next(iter(results.values()))
+    for name, bt in results.items():
+        if not np.array_equal(bt.origins, first.origins):
+            raise ValueError(f"backtest of {name} forecast other windows than {first.name}'s")
+    actual = features.targets(spec, units, first.origins)
+    per_fold: dict[str, list[dict]] = {name: [] for name in results}
+    losses = {name: np.empty(len(first.origins)) for name in results}
+    for fold in folds:
+        mask = first.fold == fold.index
+        scale = metrics.seasonal_naive_scale(units[fold.start : fold.cutoff, :n], mase_season)
+        for name, bt in results.items():
+            scores = metrics.score(actual[mask], bt.forecast[mask], scale)
+            entry = {k: float(np.mean(scores[k])) for k in HEADLINE}
+            entry["mae_step"] = np.mean(scores["mae_per_step"], axis=1).tolist()
+            per_fold[name].append(entry)
+            losses[name][mask] = np.mean(
+                np.abs(actual[mask] - bt.forecast[mask]) / scale, axis=(1, 2)
+            )
+    return FoldScores(folds, per_fold, losses)
+
+
+def diebold_mariano(loss_a: np.ndarray, loss_b: np.ndarray, horizon: int) -> dict[str, float]:
+    """Diebold-Mariano test of equal loss, HAC variance to lag horizon-1, HLN small-sample fix.
+
+    Negative statistic: a's losses are lower. Overlapping multi-step windows are autocorrelated
+    up to horizon-1 lags, hence the HAC variance.
+    """
+    from scipy import stats
+
+    d = np.asarray(loss_a, dtype=np.float64) - np.asarray(loss_b, dtype=np.float64)
+    n = len(d)
+    if n < 3:
+        return {"statistic": float("nan"), "p_value": float("nan"), "windows": n}
+    lag = min(horizon - 1, n - 2)
+    centred = d - d.mean()
+    gamma = [float(centred @ centred) / n]
+    gamma += [float(centred[k:] @ centred[:-k]) / n for k in range(1, lag + 1)]
+    variance = (gamma[0] + 2.0 * sum(gamma[1:])) / n
+    if variance <= 0:  # the uniform-weight HAC can go negative: Bartlett weights cannot
+        weights = [1.0 - k / (lag + 1) for k in range(1, lag + 1)]
+        variance = (
+            gamma[0] + 2.0 * sum(w * g for w, g in zip(weights, gamma[1:], strict=True))
+        ) / n
+    if variance <= 0:
+        return {"statistic": float("nan"), "p_value": float("nan"), "windows": n}
+    h = lag + 1
+    correction = math.sqrt(max((n + 1 - 2 * h + h * (h - 1) / n) / n, 1e-12))
+    statistic = float(d.mean() / math.sqrt(variance) * correction)
+    p_value = float(2.0 * stats.t.sf(abs(statistic), df=n - 1))
+    return {
+        "statistic": statistic,
+        "p_value": p_value,
+        "windows": n,
+        "mean_difference": float(d.mean()),
+    }
+
+
+def decide(
+    scores: FoldScores, roles: dict[str, str], metric: str, min_wins: float, horizon: int
+) -> dict:
+    """The candidate: best mean over origins; beating the best simple baseline takes a majority.
+
+    roles maps each model to network, linear or simple. A network or the linear rival with the
+    best mean is chosen only if it also wins on more than min_wins of the origins against the
+    best simple baseline; otherwise that baseline is the candidate.
+    """
+    per_origin = scores.series(metric)
+    means = {m: float(v.mean()) for m, v in per_origin.items()}
+    spread = {m: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for m, v in per_origin.items()}
+    simple_models = [m for m, r in roles.items() if r == SIMPLE]
+    best_simple = min(simple_models, key=means.get)
+    ranked = sorted(means, key=means.get)
+    best = ranked[0]
+    k = len(scores.folds)
+    wins = {m: int(np.sum(per_origin[m] < per_origin[best_simple])) for m in means}
+    needed = math.floor(min_wins * k) + 1
+    reasons = [
+        f"best mean {metric} over {k} origin(s): {best} ({means[best]:.6g}, spread "
+        f"{spread[best]:.3g}); best simple baseline: {best_simple} ({means[best_simple]:.6g})"
+    ]
+    if roles[best] == SIMPLE:
+        candidate = best
+        reasons.append(f"a simple baseline has the best mean: {best} is the candidate")
+    elif wins[best] >= needed:
+        candidate = best
+        reasons.append(
+            f"{best} beats {best_simple} on {wins[best]} of {k} origins (more than "
+            f"backtest.min_wins {min_wins:g} of them: {needed} needed)"
+        )
+    else:
+        candidate = best_simple
+        reasons.append(
+            f"{best} beats {best_simple} on only {wins[best]} of {k} origins ({needed} needed): "
+            f"the candidate falls back to {best_simple}"
+        )
+    top_two = ranked[:2]
+    test = (
+        diebold_mariano(scores.losses[top_two[0]], scores.losses[top_two[1]], horizon)
+        if len(ranked) > 1
+        else {}
+    )
+    if test:
+        reasons.append(
+            f"Diebold-Mariano {top_two[0]} vs {top_two[1]} on {test['windows']} backtest windows: "
+            f"statistic {test['statistic']:.3g}, p = {test['p_value']:.3g}"
+            + (" (the difference may be noise)" if not test["p_value"] < 0.05 else "")
+        )
+    return {
+        "candidate": candidate,
+        "role": roles[candidate],
+        "metric": metric,
+        "origins": k,
+        "means": means,
+        "spread": spread,
+        "wins_over_best_simple": wins,
+        "wins_needed": needed,
+        "best": best,
+        "best_simple": best_simple,
+        "ranking": ranked,
+        "diebold_mariano": {"models": top_two, **test},
+        "reasons": reasons,
+    }
+
+
+def backtest(cfg: Config, root: Path, kind: str) -> dict:
+    """The backtest stage of one network: a refit per fold, every block forecast, one write."""
+    from seqcast import paths, training
+    from seqcast.io import atomic_dir
+    from seqcast.windowing import load_windows
+
+    training.use_backend(cfg.train.backend)
+    loaded = load_windows(root)
+    folds = layout(loaded["meta"]["rows"], cfg)
+    check_history(folds, cfg, loaded["meta"]["context"])
+
+    def say(message: str) -> None:
+        print(f"backtest-{kind}: {message}", flush=True)
+
+    say(
+        f"{len(folds)} origins, {sum(f.refit for f in folds)} refits"
+        if folds
+        else "off (backtest.origins: 0)"
+    )
+    result = run(kind, folds, loaded, cfg, network_predictor(kind, cfg), on_fold=say)
+    with atomic_dir(root / paths.BACKTEST / kind) as out:
+        result.save(out)
+    return {"folds": result.folds}

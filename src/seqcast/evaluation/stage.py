@@ -1,0 +1,308 @@
+"""The evaluate stage: holdout scores, the rolling-origin backtest's decision, conformal bands.
+
+Every model (networks, linear rival, simple baselines) is scored on the same windows: the
+validation and test splits with the models the train stage fit, and the backtest blocks with the
+models refit on each fold. The candidate is decided on the backtest; the test windows report, and
+carry bands calibrated only on errors known before each window's origin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from seqcast import features
+from seqcast.config import Config
+from seqcast.evaluation import backtest, intervals
+from seqcast.evaluation.backtest import SIMPLE, Backtest, Fold
+from seqcast.evaluation.scores import (
+    SPLITS,
+    _dataset,
+    baseline_forecasters,
+    compare,
+    data_facts,
+    mase_scale,
+    metrics_file,
+    recent_history,
+    score,
+    summarise,
+    table,
+    test_id,
+    units_of,
+)
+from seqcast.plots import plot_pngs, write_plot_data
+
+OOS = "oos.npz"
+CALIBRATION = "calibration.npz"
+
+
+def evaluate(cfg: Config, root: Path) -> dict:
+    """Every network and baseline on identical windows; backtest decision; metrics, plots, runs."""
+    import tempfile
+
+    from seqcast import models, paths, tracking, training
+    from seqcast.config import MODEL_KINDS, flatten
+    from seqcast.forecaster import Forecaster, forecaster_for
+    from seqcast.io import atomic_dir, read_json, write_json
+    from seqcast.windowing import load_windows
+
+    training.use_backend(cfg.train.backend)
+    loaded = load_windows(root)
+    meta, spec = loaded["meta"], loaded["spec"]
+    networks = {k: Forecaster.load(root / paths.MODELS / k / "forecaster") for k in MODEL_KINDS}
+    simple = baseline_forecasters(loaded)
+    ridge = models.fit_linear_rival(loaded, cfg.baselines.linear_alpha)
+    simple["linear"] = forecaster_for("linear", loaded, predictor=ridge)
+    scale = mase_scale(loaded, meta["mase_season"])
+    scored = {
+        name: {split: score(f, loaded, split, scale) for split in SPLITS}
+        for name, f in {**simple, **networks}.items()
+    }
+    targets = meta["columns"][: spec.n_targets]
+    results = {name: summarise(s, targets) for name, s in scored.items()}
+    test = {name: r["test"] for name, r in results.items()}
+    comparison = compare(results, list(networks), list(simple), cfg.promotion.metric, meta)
+    best = comparison["best_baseline"]
+    roles = {k: "network" for k in networks} | {
+        name: ("linear" if name == "linear" else SIMPLE) for name in simple
+    }
+    folds, runs_bt = run_backtest(cfg, root, loaded, scored, list(networks))
+    units = units_of(loaded)
+    fold_scores = backtest.score(runs_bt, folds, units, spec, meta["mase_season"])
+    decision = backtest.decide(
+        fold_scores, roles, cfg.promotion.metric, cfg.backtest.min_wins, spec.horizon
+    )
+    decision["mode"] = "backtest" if cfg.backtest.origins else "validation split"
+    comparison["candidate"] = decision
+    fallback = decision["best_simple"]
+    oos_origins, oos = out_of_sample(runs_bt, scored, loaded)
+    bands = calibrate(cfg, loaded, oos_origins, oos, scored, scale)
+    bt_summary = backtest_summary(cfg, loaded, folds, fold_scores, runs_bt, decision)
+    train_info = {k: read_json(root / paths.MODELS / k / "train.json") for k in networks}
+    curves = {k: training.read_history(root / paths.MODELS / k / "history.csv") for k in networks}
+    tags = tracking.run_tags(
+        meta["raw_md5"], meta["windows_md5"], root=root, backend=cfg.train.backend
+    )
+    fingerprints = {k: f.fingerprint() for k, f in {**simple, **networks}.items()}
+    facts = data_facts(read_json(root / paths.PREPARED / "prepared.json"))
+    # PNGs and the fallback's forecaster go to MLflow first; DVC outputs are written last.
+    with tempfile.TemporaryDirectory(prefix="seqcast-evaluate-") as scratch:
+        pngs = plot_pngs(
+            Path(scratch) / "plots", loaded, scored, best, curves, bt_summary, bands["plot"]
+        )
+        logged = {k: root / paths.MODELS / k / "forecaster" for k in networks}
+        for name in {fallback, decision["candidate"]} - set(networks):
+            simple[name].save(Path(scratch) / name / "forecaster")
+            logged[name] = Path(scratch) / name / "forecaster"
+        runs = tracking.log_evaluation(
+            experiment=cfg.tracking.experiment,
+            root=root,
+            params=flatten(cfg),
+            tags=tags,
+            dataset=_dataset(cfg, root, targets),
+            results=results,
+            curves=curves,
+            train_info=train_info,
+            networks=list(networks),
+            models=logged,
+            input_example=recent_history(loaded, max(f.min_history for f in networks.values())),
+            artifacts={
+                "plots": pngs,
+                "inputs": [
+                    root / paths.PREPARED / "scaler.pkl",
+                    root / paths.PREPARED / "prepared.json",
+                ],
+            },
+            comparison=comparison,
+            data_facts=facts,
+            backtest=bt_summary,
+            intervals=bands["scores"],
+        )
+        for name, entry in {**runs["networks"], **runs["baselines"]}.items():
+            entry["fingerprint"] = fingerprints[name]
+            entry["backtest_metrics"] = {
+                m: bt_summary["means"][m][name] for m in bt_summary["means"]
+            }
+            entry["intervals"] = bands["scores"][name]
+        runs |= {
+            "data_md5": meta["raw_md5"],
+            "test_id": test_id(meta),
+            "backtest_id": backtest_id(meta, folds, cfg),
+            "best_baseline": best,
+            "fallback": fallback,
+            "candidate": {k: decision[k] for k in ("candidate", "role", "metric", "reasons")},
+            "data": facts,
+            "windows_md5": meta["windows_md5"],
+            "last_row": str(loaded["times"][-1]),
+        }
+        with atomic_dir(root / paths.EVALUATION) as out:
+            write_json(out / "runs.json", runs)
+            write_json(out / "comparison.json", comparison)
+            write_json(
+                out / "scores.json",
+                {n: {sp: s[sp].details(targets) for sp in SPLITS} for n, s in scored.items()},
+            )
+            write_json(out / "backtest.json", bt_summary)
+            write_json(out / "intervals.json", bands["scores"])
+            np.savez(out / OOS, origins=oos_origins, **oos)
+            np.savez(out / CALIBRATION, **bands["calibration"])
+            (out / "plots").mkdir()
+            for png in pngs:
+                (out / "plots" / png.name).write_bytes(png.read_bytes())
+    for name in paths.METRIC_FILES:
+        model = best if name == "best_baseline" else name
+        entry = metrics_file(results[model])
+        entry["bt_mae"] = bt_summary["means"]["mae"][model]
+        entry["bt_mase"] = bt_summary["means"]["mase"][model]
+        write_json(root / paths.METRICS / f"{name}.json", entry)
+    with atomic_dir(root / paths.PLOTS) as out:
+        write_plot_data(out, loaded, scored, best, curves, bt_summary, bands["plot"])
+    seconds = {k: v["seconds"] for k, v in train_info.items()}
+    print(table(test, seconds, best, bt_summary["means"], bands["scores"]), flush=True)
+    for line in decision["reasons"]:
+        print(f"decision: {line}", flush=True)
+    print(f"MLflow: {tracking.ui_link(runs['experiment_id'], runs['parent_run_id'])}", flush=True)
+    return {"best_baseline": best, "models": test, "parent_run_id": runs["parent_run_id"]}
+
+
+def run_backtest(
+    cfg: Config, root: Path, loaded: dict, scored: dict, networks: list[str]
+) -> tuple[list[Fold], dict[str, Backtest]]:
+    """Every model's forecasts of the backtest blocks; with the backtest off, of the val split."""
+    from seqcast import paths
+
+    rows = loaded["meta"]["rows"]
+    folds = backtest.layout(rows, cfg)
+    if not folds:
+        # Off: one origin, the validation split, forecast by the train stage's models.
+        val = loaded["origins"]["val"]
+        fold = Fold(0, 0, rows["train"], rows["train"] + rows["val"], True)
+        return [fold], {
+            name: Backtest(name, val, np.zeros(len(val), np.int64), s["val"].forecast, [])
+            for name, s in scored.items()
+        }
+    out = {
+        name: backtest.simple(name, folds, loaded, cfg)
+        for name in scored
+        if name not in networks and name != "linear"
+    }
+    out["linear"] = backtest.run(
+        "linear", folds, loaded, cfg, backtest.linear_predictor(cfg.baselines.linear_alpha)
+    )
+    for kind in networks:
+        out[kind] = Backtest.load(root / paths.BACKTEST / kind)
+    return folds, out
+
+
+def out_of_sample(
+    runs: dict[str, Backtest], scored: dict, loaded: dict
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Each model's forecasts of windows it was not fit on: backtest blocks, then the test split."""
+    test = loaded["origins"]["test"]
+    first = next(iter(runs.values()))
+    origins = np.concatenate([first.origins, test])
+    keep = np.concatenate([first.origins < test.min(), np.ones(len(test), bool)])
+    forecasts = {
+        name: np.concatenate([runs[name].forecast, scored[name]["test"].forecast])[keep]
+        for name in runs
+    }
+    return origins[keep], forecasts
+
+
+def calibrate(
+    cfg: Config,
+    loaded: dict,
+    origins: np.ndarray,
+    oos: dict[str, np.ndarray],
+    scored: dict,
+    scale: np.ndarray,
+) -> dict:
+    """Rolling conformal bands on the test windows; scores; the latest errors for serving."""
+    spec, levels = loaded["spec"], cfg.intervals.levels
+    units = units_of(loaded)
+    actual_oos = features.targets(spec, units, origins)
+    test = loaded["origins"]["test"]
+    actual = features.targets(spec, units, test)
+    scores, calibration, half = {}, {}, {}
+    for name, forecast in oos.items():
+        errors = np.abs(actual_oos - forecast)
+        half[name] = intervals.rolling_half_widths(
+            origins, errors, test, levels, cfg.intervals.calibration_window, spec.shift
+        )
+        point = scored[name]["test"].forecast
+        scores[name] = intervals.score_intervals(actual, point, half[name], levels, scale)
+        scores[name]["calibration_errors"] = int(min(len(errors), cfg.intervals.calibration_window))
+        calibration[name] = intervals.latest_scores(errors, cfg.intervals.calibration_window)
+    plot = {
+        "levels": levels,
+        "origin": int(test[-1]),
+        "half_widths": {name: h[-1] for name, h in half.items()},
+        "points": {name: scored[name]["test"].forecast[-1] for name in oos},
+        "coverage_step": {
+            name: {
+                intervals.level_name(lv): s.get(f"coverage_{intervals.level_name(lv)}_step")
+                for lv in levels
+            }
+            for name, s in scores.items()
+        },
+    }
+    return {"scores": scores, "calibration": calibration, "plot": plot}
+
+
+def backtest_summary(
+    cfg: Config,
+    loaded: dict,
+    folds: list[Fold],
+    fold_scores: backtest.FoldScores,
+    runs: dict[str, Backtest],
+    decision: dict,
+) -> dict:
+    """evaluation/backtest.json: folds with their dates, scores per origin and model, decision."""
+    times = loaded["times"]
+    return {
+        "mode": decision["mode"],
+        "settings": cfg.backtest.model_dump(),
+        "folds": [
+            {
+                "fold": f.index,
+                "history_start": str(times[f.start]),
+                "cutoff": str(times[f.cutoff]),
+                "block_end": str(times[f.end - 1]),
+                "rows": [f.start, f.cutoff, f.end],
+                "refit": f.refit,
+                "windows": int(np.sum(next(iter(runs.values())).fold == f.index)),
+            }
+            for f in folds
+        ],
+        "per_origin": fold_scores.per_fold,
+        "means": {m: fold_scores.means(m) for m in backtest.HEADLINE},
+        "spread": {
+            m: {
+                k: float(v.std(ddof=1)) if len(v) > 1 else 0.0
+                for k, v in fold_scores.series(m).items()
+            }
+            for m in backtest.HEADLINE
+        },
+        "fits": {
+            name: bt.folds for name, bt in runs.items() if bt.folds and "epochs" in bt.folds[0]
+        },
+        "decision": decision,
+    }
+
+
+def backtest_id(meta: dict, folds: list[Fold], cfg: Config) -> str:
+    """Identity of the backtest blocks: data, folds and window settings (not the models)."""
+    keys = {
+        "raw_md5": meta["raw_md5"],
+        "rows": meta["rows"],
+        "folds": [[f.start, f.cutoff, f.end] for f in folds],
+        "horizon": cfg.window.horizon,
+        "shift": cfg.window.shift,
+        "stride": cfg.window.stride,
+        "mase_season": meta["mase_season"],
+        "origins": cfg.backtest.origins,
+    }
+    return hashlib.md5(json.dumps(keys, sort_keys=True).encode()).hexdigest()
