@@ -98,8 +98,9 @@ def workspace(folder: Path, name: str, overrides: dict | None = None) -> Path:
 
 def pipeline(root: Path) -> dict:
     """Every stage in order from the workspace's params; window summary, decision, comparison."""
-    from seqcast import evaluation, registry, scaling, training, validation, windowing
+    from seqcast import refit, registry, scaling, training, validation, windowing
     from seqcast.config import load_config
+    from seqcast.evaluation import backtest, stage
 
     cfg = load_config(root / "params.yaml")
     validation.validate(cfg, root)
@@ -107,7 +108,9 @@ def pipeline(root: Path) -> dict:
     summary = windowing.window(cfg, root)
     for kind in ("gru", "lstm"):
         training.train(cfg, root, kind)
-    evaluation.evaluate(cfg, root)
+        backtest.backtest(cfg, root, kind)
+    stage.evaluate(cfg, root)
+    refit.refit(cfg, root)
     decision = registry.promote(cfg, root)
     comparison = json.loads((root / "evaluation" / "comparison.json").read_text())
     return {"window": summary, "decision": decision, "comparison": comparison}

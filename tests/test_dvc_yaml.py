@@ -122,7 +122,8 @@ def test_stages_read_only_the_params_they_declare(tmp_path: Path, monkeypatch) -
     from helpers import TINY_PARAMS, stage_root
 
     from seqcast import config as config_module
-    from seqcast import evaluation, registry, scaling, training, validation, windowing
+    from seqcast import refit, registry, scaling, training, validation, windowing
+    from seqcast.evaluation import backtest, stage
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     root = stage_root(tmp_path, **TINY_PARAMS)
@@ -135,13 +136,16 @@ def test_stages_read_only_the_params_they_declare(tmp_path: Path, monkeypatch) -
         ("window", lambda c: windowing.window(c, root)),
         ("train", lambda c: training.train(c, root, "gru")),
         ("train", lambda c: training.train(c, root, "lstm")),
-        ("evaluate", lambda c: evaluation.evaluate(c, root)),
+        ("backtest", lambda c: backtest.backtest(c, root, "gru")),
+        ("backtest", lambda c: backtest.backtest(c, root, "lstm")),
+        ("evaluate", lambda c: stage.evaluate(c, root)),
+        ("refit", lambda c: refit.refit(c, root)),
         ("promote", lambda c: registry.promote(c, root)),
     ]
     for i, (name, call) in enumerate(runs):
         seen: set[str] = set()
         call(Recorder(cfg, "", seen))
-        kind = "lstm" if i == 4 else "gru"
+        kind = "lstm" if i in (4, 6) else "gru"
         undeclared = sorted(k for k in seen if not covered(k, declared(name, kind)))
         assert not undeclared, f"{name} reads {undeclared}, not in its dvc.yaml params"
 

@@ -16,7 +16,9 @@ import pytest
 import yaml
 from helpers import mark_validated
 
-from seqcast import evaluation, scaling, training, windowing
+from seqcast import refit, scaling, training, windowing
+from seqcast.evaluation import backtest
+from seqcast.evaluation import stage as evaluation_stage
 from seqcast.config import parse_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,8 +88,15 @@ def test_strict_windows_keep_history_inside_each_split(tmp_path: Path) -> None:
 
 
 def test_batch_larger_than_the_training_windows_names_the_key(tmp_path: Path) -> None:
-    """train refuses before building a model."""
+    """The window stage refuses it for the backtest's first fold; train, before building a model."""
     root = make_root(tmp_path, train={"batch_size": 100_000})
+    cfg = config(root)
+    mark_validated(root, cfg)
+    scaling.normalise(cfg, root)
+    with pytest.raises(ValueError, match=r"first of 4 origins .*train\.batch_size 100000"):
+        windowing.window(cfg, root)
+    assert not (root / "data/windows").exists()
+    root = make_root(tmp_path / "off", train={"batch_size": 100_000}, backtest={"origins": 0})
     cfg = config(root)
     mark_validated(root, cfg)
     scaling.normalise(cfg, root)
@@ -150,6 +159,7 @@ TINY = {
     "baselines": {"seasons": [48, 336]},
     "train": {"epochs": 2, "batch_size": 128, "patience": 1},
     "tracking": {"experiment": "tiny", "registered_model": "tiny-forecaster"},
+    "backtest": {"origins": 2, "refit_every": "once"},
 }
 
 
@@ -169,7 +179,9 @@ def test_evaluate_logs_parent_and_child_runs(tmp_path: Path, monkeypatch) -> Non
         stage(cfg, root)
     for kind in ("gru", "lstm"):
         assert training.train(cfg, root, kind)["epochs"] <= 2
-    summary = evaluation.evaluate(cfg, root)
+        folds = backtest.backtest(cfg, root, kind)["folds"]
+        assert [f["refit"] for f in folds] == [True, False] and folds[0]["epochs"] <= 2
+    summary = evaluation_stage.evaluate(cfg, root)
     names = {"gru", "lstm", "naive", "seasonal_naive_48", "seasonal_naive_336", "linear"}
     assert set(summary["models"]) == names
     client = mlflow.MlflowClient()
@@ -180,7 +192,10 @@ def test_evaluate_logs_parent_and_child_runs(tmp_path: Path, monkeypatch) -> Non
     assert "seqcast.version.keras" in parent.data.tags
     assert parent.inputs.dataset_inputs[0].dataset.name == "electricity_demand"
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
-    assert artifacts == {"plots/forecast.png", "plots/horizon_mae.png", "plots/learning_curves.png"}
+    assert artifacts == {
+        f"plots/{stem}.png"
+        for stem in ("forecast", "horizon_mae", "learning_curves", "backtest", "coverage", "bands")
+    }
     experiment = client.get_experiment(parent.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     children = client.search_runs(
@@ -188,7 +203,12 @@ def test_evaluate_logs_parent_and_child_runs(tmp_path: Path, monkeypatch) -> Non
         filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
     )
     by_name = {run.info.run_name: run for run in children}
-    assert set(by_name) == names
+    assert set(by_name) == names | {"backtest"}
+    # One run for the whole backtest: each model's scores stepped by origin, and the table.
+    bt = by_name["backtest"]
+    assert [m.step for m in client.get_metric_history(bt.info.run_id, "gru_mase")] == [1, 2]
+    tables = {a.path for a in client.list_artifacts(bt.info.run_id, "backtest")}
+    assert "backtest/per_origin.json" in tables
     gru = by_name["gru"]
     assert {
         "test_mae",
@@ -199,6 +219,9 @@ def test_evaluate_logs_parent_and_child_runs(tmp_path: Path, monkeypatch) -> Non
         "epoch_loss",
         "epoch_val_loss",
         "train_seconds",
+        "bt_mase",
+        "test_coverage_80",
+        "test_msis_95",
     } <= set(gru.data.metrics)
     assert len(client.get_metric_history(gru.info.run_id, "test_mae_by_step")) == 12
     assert len(client.get_metric_history(gru.info.run_id, "epoch_loss")) <= 2
@@ -210,3 +233,26 @@ def test_evaluate_logs_parent_and_child_runs(tmp_path: Path, monkeypatch) -> Non
     trained = client.get_experiment_by_name("tiny-training")
     statuses = {r.info.status for r in client.search_runs([trained.experiment_id])}
     assert statuses == {"FINISHED"}
+
+    # The served model: the chosen recipe refit on every row, up to the latest, with its bands.
+    served = refit.refit(cfg, root)
+    assert served["last_row"] == "2000-08-27 23:30:00" and served["rows"] == 4032
+    assert served["calibration_errors"] == 500
+    run = client.get_run(served["run_id"])
+    assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert run.data.tags["seqcast.fit_rows"].endswith(".. 2000-08-27 23:30:00")
+    model = mlflow.pyfunc.load_model(served["model_uri"])
+    history = evaluation_history(root, model.unwrap_python_model().forecaster.min_history)
+    answer = model.predict(history)
+    target = "demand_mw"
+    assert (answer[f"{target}_lower_95"] <= answer[f"{target}_lower_80"]).all()
+    assert (answer[f"{target}_lower_80"] <= answer[target]).all()
+    assert (answer[target] <= answer[f"{target}_upper_80"]).all()
+
+
+def evaluation_history(root: Path, rows: int):
+    """The last rows of the shipped series as a served request."""
+    import pandas as pd
+
+    frame = pd.read_csv(root / "data/raw/electricity_demand.csv")
+    return frame.tail(rows).reset_index(drop=True)

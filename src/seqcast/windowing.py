@@ -154,7 +154,6 @@ def check_history(folds: list[Fold], cfg: Config, context: int) -> None:
     )
 
 
-
 def window(cfg: Config, root: Path) -> dict:
     """The window stage: one scaled series, calendar inputs, the reference, origins per split."""
     import pandas as pd

@@ -1,0 +1,252 @@
+"""The rolling-origin backtest: fold layout, no leak across folds, scores, the decision."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import make_config
+
+from seqcast import features, windowing
+from seqcast.errors import ConfigError
+from seqcast.evaluation import backtest
+from seqcast.evaluation.backtest import SIMPLE, FoldScores
+from seqcast.scaling import affine, fit_scaler, split_sizes, to_scaled
+from seqcast.windowing import Fold
+
+HORIZON, WIDTH, SEASON = 4, 12, 24
+
+
+def cfg(**backtest_keys):
+    """Hourly series, horizon 4, width 12, a daily season; backtest settings as given."""
+    return make_config(
+        data={"frequency": "h"},
+        split={"train": 0.6, "val": 0.2},
+        window={"input_width": WIDTH, "horizon": HORIZON},
+        baselines={"seasons": [SEASON]},
+        train={"batch_size": 8},
+        backtest=backtest_keys,
+    )
+
+
+def loaded_for(units: np.ndarray, config) -> dict:
+    """What load_windows returns for a one-target series given in units (scaler on train)."""
+    rows = split_sizes(len(units), config.split)
+    offset, scale = affine(fit_scaler(units[: rows["train"]], "standard"), units.shape[1])
+    times = pd.date_range("2024-01-01", periods=len(units), freq="h")
+    spec = features.InputSpec(
+        input_width=WIDTH, horizon=HORIZON, shift=1, n_targets=1, n_values=1, n_calendar=0,
+        reference="seasonal_naive", season=SEASON,
+    )  # fmt: skip
+    context = WIDTH + SEASON
+    found = windowing.origins(windowing_bounds(rows), context, HORIZON)
+    meta = {
+        "spec": dataclasses.asdict(spec),
+        "context": context,
+        "train_context": context,
+        "columns": ["y"],
+        "frequency": "h",
+        "step_frequency": None,
+        "timestamp": "timestamp",
+        "rows": rows,
+        "seasons": [SEASON],
+        "mase_season": SEASON,
+        "offset": offset.tolist(),
+        "scale": scale.tolist(),
+    }
+    return {
+        "meta": meta,
+        "spec": spec,
+        "series": to_scaled(units, offset, scale),
+        "calendar": np.zeros((len(units), 0)),
+        "times": times,
+        "origins": found,
+    }
+
+
+def windowing_bounds(rows: dict) -> dict:
+    from seqcast.scaling import split_bounds
+
+    return split_bounds(rows)
+
+
+def seasonal(n: int, seed: int = 0) -> np.ndarray:
+    """A daily cycle with noise and a slow trend, in units."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return (100 + 0.02 * t + 10 * np.sin(2 * np.pi * t / SEASON) + rng.normal(0, 1, n))[:, None]
+
+
+def test_layout_ends_at_the_test_split_with_blocks_of_the_validation_rows() -> None:
+    rows = {"train": 600, "val": 100, "test": 300}
+    folds = windowing.layout(rows, cfg(origins=3))
+    assert [(f.start, f.cutoff, f.end) for f in folds] == [
+        (0, 400, 500),
+        (0, 500, 600),
+        (0, 600, 700),
+    ]
+    assert all(f.refit for f in folds)
+    sliding = windowing.layout(rows, cfg(origins=3, window="sliding", step=50, refit_every=2))
+    assert [(f.start, f.cutoff, f.end, f.refit) for f in sliding] == [
+        (0, 550, 600, True), (50, 600, 650, False), (100, 650, 700, True),
+    ]  # fmt: skip
+    once = windowing.layout(rows, cfg(origins=3, refit_every="once"))
+    assert [f.refit for f in once] == [True, False, False]
+    assert windowing.layout(rows, cfg(origins=0)) == []
+
+
+def test_block_windows_lie_wholly_in_the_block() -> None:
+    fold = Fold(0, 0, 100, 120, True)
+    origins = windowing.block_origins(fold, HORIZON, shift=1)
+    assert origins[0] == 99 and origins[-1] == 120 - 1 - HORIZON
+    targets = origins[:, None] + np.arange(1, HORIZON + 1)
+    assert targets.min() == 100 and targets.max() == 119
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        (
+            {"origins": 3, "step": 2},
+            r"backtest\.step: 2 rows per block are fewer than window\.horizon 4",
+        ),
+        (
+            {"origins": 8},
+            r"backtest\.origins: 8 blocks of 100 rows need more than the 700 rows .* at most 6 fit",
+        ),
+    ],
+)
+def test_impossible_layouts_say_what_fits(keys: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        windowing.layout({"train": 600, "val": 100, "test": 300}, cfg(**keys))
+
+
+def test_too_little_history_for_the_first_fold_says_how_many_rows() -> None:
+    config = cfg(origins=6)
+    folds = windowing.layout({"train": 600, "val": 100, "test": 300}, config)
+    with pytest.raises(
+        ConfigError,
+        match=r"first of 6 origins \(row 100\) leaves 100 rows .* about \d+ rows are needed",
+    ):
+        windowing.check_history(folds, config, 90)  # a context of 90 rows leaves no window
+    windowing.check_history(folds[3:], config, 90)  # 400 rows: enough
+
+
+@pytest.mark.parametrize(
+    ("bad", "key"),
+    [({"refit_every": 0}, "backtest.refit_every"), ({"origins": -1}, "backtest.origins")],
+)
+def test_bad_backtest_settings_name_the_key(bad: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        cfg(**bad)
+
+
+def test_a_planted_future_changes_no_fold_forecast() -> None:
+    """Rows after a fold's block (scaler, reference, linear rival alike) never reach its forecasts."""
+    config = cfg(origins=3)
+    units = seasonal(1000)
+    loaded = loaded_for(units, config)
+    folds = windowing.layout(loaded["meta"]["rows"], config)
+    linear = backtest.linear_predictor(1.0)
+    clean = backtest.run("linear", folds, loaded, config, linear)
+    # Plant the future: everything after the first block becomes wildly different (and leaky:
+    # the values of the first block's own actuals shifted into the later rows).
+    planted_units = units.copy()
+    end = folds[0].end
+    planted_units[end:] = units[end:] * 5.0 + 1000.0
+    planted = backtest.run("linear", folds, loaded_for(planted_units, config), config, linear)
+    first = clean.fold == 0
+    np.testing.assert_array_equal(clean.origins, planted.origins)
+    np.testing.assert_allclose(planted.forecast[first], clean.forecast[first], rtol=0, atol=1e-9)
+    assert not np.allclose(planted.forecast[~first], clean.forecast[~first])
+    # Baselines read the observed history only: the same holds by construction.
+    naive = backtest.simple("seasonal_naive_24", folds, loaded_for(planted_units, config), config)
+    assert naive.forecast[first].max() < 200
+
+
+def test_a_planted_future_changes_no_network_fold_forecast() -> None:
+    """The same for a network refit on the fold (1 epoch, seeded): its first block is identical."""
+    config = cfg(origins=2).model_copy(
+        update={"train": cfg().train.model_copy(update={"epochs": 1, "jit_compile": False})}
+    )
+    units = seasonal(600)
+    folds = windowing.layout(loaded_for(units, config)["meta"]["rows"], config)
+    planted_units = units.copy()
+    planted_units[folds[0].end :] += 500.0
+    runs = [
+        backtest.run(
+            "gru", folds, loaded_for(u, config), config, backtest.network_predictor("gru", config)
+        )
+        for u in (units, planted_units)
+    ]
+    first = runs[0].fold == 0
+    np.testing.assert_allclose(runs[1].forecast[first], runs[0].forecast[first], rtol=1e-6)
+    assert runs[0].folds[0]["fit_to"] == folds[0].cutoff and runs[0].folds[0]["epochs"] == 1
+
+
+def test_fold_preprocessing_is_fit_on_the_fold_history_only() -> None:
+    config = cfg(origins=2)
+    units = seasonal(1000)
+    loaded = loaded_for(units, config)
+    fold = windowing.layout(loaded["meta"]["rows"], config)[0]
+    data = backtest.prepare(fold, units, loaded["calendar"], loaded["meta"], config)
+    history = units[fold.start : fold.cutoff, 0]
+    assert data.offset[0] == pytest.approx(history.mean())
+    assert data.scale[0] == pytest.approx(history.std())
+    # Every fit and early-stopping window ends before the cutoff.
+    assert (data.fit + 1 + HORIZON - 1).max() < (data.val + 1).min() + HORIZON
+    assert (data.val + HORIZON).max() <= fold.cutoff - 1
+
+
+def scores_of(per_origin: dict[str, list[float]]) -> FoldScores:
+    """FoldScores with only the metric given per origin (and losses from it, one window each)."""
+    folds = [
+        Fold(k, 0, 10 * k, 10 * k + 10, True) for k in range(len(next(iter(per_origin.values()))))
+    ]
+    return FoldScores(
+        folds,
+        {m: [{"mase": v} for v in vs] for m, vs in per_origin.items()},
+        {m: np.array(vs, dtype=float) for m, vs in per_origin.items()},
+    )
+
+
+ROLES = {"gru": "network", "linear": "linear", "naive": SIMPLE, "seasonal_naive_24": SIMPLE}
+
+
+def test_best_mean_must_also_win_a_majority_of_origins() -> None:
+    # gru has the best mean thanks to one origin, but beats the baseline on 1 of 4 only.
+    scores = scores_of({
+        "gru": [0.1, 0.95, 0.95, 0.95], "linear": [0.9, 0.9, 0.9, 0.97],
+        "naive": [2.0] * 4, "seasonal_naive_24": [0.9, 0.9, 0.9, 0.9],
+    })  # fmt: skip
+    decision = backtest.decide(scores, ROLES, "mase", min_wins=0.5, horizon=1)
+    assert decision["best"] == "gru" and decision["candidate"] == "seasonal_naive_24"
+    assert decision["wins_over_best_simple"]["gru"] == 1 and decision["wins_needed"] == 3
+    assert decision["role"] == SIMPLE
+    assert any("only 1 of 4 origins (3 needed)" in r for r in decision["reasons"])
+    assert decision["means"]["gru"] == pytest.approx(0.7375)
+
+
+def test_the_linear_rival_can_be_the_candidate() -> None:
+    scores = scores_of({
+        "gru": [0.8, 0.8, 0.8], "linear": [0.5, 0.6, 0.7], "naive": [2.0] * 3,
+        "seasonal_naive_24": [0.9, 0.9, 0.9],
+    })  # fmt: skip
+    decision = backtest.decide(scores, ROLES, "mase", min_wins=0.5, horizon=1)
+    assert (decision["candidate"], decision["role"]) == ("linear", "linear")
+    assert decision["diebold_mariano"]["models"] == ["linear", "gru"]
+    assert decision["spread"]["linear"] == pytest.approx(0.1)
+
+
+def test_diebold_mariano_by_hand() -> None:
+    """Horizon 1: no autocovariance terms; statistic = mean(d) / sqrt(var(d) / n) * HLN factor."""
+    d = np.array([-1.0, -2.0, 0.5, -1.5, -0.5, -1.0])
+    test = backtest.diebold_mariano(d, np.zeros_like(d), horizon=1)
+    n = len(d)
+    expected = d.mean() / np.sqrt(np.mean((d - d.mean()) ** 2) / n) * np.sqrt((n + 1 - 2) / n)
+    assert test["statistic"] == pytest.approx(expected, rel=1e-12)
+    assert 0.0 < test["p_value"] < 0.05 and test["windows"] == 6
+    same = backtest.diebold_mariano(d, d, horizon=1)
+    assert np.isnan(same["statistic"])

@@ -1,0 +1,108 @@
+"""Conformal bands: the corrected rank, calibration that follows the origin, coverage, serving."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from seqcast import metrics
+from seqcast.evaluation import intervals
+from seqcast.features import InputSpec
+from seqcast.forecaster import Forecaster
+
+
+def test_the_rank_is_finite_sample_corrected() -> None:
+    # 9 scores at 90 %: the 9th (the largest), not the 8.1th an uncorrected quantile would use.
+    assert metrics.conformal_rank(9, 90) == 9
+    assert metrics.conformal_rank(99, 80) == 80
+    assert metrics.conformal_rank(18, 95) is None  # ceil(19 * 0.95) = 19 > 18: no finite band
+    assert intervals.min_scores(95) == 19 and intervals.min_scores(80) == 4
+    scores = np.arange(1.0, 10.0)[:, None]
+    np.testing.assert_array_equal(metrics.quantiles(scores, [50, 90, 99])[:, 0], [5.0, 9.0, np.inf])
+
+
+def test_calibration_uses_only_errors_known_at_the_origin() -> None:
+    """Errors of later windows (or later steps of recent windows) never widen an earlier band."""
+    horizon, n = 3, 200
+    error_origins = np.arange(n)
+    errors = np.ones((n, horizon, 1))
+    errors[150:] = 1000.0  # a regime change after origin 150
+    origins = np.array([100, 152, 153, 199])
+    half = intervals.rolling_half_widths(error_origins, errors, origins, [80.0], window=50)
+    # At origin 100, step h uses windows up to 100 - 1 - h: all ones.
+    assert (half[0] == 1.0).all()
+    # At 152, step 1 (h=0) knows window 151 (row 152 observed), step 3 only up to 149.
+    assert half[1, 2, 0, 0] == 1.0
+    # Later origins: more of the huge errors among the latest 50; the 80 % rank is 41 of 50.
+    assert half[3, 0, 0, 0] == 1000.0
+
+
+def test_rolling_window_keeps_the_latest_errors() -> None:
+    error_origins = np.arange(100)
+    errors = np.arange(100, dtype=float)[:, None, None]
+    half = intervals.rolling_half_widths(error_origins, errors, np.array([99]), [50.0], window=10)
+    # Known at 99 with shift 1: windows 0..98; the latest 10 are 89..98; rank ceil(11 * .5) = 6.
+    assert half[0, 0, 0, 0] == 94.0
+
+
+def test_coverage_on_noise_of_known_size() -> None:
+    """Forecast errors N(0, 1): the bands cover within a few points of nominal, width ~ 2 z."""
+    rng = np.random.default_rng(7)
+    n, horizon = 3000, 4
+    actual = rng.normal(0, 1, (n, horizon, 1))
+    point = np.zeros_like(actual)
+    origins = np.arange(n)
+    errors = np.abs(actual - point)
+    test = origins[1000:]
+    half = intervals.rolling_half_widths(origins, errors, test, [80.0, 95.0], window=500)
+    scored = intervals.score_intervals(actual[1000:], point[1000:], half, [80.0, 95.0], np.ones(1))
+    assert scored["coverage_80"] == pytest.approx(0.80, abs=0.02)
+    assert scored["coverage_95"] == pytest.approx(0.95, abs=0.015)
+    assert scored["width_95"] == pytest.approx(2 * 1.96, rel=0.08)
+    assert scored["uncalibrated_windows"] == 0
+    assert len(scored["coverage_80_step"]) == horizon
+
+
+def test_interval_score_by_hand() -> None:
+    actual = np.array([[[5.0], [0.0], [12.0]]])
+    lower, upper = np.full((1, 3, 1, 1), 2.0), np.full((1, 3, 1, 1), 10.0)
+    score = intervals.interval_scores(actual, lower, upper, [80.0])
+    # width 8, plus 2 / 0.2 = 10 times each miss: 0, 2, 2.
+    np.testing.assert_allclose(score[0, :, 0, 0], [8.0, 28.0, 28.0])
+
+
+def forecaster(calibration: np.ndarray | None) -> Forecaster:
+    """Naive over an hourly series, with calibration errors (n, horizon=2, targets=1)."""
+    spec = InputSpec(
+        input_width=3, horizon=2, shift=1, n_targets=1, n_values=1, n_calendar=0, reference="naive"
+    )
+    return Forecaster(
+        name="naive", spec=spec, timestamp="timestamp", columns=["y"], frequency="h",
+        offset=np.array([0.0]), scale=np.array([1.0]), calibration=calibration,
+        levels=[80.0, 95.0],
+    )  # fmt: skip
+
+
+def test_served_forecast_carries_bands_that_contain_it(tmp_path) -> None:
+    calibration = np.stack([np.arange(1.0, 41.0), np.arange(1.0, 41.0) * 2], axis=1)[:, :, None]
+    model = forecaster(calibration)
+    history = pd.DataFrame(
+        {"timestamp": pd.date_range("2024-01-01", periods=3, freq="h"), "y": [1.0, 2.0, 3.0]}
+    )
+    answer = model.forecast(history)
+    assert list(answer.columns) == [
+        "timestamp", "y", "y_lower_80", "y_upper_80", "y_lower_95", "y_upper_95",
+    ]  # fmt: skip
+    # 40 scores: the 80 % band is the 33rd smallest (ceil(41 * 0.8)), the 95 % one the 39th.
+    assert list(answer["y_upper_80"] - answer["y"]) == [33.0, 66.0]
+    assert list(answer["y"] - answer["y_lower_95"]) == [39.0, 78.0]
+    assert (answer["y_lower_95"] <= answer["y_lower_80"]).all()
+    assert (answer["y_lower_80"] <= answer["y"]).all() and (
+        answer["y"] <= answer["y_upper_80"]
+    ).all()
+    model.save(tmp_path / "f")
+    again = Forecaster.load(tmp_path / "f")
+    pd.testing.assert_frame_equal(again.forecast(history), answer)
+    assert again.fingerprint() == model.fingerprint() != forecaster(calibration * 2).fingerprint()
+    assert forecaster(None).band_columns() == []
