@@ -144,7 +144,7 @@ def test_bad_backtest_settings_name_the_key(bad: dict, key: str) -> None:
 
 
 def test_a_planted_future_changes_no_fold_forecast() -> None:
-    """Rows after a fold's block (scaler, reference, linear rival alike) never reach its forecasts."""
+    """Rows after a fold's block never reach its forecasts: scaler, reference, linear rival."""
     config = cfg(origins=3)
     units = seasonal(1000)
     loaded = loaded_for(units, config)

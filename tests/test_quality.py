@@ -16,8 +16,8 @@ import pytest
 from helpers import mark_validated, module_store
 
 from seqcast import models, scaling, training, windowing
-from seqcast.evaluation import scores as evaluation
 from seqcast.config import parse_config
+from seqcast.evaluation import scores as evaluation
 from seqcast.forecaster import Forecaster, forecaster_for
 
 HOURLY_CALENDAR = ["time_of_day", "day_of_week"]

@@ -193,7 +193,7 @@ class Lab:
             "role": "simple" if fallback else "network",
             "metric": "mase",
             "reasons": [
-                f"no network beats seasonal_naive_24: the candidate falls back to it"
+                "no network beats seasonal_naive_24: the candidate falls back to it"
                 if fallback
                 else f"{best} has the best backtest mean"
             ],

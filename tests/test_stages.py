@@ -17,9 +17,9 @@ import yaml
 from helpers import mark_validated
 
 from seqcast import refit, scaling, training, windowing
+from seqcast.config import parse_config
 from seqcast.evaluation import backtest
 from seqcast.evaluation import stage as evaluation_stage
-from seqcast.config import parse_config
 
 REPO = Path(__file__).resolve().parents[1]
 

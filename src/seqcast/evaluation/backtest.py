@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from seqcast import baselines, features, metrics
-from seqcast.windowing import Fold, block_origins, check_history, fold_origins, layout, val_share
 from seqcast.scaling import affine, fit_scaler, to_scaled, to_units
+from seqcast.windowing import Fold, block_origins, check_history, fold_origins, layout, val_share
 
 if TYPE_CHECKING:
     from seqcast.config import Config
