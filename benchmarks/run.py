@@ -17,10 +17,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks import bigseries, repro, serving, training, windowing
+from benchmarks import backtest, bigseries, repro, serving, training, windowing
 from benchmarks.common import ROOT, machine, median, run_worker, table, write_results
 
-SECTIONS = ("windowing", "training", "bigseries", "repro", "serving")
+SECTIONS = ("windowing", "training", "bigseries", "repro", "serving", "backtest", "backtest-repro")
 BASELINE = ("tensorflow", "keras")  # the plain Keras model.fit every ratio is taken against
 
 
@@ -249,6 +249,12 @@ def run_section(section: str, args: argparse.Namespace, work: Path) -> tuple[dic
     if section == "bigseries":
         result = run_bigseries(args, work)
         return result, table(*bigseries.report(result))
+    if section == "backtest":
+        result = run_worker("benchmarks.backtest", [], args.timeout)
+        return result, table(*backtest.report(result))
+    if section == "backtest-repro":
+        result = backtest.cold_pair(args.timeout)
+        return result, table(*backtest.cold_report(result))
     if section == "repro":
         result = repro.bench(
             args.noop_repeats,

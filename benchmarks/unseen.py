@@ -113,6 +113,7 @@ def pipeline(root: Path) -> dict:
     refit.refit(cfg, root)
     decision = registry.promote(cfg, root)
     comparison = json.loads((root / "evaluation" / "comparison.json").read_text())
+    comparison["intervals"] = json.loads((root / "evaluation" / "intervals.json").read_text())
     return {"window": summary, "decision": decision, "comparison": comparison}
 
 
@@ -130,7 +131,19 @@ def row(name: str, ran: dict) -> list[object]:
         test["linear"]["mae"],
         f"{best} {test[best]['mae']:.4g}",
         test[served]["mae"] / test[best]["mae"],
+        _coverage(ran["comparison"]["intervals"][served]),
+        ran["comparison"]["intervals"][served]["msis_80"]
+        / ran["comparison"]["intervals"][best]["msis_80"],
     ]
+
+
+def _coverage(bands: dict) -> str:
+    """Test coverage of the served model's bands, e.g. '80: 79.1%, 95: 94.3%'."""
+    return ", ".join(
+        f"{k.removeprefix('coverage_')}: {v:.1%}"
+        for k, v in bands.items()
+        if k.startswith("coverage_") and not k.endswith("_step")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,7 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         for name in CASES:
             rows.append(row(name, pipeline(workspace(Path(tmp), name, overrides))))
-    headers = ["series", "served", "served MAE", "gru", "lstm", "linear", "best baseline", "ratio"]
+    headers = [
+        "series", "served", "served MAE", "gru", "lstm", "linear", "best baseline", "ratio",
+        "served coverage", "MSIS 80 vs best baseline",
+    ]  # fmt: skip
     print(table(headers, rows))
     return 0
 

@@ -73,11 +73,20 @@ def test_unseen_series_runs_from_params_alone(runs: dict, name: str) -> None:
         f"{test[best]['mae']:.4g}; linear {test['linear']['mae']:.4g}; "
         + ", ".join(f"{k} {test[k]['mae']:.4g}" for k in ("gru", "lstm"))
     )
+    chosen = comparison["candidate"]
+    means, simple = chosen["means"], chosen["best_simple"]
     if decision["fallback"]:
-        assert served == comparison["fallback"]
+        assert served == simple
     else:
-        assert test[served]["mase"] < test[best]["mase"]
+        # Chosen on the backtest: best mean, and beats the best simple baseline on most origins.
+        assert means[served] == min(means.values()) and means[served] < means[simple]
+        assert chosen["wins_over_best_simple"][served] >= chosen["wins_needed"]
     assert decision["promoted"]
+    # Bands with every forecast: calibrated on errors known before each test window.
+    bands = json.loads((root / "evaluation/intervals.json").read_text())[served]
+    print(f"  coverage 80 {bands['coverage_80']:.1%}, 95 {bands['coverage_95']:.1%}")
+    assert 0.6 <= bands["coverage_80"] <= 0.97 and 0.8 <= bands["coverage_95"] <= 1.0
+    assert bands["coverage_80"] <= bands["coverage_95"]
 
 
 def test_trading_day_forecasts_are_dated_on_the_next_business_days(runs: dict) -> None:
