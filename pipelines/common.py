@@ -177,13 +177,29 @@ def call_stage(stage: str, root: Path, kind: str | None = None) -> dict[str, Any
         cfg = load_config(root / "params.yaml")
         warm_up(stage, cfg, stage_label(stage, kind))
         return function(cfg, root, kind) if stage in PER_MODEL else function(cfg, root)
-    except BaseException:
+    except BaseException as exc:
         from seqcast.outputs import restore_last_good
 
+        end_own_runs(stage, exc)
         restored = restore_last_good(root)
         if restored:
             print(f"{stage}: kept the last good {', '.join(restored)}", file=sys.stderr)
         raise
+
+
+def end_own_runs(stage: str, exc: BaseException) -> None:
+    """End FAILED the MLflow runs this stage left RUNNING; a store that does not answer is left."""
+    # Not for connection errors: MLflow would retry each call for minutes; the next stage that
+    # opens the store ends them (tracking.fail_orphaned_runs).
+    if "seqcast.tracking" not in sys.modules or is_transient(exc):
+        return
+    from seqcast import tracking
+
+    reason = "interrupted" if _is_stop(exc) else f"{type(exc).__name__}: {exc}"[:500]
+    try:
+        tracking.fail_own_runs(reason)
+    except Exception as error:  # the stage's own failure is the one to report
+        print(f"{stage}: could not end its MLflow runs: {error}", file=sys.stderr)
 
 
 def stop_on_signals() -> None:

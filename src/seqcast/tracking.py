@@ -37,9 +37,12 @@ def setup(experiment: str, root: Path | None = None) -> str:
     if database is not None:
         _require_writable(database)
         _write_ahead_log(database)
+    _opened.append(uri)
+    # Every experiment, not just this one: a training run killed with -9 is found by the next
+    # evaluate or promote too, not only by the next train.
+    fail_orphaned_runs()
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
-        fail_orphaned_runs(found.experiment_id)
         return found.experiment_id
     # Artifacts sit beside the SQLite file, not wherever the current directory happens to be.
     location = (database.parent / "artifacts").as_uri() if database is not None else None
@@ -50,6 +53,10 @@ def setup(experiment: str, root: Path | None = None) -> str:
     except mlflow.exceptions.MlflowException:
         # Another process created it between our look-up and create.
         return mlflow.get_experiment_by_name(experiment).experiment_id
+
+
+# The tracking URIs this process opened with setup: only those have runs of ours to end.
+_opened: list[str] = []
 
 
 def _require_writable(database: Path) -> None:
@@ -127,14 +134,14 @@ def run_name(what: str) -> str:
     return f"{what} {time.strftime('%Y-%m-%d %H:%M:%S')}{suffix}"
 
 
-def fail_orphaned_runs(experiment_id: str) -> list[str]:
+def fail_orphaned_runs(experiment_ids: list[str] | None = None) -> list[str]:
     """Mark FAILED the RUNNING runs whose process, on this host, no longer exists."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
     host = socket.gethostname()
     orphaned = []
-    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
+    for run in _running(client, experiment_ids):
         tags = run.data.tags
         pid = tags.get("seqcast.pid", "")
         if tags.get("seqcast.host") != host or not pid.isdigit() or process_alive(int(pid)):
@@ -143,6 +150,39 @@ def fail_orphaned_runs(experiment_id: str) -> list[str]:
         client.set_terminated(run.info.run_id, status="FAILED")
         orphaned.append(run.info.run_id)
     return orphaned
+
+
+def fail_own_runs(reason: str) -> list[str]:
+    """End FAILED every run this process left RUNNING (a stop or crash cut a start_run short)."""
+    # A KeyboardInterrupt inside mlflow.start_run (the run created, its context manager not yet
+    # entered) or inside end_run leaves a child RUNNING, and MLflow's own exit hook would end
+    # what is left on its stack FINISHED.
+    if not _opened:
+        return []
+    import mlflow
+    from mlflow import MlflowClient
+
+    while mlflow.active_run() is not None:
+        mlflow.end_run("FAILED")
+    client = MlflowClient()
+    ended = []
+    for run in _running(client, None, f"tags.`seqcast.pid` = '{os.getpid()}'"):
+        if run.data.tags.get("seqcast.host") != socket.gethostname():
+            continue
+        client.set_tag(run.info.run_id, "seqcast.failure", reason)
+        client.set_terminated(run.info.run_id, status="FAILED")
+        ended.append(run.info.run_id)
+    return ended
+
+
+def _running(client, experiment_ids: list[str] | None, extra: str = "") -> list:
+    """The RUNNING runs of the given experiments (default: every active one in the store)."""
+    if experiment_ids is None:
+        experiment_ids = [e.experiment_id for e in client.search_experiments()]
+    if not experiment_ids:
+        return []
+    query = "attributes.status = 'RUNNING'" + (f" and {extra}" if extra else "")
+    return list(client.search_runs(experiment_ids, query, max_results=1000))
 
 
 def process_alive(pid: int) -> bool:
