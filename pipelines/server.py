@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines import consistency
 from pipelines.common import child_dies_with_us
 from seqcast.interrupts import STOP_FILE
 from seqcast.tracking import process_alive
@@ -346,6 +347,24 @@ def stop_file_env() -> tuple[dict[str, str], Path | None]:
     return os.environ | {STOP_FILE: str(scratch / "stopped")}, scratch
 
 
+def run_checked(command: list[str]) -> int:
+    """run_command, after redoing what the MLflow store lost; then put back what a kill left."""
+    from seqcast.paths import workspace
+
+    here = workspace()
+    if missing := consistency.missing_in_store(here):
+        print(consistency.store_advice(here, missing), file=sys.stderr, flush=True)
+        code = run_command(consistency.REDO)
+        if code != 0:
+            return code
+    before = consistency.missing_outputs(here)
+    code = run_command(command)
+    if code != 0:
+        for line in consistency.put_back_outputs(here, before):
+            print(line, file=sys.stderr, flush=True)
+    return code
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -373,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             with serving(root, args.port, keep=args.keep) as server:
                 ui = server.api_url.removesuffix("/api")
                 print(f"Prefect UI: {ui} (API {server.api_url})", file=sys.stderr, flush=True)
-                return run_command(command)  # inherits PREFECT_API_URL from os.environ
+                return run_checked(command)  # inherits PREFECT_API_URL from os.environ
         except KeyboardInterrupt:
             return 128 + signal.SIGINT
     if args.action == "start":
