@@ -184,7 +184,20 @@ def call_stage(stage: str, root: Path, kind: str | None = None) -> dict[str, Any
         restored = restore_last_good(root)
         if restored:
             print(f"{stage}: kept the last good {', '.join(restored)}", file=sys.stderr)
+        if store_error := _store_error(exc):
+            raise store_error from None  # one line, exit 2: not a traceback of SQLAlchemy's
         raise
+
+
+def _store_error(exc: BaseException) -> Exception | None:
+    """A StoreError naming the store and the fix, for a store failure no retry fixes."""
+    if "seqcast.tracking" not in sys.modules or isinstance(exc, KeyboardInterrupt | SystemExit):
+        return None
+    from seqcast.errors import StoreError
+    from seqcast.tracking import store_failure
+
+    line = None if is_expected(exc) else store_failure(exc)
+    return StoreError(line) if line else None
 
 
 def end_own_runs(stage: str, exc: BaseException) -> None:
@@ -195,6 +208,8 @@ def end_own_runs(stage: str, exc: BaseException) -> None:
         return
     from seqcast import tracking
 
+    if tracking.store_failure(exc):  # the store cannot take the write either
+        return
     reason = "interrupted" if _is_stop(exc) else f"{type(exc).__name__}: {exc}"[:500]
     try:
         tracking.fail_own_runs(reason)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import platform
 import socket
@@ -33,6 +34,7 @@ def setup(experiment: str, root: Path | None = None) -> str:
 
     uri = paths.tracking_uri(root)
     mlflow.set_tracking_uri(uri)
+    _quiet_store_logs()
     database = paths.sqlite_file(uri)
     if database is not None:
         _require_writable(database)
@@ -51,12 +53,58 @@ def setup(experiment: str, root: Path | None = None) -> str:
             experiment, artifact_location=location, tags=EXPERIMENT_KIND
         )
     except mlflow.exceptions.MlflowException:
-        # Another process created it between our look-up and create.
-        return mlflow.get_experiment_by_name(experiment).experiment_id
+        # Another process created it between our look-up and create; else (disk full) raise.
+        found = mlflow.get_experiment_by_name(experiment)
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 # The tracking URIs this process opened with setup: only those have runs of ours to end.
 _opened: list[str] = []
+
+
+def _quiet_store_logs() -> None:
+    """Keep MLflow's SQL store from logging each database error with its traceback."""
+    # It logs the SQLAlchemy traceback, then raises; the stage reports the error once, in one
+    # line (store_failure), so the log record only doubles it.
+    import logging
+
+    logger = logging.getLogger("mlflow.store.db.utils")
+    if _drop_database_errors not in logger.filters:
+        logger.addFilter(_drop_database_errors)
+
+
+def _drop_database_errors(record: logging.LogRecord) -> bool:
+    """False for MLflow's "SQLAlchemy database error" records."""
+    return not str(record.msg).startswith("SQLAlchemy database error")
+
+
+# Errors of the store that no retry fixes, and what to do about each.
+_STORE_HINTS = {
+    "disk is full": "free space on the disk that holds it",
+    "no space left": "free space on the disk that holds it",
+    "readonly database": "make it writable, or set MLFLOW_TRACKING_URI to another store",
+    "read-only file system": "make it writable, or set MLFLOW_TRACKING_URI to another store",
+    "unable to open database": "check that its folder exists and is writable",
+    "file is not a database": "it is damaged: restore it from a backup or move it aside",
+    "no such table": "it is not an MLflow store (or an older one): move it aside",
+}
+
+
+def store_failure(exc: BaseException) -> str | None:
+    """One line naming the store and the fix for a store error no retry fixes, else None."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        for needle, hint in _STORE_HINTS.items():
+            if needle in text.lower():
+                where = _opened[-1].split("?")[0] if _opened else "(not opened yet)"
+                reason = text.split("(sqlite3.OperationalError) ")[-1]
+                return f"the MLflow store {where}: {reason}; {hint}"
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _require_writable(database: Path) -> None:
