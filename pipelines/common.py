@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import contextlib
 import os
@@ -176,43 +177,148 @@ def call_stage(stage: str, root: Path, kind: str | None = None) -> dict[str, Any
         cfg = load_config(root / "params.yaml")
         warm_up(stage, cfg, stage_label(stage, kind))
         return function(cfg, root, kind) if stage in PER_MODEL else function(cfg, root)
-    except BaseException:
+    except BaseException as exc:
         from seqcast.outputs import restore_last_good
 
+        end_own_runs(stage, exc)
         restored = restore_last_good(root)
         if restored:
             print(f"{stage}: kept the last good {', '.join(restored)}", file=sys.stderr)
+        if store_error := _store_error(exc):
+            raise store_error from None  # one line, exit 2: not a traceback of SQLAlchemy's
         raise
+
+
+def _store_error(exc: BaseException) -> Exception | None:
+    """A StoreError naming the store and the fix, for a store failure no retry fixes."""
+    if "seqcast.tracking" not in sys.modules or isinstance(exc, KeyboardInterrupt | SystemExit):
+        return None
+    from seqcast.errors import StoreError
+    from seqcast.tracking import store_failure
+
+    line = None if is_expected(exc) else store_failure(exc)
+    return StoreError(line) if line else None
+
+
+def end_own_runs(stage: str, exc: BaseException) -> None:
+    """End FAILED the MLflow runs this stage left RUNNING; a store that does not answer is left."""
+    # Not for connection errors: MLflow would retry each call for minutes; the next stage that
+    # opens the store ends them (tracking.fail_orphaned_runs).
+    if "seqcast.tracking" not in sys.modules or is_transient(exc):
+        return
+    from seqcast import tracking
+
+    if tracking.store_failure(exc):  # the store cannot take the write either
+        return
+    reason = "interrupted" if _is_stop(exc) else f"{type(exc).__name__}: {exc}"[:500]
+    try:
+        tracking.fail_own_runs(reason)
+    except Exception as error:  # the stage's own failure is the one to report
+        print(f"{stage}: could not end its MLflow runs: {error}", file=sys.stderr)
 
 
 def stop_on_signals() -> None:
     """SIGINT/SIGTERM (and parent death) end the stage once, as an exception, within a deadline."""
     # KeyboardInterrupt / SystemExit(143) let open MLflow runs end FAILED and the last good
     # outputs be put back; a second signal (the runner passing Ctrl-C on, the parent dying) must
-    # not break into that cleanup, and the deadline ends a cleanup that hangs.
+    # not break into that cleanup, and the deadline ends a cleanup that hangs. Each signal is
+    # also recorded (seqcast.interrupts): the exception can be lost, the record cannot.
     if threading.current_thread() is not threading.main_thread():
         return
+    from seqcast import interrupts
+
     stopping: list[int] = []
+    again: list[int] = []  # a re-raise is due: the first one was dropped by Python
 
     def stop(signum: int, frame: object) -> None:
-        if stopping:  # a flag, not SIG_IGN: Prefect puts this handler back after a flow run
+        interrupts.record(signum)
+        if _exiting:  # the exit code is settled: the record is all that is needed
             return
-        stopping.append(signum)
-        timer = threading.Timer(STOP_DEADLINE, os._exit, (128 + signum,))
-        timer.daemon = True
-        timer.start()
+        if stopping and not again:  # a flag, not SIG_IGN: Prefect puts this handler back
+            return
+        if not stopping:
+            stopping.append(signum)
+            timer = threading.Timer(STOP_DEADLINE, os._exit, (128 + signum,))
+            timer.daemon = True
+            timer.start()
+        again.clear()
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise SystemExit(128 + signum)
+
+    def reraise_dropped(unraisable: Any) -> None:
+        # Raised inside a weakref callback, __del__ or the GC, the stop is printed as "Exception
+        # ignored in ..." and dropped; the stage would run on. Raise it again in the main thread.
+        exc = unraisable.exc_value
+        signum = getattr(exc, "signal", None) or (stopping[0] if stopping else None)
+        if signum and _is_stop(exc) and not _exiting and len(again) < _MAX_RERAISES:
+            interrupts.record(signum)
+            again.append(signum)
+            name = signal.Signals(signum).name
+            print(f"stopping: {name} arrived inside a cleanup callback", file=sys.stderr)
+            # From a thread, a moment later: raised here, it would be dropped again.
+            later = threading.Timer(0.01, _thread.interrupt_main, (signum,))
+            later.daemon = True
+            later.start()
+            return
+        previous_hook(unraisable)
 
     for each in (signal.SIGINT, signal.SIGTERM):
         # An inherited SIG_IGN (nohup, a background job) means "leave me running": keep it.
         if signal.getsignal(each) is not signal.SIG_IGN:
             signal.signal(each, stop)
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = reraise_dropped
     # DVC killed (e.g. with `make repro` by kill -9) would leave this stage running unobserved:
     # stop as on Ctrl-C instead. SIGINT, because Prefect's engine takes SIGTERM over while a
     # flow runs and reports the crash before our handler (and its deadline) gets a say.
     die_with_parent(signal.SIGINT)
+
+
+_MAX_RERAISES = 20
+# Set once the stage's exit code is settled (finish): a late signal is recorded, not raised.
+_exiting = False
+_settled: list[int] = []
+
+
+def _is_stop(exc: BaseException | None) -> bool:
+    """A stop raised by a signal handler: ours (KeyboardInterrupt, SystemExit) or Prefect's."""
+    return isinstance(exc, KeyboardInterrupt | SystemExit) or (
+        type(exc).__name__ == "TerminationSignal" and hasattr(exc, "signal")
+    )
+
+
+def finish(label: str, code: int) -> int:
+    """The stage's exit code: 128 + signal once one arrived, whatever the body returned."""
+    # The stop may have been swallowed (a library's `except BaseException`, a callback): the
+    # record decides, so DVC never takes an interrupted stage for a finished one.
+    global _exiting
+    from seqcast import interrupts
+
+    final = interrupts.exit_status(code)
+    if final != code:
+        report_failure(label, "interrupted")
+    _exiting = True
+    _settled[:] = [final]
+    return final
+
+
+def guard_exit() -> None:
+    """At exit: a signal that arrived after `finish` still turns an exit 0 into 128 + signal."""
+    # Registered before the libraries' own atexit functions, so it runs after all of them: a
+    # Ctrl-C while MLflow or Prefect clean up at exit is printed as "Exception ignored" and lost.
+    import atexit
+
+    def last_word() -> None:
+        from seqcast import interrupts
+
+        signum = interrupts.received()
+        if signum is not None and _settled and _settled[0] < 128:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(128 + signum)
+
+    atexit.register(last_word)
 
 
 def _prctl() -> Callable[..., int] | None:
@@ -292,19 +398,34 @@ def prefect_disabled() -> bool:
 def main_plain(argv: list[str] | None = None) -> int:
     """The stage CLI without Prefect: same arguments, output and exit codes."""
     args = parse_args(argv)
+    if stopped_before_start(args.stage):
+        return EXIT_INTERRUPTED
     stop_on_signals()
     try:
         call_stage(args.stage, resolve_root(args.root), args.model)
     except KeyboardInterrupt:
         report_failure(args.stage, "interrupted")
-        return EXIT_INTERRUPTED
+        return finish(args.stage, EXIT_INTERRUPTED)
     except SystemExit as exc:
         if exc.code == EXIT_TERMINATED:
             report_failure(args.stage, "terminated")
         raise
     except Exception as exc:
         if exit_code(exc) == EXIT_UNEXPECTED:
+            finish(args.stage, EXIT_UNEXPECTED)
             raise  # a bug: keep the traceback
         report_failure(args.stage, f"{type(exc).__name__}: {exc}")
-        return exit_code(exc)
-    return 0
+        return finish(args.stage, exit_code(exc))
+    return finish(args.stage, 0)
+
+
+def stopped_before_start(label: str) -> bool:
+    """True (and says so) when the run this stage belongs to was stopped before it started."""
+    # DVC goes on to the next stage when the interrupted one exited 0 anyway (a Ctrl-C it never
+    # saw, one dropped by Python): `pipelines.server run` left a stop file for that case.
+    from seqcast import interrupts
+
+    if not interrupts.interrupted():
+        return False
+    report_failure(label, "not started: the run was stopped (Ctrl-C or SIGTERM)")
+    return True

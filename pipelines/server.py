@@ -14,10 +14,12 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -26,7 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines import consistency
 from pipelines.common import child_dies_with_us
+from seqcast.interrupts import STOP_FILE
 from seqcast.tracking import process_alive
 
 DEFAULT_HOST = "127.0.0.1"
@@ -260,6 +264,9 @@ def run_command(command: list[str], grace: float = GRACE) -> int:
     # after `grace` seconds, or at a second signal, is killed.
     received: list[int] = []
     started: list[subprocess.Popen] = []
+    # A stage that starts after the stop (DVC going on because the stopped one exited 0) must
+    # see it too: it reads this file (seqcast.interrupts). An outer run's file is kept.
+    env, scratch = stop_file_env()
     timers: list[threading.Timer] = []
     deadline = [float("inf")]
 
@@ -281,6 +288,8 @@ def run_command(command: list[str], grace: float = GRACE) -> int:
             return
         received.append(signum)
         deadline[0] = time.monotonic() + grace
+        with contextlib.suppress(OSError):
+            Path(env[STOP_FILE]).write_text(f"{signum}\n")
         name = signal.Signals(signum).name
         print(f"{name}: stopping {' '.join(command[:2])}...", file=sys.stderr, flush=True)
         if started:
@@ -294,6 +303,7 @@ def run_command(command: list[str], grace: float = GRACE) -> int:
         started.append(
             subprocess.Popen(
                 command,
+                env=env,
                 process_group=0,  # one group to signal: the command and every process under it
                 # SIGTERM to the command if we are killed (-9 included); it must react to SIGINT
                 # even if we were started ignoring it (a background job of a script).
@@ -303,6 +313,8 @@ def run_command(command: list[str], grace: float = GRACE) -> int:
     except OSError as exc:
         for each, handler in previous.items():
             signal.signal(each, handler)
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
         print(f"cannot run {command[0]}: {exc}", file=sys.stderr)
         return 127
     proc = started[0]
@@ -320,9 +332,37 @@ def run_command(command: list[str], grace: float = GRACE) -> int:
             timer.cancel()
         for each, handler in previous.items():
             signal.signal(each, handler)
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
     if received:
         return 128 + received[0]
     return 128 - code if code < 0 else code
+
+
+def stop_file_env() -> tuple[dict[str, str], Path | None]:
+    """This environment with SEQCAST_STOP_FILE set; the scratch folder made for it, if any."""
+    if os.environ.get(STOP_FILE):
+        return dict(os.environ), None
+    scratch = Path(tempfile.mkdtemp(prefix="seqcast-run-"))
+    return os.environ | {STOP_FILE: str(scratch / "stopped")}, scratch
+
+
+def run_checked(command: list[str]) -> int:
+    """run_command, after redoing what the MLflow store lost; then put back what a kill left."""
+    from seqcast.paths import workspace
+
+    here = workspace()
+    if missing := consistency.missing_in_store(here):
+        print(consistency.store_advice(here, missing), file=sys.stderr, flush=True)
+        code = run_command(consistency.REDO)
+        if code != 0:
+            return code
+    before = consistency.missing_outputs(here)
+    code = run_command(command)
+    if code != 0:
+        for line in consistency.put_back_outputs(here, before):
+            print(line, file=sys.stderr, flush=True)
+    return code
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -352,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             with serving(root, args.port, keep=args.keep) as server:
                 ui = server.api_url.removesuffix("/api")
                 print(f"Prefect UI: {ui} (API {server.api_url})", file=sys.stderr, flush=True)
-                return run_command(command)  # inherits PREFECT_API_URL from os.environ
+                return run_checked(command)  # inherits PREFECT_API_URL from os.environ
         except KeyboardInterrupt:
             return 128 + signal.SIGINT
     if args.action == "start":

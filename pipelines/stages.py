@@ -18,7 +18,11 @@ import sys
 import threading
 from collections.abc import Iterator
 
-from pipelines.common import main_plain, prefect_disabled
+from pipelines.common import guard_exit, main_plain, prefect_disabled
+
+if __name__ == "__main__":
+    # Before any library registers its own exit functions: this one must run after them.
+    guard_exit()
 
 # Checked before importing Prefect: SEQCAST_PREFECT=off saves its 1-3 s import in every stage.
 if __name__ == "__main__" and prefect_disabled():
@@ -46,6 +50,7 @@ from pipelines.common import (  # noqa: E402
     PARENT_TASK_RUN,
     call_stage,
     exit_code,
+    finish,
     is_expected,
     is_transient,
     parse_args,
@@ -53,6 +58,7 @@ from pipelines.common import (  # noqa: E402
     resolve_root,
     stage_label,
     stop_on_signals,
+    stopped_before_start,
 )
 
 OUTPUT_LOGGER = "seqcast.output"
@@ -258,6 +264,8 @@ def run_flow_as_stage(stage_flow: Flow, label: str, **parameters: Any) -> int:
     from prefect.flow_engine import run_flow
     from prefect.utilities.callables import get_call_parameters
 
+    if stopped_before_start(label):
+        return EXIT_INTERRUPTED
     stop_on_signals()
     parameters = get_call_parameters(stage_flow.fn, (), parameters)
     # Heartbeats flag crashed long runs; DVC already watches this short-lived process, and
@@ -273,20 +281,23 @@ def run_flow_as_stage(stage_flow: Flow, label: str, **parameters: Any) -> int:
             state = run_flow(stage_flow, flow_run, parameters, return_type="state")
     except KeyboardInterrupt:
         report_failure(label, "interrupted")
-        return EXIT_INTERRUPTED
+        return finish(label, EXIT_INTERRUPTED)
     except TerminationSignal as exc:  # SIGTERM with no handler of ours under Prefect's
+        from seqcast import interrupts
+
+        interrupts.record(exc.signal)
         report_failure(label, "terminated")
-        return 128 + exc.signal
+        return finish(label, 128 + exc.signal)
     except SystemExit as exc:  # SIGTERM through stop_on_signals
         if exc.code == EXIT_TERMINATED:
             report_failure(label, "terminated")
         raise
     if state.is_completed():
-        return 0
+        return finish(label, 0)
     exc = state.result(raise_on_failure=False)
     code = exit_code(exc) if isinstance(exc, BaseException) else EXIT_UNEXPECTED
     report_failure(label, state.message or state.name)
-    return code
+    return finish(label, code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,10 +16,15 @@ def _champion(params: Path) -> str:
 
 def _forecast(args: argparse.Namespace) -> int:
     """Print (or write) the forecast for raw recent history in a CSV."""
+    from mlflow.exceptions import MlflowException
+
     from seqcast import serving
 
     model = args.model or _champion(args.params)
-    frame = serving.forecast_csv(model, args.input)
+    try:
+        frame = serving.forecast_csv(model, args.input)
+    except MlflowException as err:
+        raise ValueError(_cannot_load(model, err)) from None
     if args.output:
         frame.to_csv(args.output, index=False)
     else:
@@ -38,8 +43,21 @@ def _serve(args: argparse.Namespace) -> int:
         server.serve(model, args.host, args.port)
     except MlflowException as err:
         # e.g. no such model or alias in the registry: a message, not a traceback.
-        raise ValueError(f"cannot serve {model}: {err.message}") from None
+        raise ValueError(_cannot_load(model, err)) from None
     return 0
+
+
+def _cannot_load(model: str, err: Exception) -> str:
+    """What went wrong loading a model from MLflow, and what to do, in one line."""
+    message = str(getattr(err, "message", err)).strip().splitlines()[0]
+    if "No such artifact" in message or "No such file" in message:
+        # MLflow names the missing file relative to the model's folder: '' is the folder itself.
+        return (
+            f"cannot load {model}: its files are gone from the MLflow store's artifacts "
+            f"({message}); put them back from a backup, or log and promote the served model "
+            "again: dvc repro --force --downstream refit"
+        )
+    return f"cannot load {model}: {message}"
 
 
 def _check(args: argparse.Namespace) -> int:

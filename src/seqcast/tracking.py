@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import platform
 import socket
@@ -33,13 +34,17 @@ def setup(experiment: str, root: Path | None = None) -> str:
 
     uri = paths.tracking_uri(root)
     mlflow.set_tracking_uri(uri)
+    _quiet_store_logs()
     database = paths.sqlite_file(uri)
     if database is not None:
         _require_writable(database)
         _write_ahead_log(database)
+    _opened.append(uri)
+    # Every experiment, not just this one: a training run killed with -9 is found by the next
+    # evaluate or promote too, not only by the next train.
+    fail_orphaned_runs()
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
-        fail_orphaned_runs(found.experiment_id)
         return found.experiment_id
     # Artifacts sit beside the SQLite file, not wherever the current directory happens to be.
     location = (database.parent / "artifacts").as_uri() if database is not None else None
@@ -48,8 +53,58 @@ def setup(experiment: str, root: Path | None = None) -> str:
             experiment, artifact_location=location, tags=EXPERIMENT_KIND
         )
     except mlflow.exceptions.MlflowException:
-        # Another process created it between our look-up and create.
-        return mlflow.get_experiment_by_name(experiment).experiment_id
+        # Another process created it between our look-up and create; else (disk full) raise.
+        found = mlflow.get_experiment_by_name(experiment)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+# The tracking URIs this process opened with setup: only those have runs of ours to end.
+_opened: list[str] = []
+
+
+def _quiet_store_logs() -> None:
+    """Keep MLflow's SQL store from logging each database error with its traceback."""
+    # It logs the SQLAlchemy traceback, then raises; the stage reports the error once, in one
+    # line (store_failure), so the log record only doubles it.
+    import logging
+
+    logger = logging.getLogger("mlflow.store.db.utils")
+    if _drop_database_errors not in logger.filters:
+        logger.addFilter(_drop_database_errors)
+
+
+def _drop_database_errors(record: logging.LogRecord) -> bool:
+    """False for MLflow's "SQLAlchemy database error" records."""
+    return not str(record.msg).startswith("SQLAlchemy database error")
+
+
+# Errors of the store that no retry fixes, and what to do about each.
+_STORE_HINTS = {
+    "disk is full": "free space on the disk that holds it",
+    "no space left": "free space on the disk that holds it",
+    "readonly database": "make it writable, or set MLFLOW_TRACKING_URI to another store",
+    "read-only file system": "make it writable, or set MLFLOW_TRACKING_URI to another store",
+    "unable to open database": "check that its folder exists and is writable",
+    "file is not a database": "it is damaged: restore it from a backup or move it aside",
+    "no such table": "it is not an MLflow store (or an older one): move it aside",
+}
+
+
+def store_failure(exc: BaseException) -> str | None:
+    """One line naming the store and the fix for a store error no retry fixes, else None."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        for needle, hint in _STORE_HINTS.items():
+            if needle in text.lower():
+                where = _opened[-1].split("?")[0] if _opened else "(not opened yet)"
+                reason = text.split("(sqlite3.OperationalError) ")[-1]
+                return f"the MLflow store {where}: {reason}; {hint}"
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _require_writable(database: Path) -> None:
@@ -127,14 +182,14 @@ def run_name(what: str) -> str:
     return f"{what} {time.strftime('%Y-%m-%d %H:%M:%S')}{suffix}"
 
 
-def fail_orphaned_runs(experiment_id: str) -> list[str]:
+def fail_orphaned_runs(experiment_ids: list[str] | None = None) -> list[str]:
     """Mark FAILED the RUNNING runs whose process, on this host, no longer exists."""
     from mlflow import MlflowClient
 
     client = MlflowClient()
     host = socket.gethostname()
     orphaned = []
-    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
+    for run in _running(client, experiment_ids):
         tags = run.data.tags
         pid = tags.get("seqcast.pid", "")
         if tags.get("seqcast.host") != host or not pid.isdigit() or process_alive(int(pid)):
@@ -143,6 +198,39 @@ def fail_orphaned_runs(experiment_id: str) -> list[str]:
         client.set_terminated(run.info.run_id, status="FAILED")
         orphaned.append(run.info.run_id)
     return orphaned
+
+
+def fail_own_runs(reason: str) -> list[str]:
+    """End FAILED every run this process left RUNNING (a stop or crash cut a start_run short)."""
+    # A KeyboardInterrupt inside mlflow.start_run (the run created, its context manager not yet
+    # entered) or inside end_run leaves a child RUNNING, and MLflow's own exit hook would end
+    # what is left on its stack FINISHED.
+    if not _opened:
+        return []
+    import mlflow
+    from mlflow import MlflowClient
+
+    while mlflow.active_run() is not None:
+        mlflow.end_run("FAILED")
+    client = MlflowClient()
+    ended = []
+    for run in _running(client, None, f"tags.`seqcast.pid` = '{os.getpid()}'"):
+        if run.data.tags.get("seqcast.host") != socket.gethostname():
+            continue
+        client.set_tag(run.info.run_id, "seqcast.failure", reason)
+        client.set_terminated(run.info.run_id, status="FAILED")
+        ended.append(run.info.run_id)
+    return ended
+
+
+def _running(client, experiment_ids: list[str] | None, extra: str = "") -> list:
+    """The RUNNING runs of the given experiments (default: every active one in the store)."""
+    if experiment_ids is None:
+        experiment_ids = [e.experiment_id for e in client.search_experiments()]
+    if not experiment_ids:
+        return []
+    query = "attributes.status = 'RUNNING'" + (f" and {extra}" if extra else "")
+    return list(client.search_runs(experiment_ids, query, max_results=1000))
 
 
 def process_alive(pid: int) -> bool:
