@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -17,6 +18,9 @@ CALENDAR_FEATURES = ("time_of_day", "day_of_week", "day_of_year")
 MODEL_KINDS = ("gru", "lstm")
 # data.frequency for rows that are consecutive steps whatever their timestamps say.
 ROWS = "rows"
+# MLflow's rule for param names (mlflow.utils.validation): each bound is logged as the param
+# `data.bounds.<column>`, so a column outside it would pass here and fail only at train.
+_PARAM_NAME = re.compile(r"^[/\w.\- :]*$")
 
 
 class _Section(BaseModel):
@@ -51,6 +55,12 @@ class DataConfig(_Section):
     @classmethod
     def _ordered_bounds(cls, value: dict[str, tuple[float, float]]) -> dict:
         for column, (low, high) in value.items():
+            if not _PARAM_NAME.match(column) or ".." in column.split("/"):
+                raise ValueError(
+                    f"{column!r}: MLflow logs this bound as the param data.bounds.{column}, and "
+                    "param names may only hold letters, digits, _ - . : / and spaces; rename "
+                    "the column in the CSV and in params.yaml (e.g. demand_mw)"
+                )
             if low > high:
                 raise ValueError(f"{column}: min {low} is above max {high}")
         return value

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from seqcast import features, io, metrics, paths, tracking
+from seqcast import features, interrupts, io, metrics, paths, tracking
 from seqcast.config import Config
 from seqcast.errors import SeqcastError
 from seqcast.features import InputSpec
@@ -140,6 +140,11 @@ def promote(cfg: Config, root: Path) -> dict:
     root = Path(root)
     tracking.setup(cfg.tracking.experiment, root)
     metric, name = cfg.promotion.metric, cfg.tracking.registered_model
+    if not (root / RUNS).is_file():
+        raise FileNotFoundError(
+            f"{RUNS} is missing: the evaluate stage has not run here; run `dvc repro` (or "
+            "`make repro`) first"
+        )
     runs = io.read_json(root / RUNS)
     _check_runs(runs, metric)
     client = MlflowClient()
@@ -158,8 +163,12 @@ def promote(cfg: Config, root: Path) -> dict:
             if CHAMPION in decision["aliases_set"]:
                 _check_servable(name, decision["aliases_set"][CHAMPION], root)
             try:
+                # A Ctrl-C Python dropped (inside a weakref callback, say) must not move them.
+                interrupts.raise_if_interrupted("move the registry's aliases")
                 _set_aliases(client, name, decision["aliases_set"])
+                interrupts.raise_if_interrupted("keep the moved aliases")
                 _record(cfg, root, runs, decision)
+                interrupts.raise_if_interrupted("keep the recorded promotion")
             except BaseException:
                 _restore_aliases(client, name, before)
                 raise
