@@ -44,7 +44,7 @@ promote: $(STAMP) ## run the promotion gate again from this checkout (e.g. after
 	$(BIN)/python -m pipelines.server run --port $(PREFECT_PORT) -- dvc repro --force --single-item promote
 
 exps: $(STAMP) ## compare experiments: dvc exp show --only-changed, without dependency hashes
-	$(BIN)/dvc exp show --only-changed --drop '^(Created|State|Executor)$$|^(evaluation|data/.*|models/.*|reports/.*)$$'
+	$(BIN)/dvc exp show --only-changed --drop '^(Created|State|Executor)$$|^(evaluation|data/.*|models/.*|backtest/.*|reports/.*)$$'
 
 pipeline: $(STAMP) ## one run of the pipeline flow: ingest, dvc repro, report artifact
 	$(BIN)/python -m pipelines.server run --port $(PREFECT_PORT) -- $(BIN)/python -m pipelines.pipeline

@@ -18,6 +18,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+# `import dvc` binds DVC's console log handlers to the sys.stdout of that moment. Imported first
+# inside a test that captures output (capsys), they would write to its closed stream in every
+# later test that logs through DVC ("I/O operation on closed file"): bind them to the session's.
+import dvc  # noqa: E402, F401
+
 
 @pytest.fixture(scope="session")
 def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:

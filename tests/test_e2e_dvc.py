@@ -27,6 +27,7 @@ TINY = {
     "baselines": {"seasons": [48]},
     "train": {"epochs": 2, "batch_size": 128, "patience": 1, "jit_compile": False},
     "models": {"gru": {"units": 8}, "lstm": {"units": 8}},
+    "backtest": {"origins": 2},
 }
 # Everything the stages write, cached or not.
 OUTPUTS = (
@@ -35,7 +36,10 @@ OUTPUTS = (
     "data/windows",
     "models/gru",
     "models/lstm",
+    "backtest/gru",
+    "backtest/lstm",
     "evaluation",
+    "models/served",
     "metrics/gru.json",
     "metrics/lstm.json",
     "metrics/linear.json",
@@ -45,7 +49,10 @@ OUTPUTS = (
     "metrics/promotion.json",
     "reports/report",
 )
-STAGES = {"validate", "normalise", "window", "train@gru", "train@lstm", "evaluate", "promote"}
+STAGES = {
+    "validate", "normalise", "window", "train@gru", "train@lstm", "backtest@gru",
+    "backtest@lstm", "evaluate", "refit", "promote",
+}  # fmt: skip
 
 pytestmark = pytest.mark.e2e
 
@@ -160,7 +167,12 @@ def test_cold_repro_runs_every_stage(repo: Path, first: subprocess.CompletedProc
     for path in (repo / "metrics").glob("*.json"):
         values = json.loads(path.read_text())
         assert values and all(type(v) is float for v in values.values()), path
-    assert set(json.loads((repo / "metrics/gru.json").read_text())) == {"mae", "mase", "val_mase"}
+    assert set(json.loads((repo / "metrics/gru.json").read_text())) == {
+        "mae",
+        "mase",
+        "bt_mae",
+        "bt_mase",
+    }
     comparison = json.loads((repo / "evaluation/comparison.json").read_text())
     best = comparison["models"][comparison["best_baseline"]]
     assert json.loads((repo / "metrics/best_baseline.json").read_text())["mae"] == best["mae"]
@@ -181,7 +193,7 @@ def test_runs_land_in_the_repo_store(repo: Path, first: subprocess.CompletedProc
     parent_of = dict(store(repo, "select run_uuid, value from tags where key='mlflow.parentRunId'"))
     statuses = dict(store(repo, "select run_uuid, status from runs"))
     children = [r for r, p in parent_of.items() if p == runs["parent_run_id"]]
-    assert len(children) == 5
+    assert len(children) == 5 + 2  # a child per model, the backtest's run, the refit's run
     assert statuses[runs["parent_run_id"]] == "FINISHED"
     assert aliases(repo) == {"champion": 1}
 
@@ -209,12 +221,12 @@ def test_param_change_reruns_what_follows_and_going_back_restores(clean: Path) -
     before = snapshot(clean)
     set_params(clean, {"models": {"gru": {"units": 6}}})
     changed = run(clean, "dvc", "repro")
-    assert ran(changed) == {"train@gru", "evaluate", "promote"}
+    assert ran(changed) == {"train@gru", "backtest@gru", "evaluate", "refit", "promote"}
     run(clean, "git", "checkout", "--", "params.yaml")
     started = time.perf_counter()
     back = run(clean, "dvc", "repro")
     seconds = time.perf_counter() - started
-    assert restored(back) == {"train@gru", "evaluate"}
+    assert restored(back) == {"train@gru", "backtest@gru", "evaluate", "refit"}
     assert ran(back) == {"promote"}  # the registry is live state: decided again, not restored
     print(f"run-cache restore: {seconds:.1f} s")
     # Byte for byte what the first run wrote; only the promotion is decided anew.
@@ -257,7 +269,8 @@ def test_temp_experiment_trains_with_its_override_and_leaves_the_workspace(clean
     assert snapshot(clean) == before
     assert "up to date" in run(clean, "dvc", "status").stdout
     runs = runs_of(clean, "lstm-five")
-    assert len(runs) == 1 + 1 + 5  # the LSTM's training run, the parent, a child per model
+    # The LSTM's training run, the parent, a child per model, the backtest's and the refit's.
+    assert len(runs) == 1 + 1 + 5 + 2
     assert {params["models.lstm.units"] for params in runs.values()} == {"5"}
     assert aliases(clean)["champion"] == champion
     # `dvc exp apply` brings the experiment's params and outputs into the workspace.

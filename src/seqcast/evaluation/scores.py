@@ -122,14 +122,19 @@ def summarise(scored: dict[str, Scored], targets: list[str]) -> dict:
     }
 
 
-def metrics_file(result: dict) -> dict[str, float]:
-    """A model's DVC metrics file: test MAE and MASE, validation MASE; numbers only.
+def metrics_file(result: dict, backtest: dict[str, float]) -> dict[str, float]:
+    """A model's DVC metrics file: test MAE and MASE, their means over the backtest origins.
 
-    Three keys, the same in every file, so `dvc metrics show` is a row per model and
+    Four keys, the same in every file, so `dvc metrics show` is a row per model and
     `dvc exp show --only-changed` fits a terminal; RMSE, sMAPE and the rest are in evaluation/.
     """
-    test, val = result["test"], result["val"]
-    return {"mae": test["mae"], "mase": test["mase"], "val_mase": val["mase"]}
+    test = result["test"]
+    return {
+        "mae": test["mae"],
+        "mase": test["mase"],
+        "bt_mae": backtest["mae"],
+        "bt_mase": backtest["mase"],
+    }
 
 
 def compare(

@@ -154,9 +154,8 @@ def evaluate(cfg: Config, root: Path) -> dict:
                 (out / "plots" / png.name).write_bytes(png.read_bytes())
     for name in paths.METRIC_FILES:
         model = best if name == "best_baseline" else name
-        entry = metrics_file(results[model])
-        entry["bt_mae"] = bt_summary["means"]["mae"][model]
-        entry["bt_mase"] = bt_summary["means"]["mase"][model]
+        means = {m: bt_summary["means"][m][model] for m in ("mae", "mase")}
+        entry = metrics_file(results[model], means)
         write_json(root / paths.METRICS / f"{name}.json", entry)
     with atomic_dir(root / paths.PLOTS) as out:
         write_plot_data(out, loaded, scored, best, curves, bt_summary, bands["plot"])
