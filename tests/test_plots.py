@@ -78,7 +78,7 @@ def dvc_json(inputs: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
     (root / "dvc.yaml").write_text(yaml.safe_dump({"plots": definitions}))
     for template in (REPO / ".dvc" / "plots").glob("*.json"):
         (root / ".dvc" / "plots" / template.name).write_text(template.read_text())
-    plots.write_plot_data(root / "plots", **inputs)
+    plots.write_plot_data(root / "plots", plots.plot_data(**inputs))
     dvc = str(Path(sys.executable).parent / "dvc")
     shown = subprocess.run(
         [dvc, "plots", "show", "--json"], cwd=root, check=True, capture_output=True, text=True
@@ -90,7 +90,7 @@ def dvc_json(inputs: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_csvs_are_long_in_targets_with_generic_columns(inputs: dict, tmp_path: Path) -> None:
     """One row per time/step and target; the best baseline under a generic column; no naive."""
-    plots.write_plot_data(tmp_path, **inputs)
+    plots.write_plot_data(tmp_path, plots.plot_data(**inputs))
     forecast = pd.read_csv(tmp_path / "forecast.csv")
     assert list(forecast.columns) == [
         "timestamp",
@@ -239,7 +239,7 @@ def test_pngs_colour_per_model_and_the_baselines_real_name(inputs: dict, tmp_pat
     assert styles["lstm validation"] == (plots.COLOURS["lstm"], "--")
     for fig in figures.values():
         plt.close(fig)
-    written = plots.plot_pngs(tmp_path, **inputs)
+    written = plots.plot_pngs(tmp_path, plots.plot_data(**inputs))
     assert [p.name for p in written] == [
         "forecast.png", "horizon_mae.png", "learning_curves.png", "backtest.png", "coverage.png",
         "bands.png",

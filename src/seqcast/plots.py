@@ -138,17 +138,9 @@ def band_data(loaded: dict, bands: dict, model: str) -> dict:
     }
 
 
-def write_plot_data(
-    folder: Path,
-    loaded: dict,
-    scored: dict,
-    best: str,
-    curves: dict[str, dict[str, list[float]]],
-    backtest: dict | None = None,
-    bands: dict | None = None,
-) -> list[Path]:
+def write_plot_data(folder: Path, data: PlotData) -> list[Path]:
     """The CSVs behind dvc.yaml's plots, one row per time (or step) and target: long in targets."""
-    data = plot_data(loaded, scored, best, curves, backtest, bands)
+    best = data.best
     times = data.times.strftime(TIME_FORMAT)
     forecast = write_csv(
         folder / FORECAST_CSV,
@@ -671,21 +663,13 @@ def _bands_figure(data: PlotData) -> Figure:
     return fig
 
 
-def plot_pngs(
-    folder: Path,
-    loaded: dict,
-    scored: dict,
-    best: str,
-    curves: dict[str, dict[str, list[float]]],
-    backtest: dict | None = None,
-    bands: dict | None = None,
-) -> list[Path]:
+def plot_pngs(folder: Path, data: PlotData) -> list[Path]:
     """PNG versions of the DVC plots, for MLflow and the report."""
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for stem, fig in figures(plot_data(loaded, scored, best, curves, backtest, bands)).items():
+    for stem, fig in figures(data).items():
         fig.tight_layout()
         fig.savefig(folder / f"{stem}.png", dpi=110)
         plt.close(fig)

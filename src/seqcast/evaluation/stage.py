@@ -33,7 +33,7 @@ from seqcast.evaluation.scores import (
     test_id,
     units_of,
 )
-from seqcast.plots import plot_pngs, write_plot_data
+from seqcast.plots import plot_data, plot_pngs, write_plot_data
 
 OOS = "oos.npz"
 CALIBRATION = "calibration.npz"
@@ -88,11 +88,10 @@ def evaluate(cfg: Config, root: Path) -> dict:
     )
     fingerprints = {k: f.fingerprint() for k, f in {**simple, **networks}.items()}
     facts = data_facts(read_json(root / paths.PREPARED / "prepared.json"))
+    plotted = plot_data(loaded, scored, best, curves, bt_summary, bands["plot"])
     # PNGs and the fallback's forecaster go to MLflow first; DVC outputs are written last.
     with tempfile.TemporaryDirectory(prefix="seqcast-evaluate-") as scratch:
-        pngs = plot_pngs(
-            Path(scratch) / "plots", loaded, scored, best, curves, bt_summary, bands["plot"]
-        )
+        pngs = plot_pngs(Path(scratch) / "plots", plotted)
         logged = {k: root / paths.MODELS / k / "forecaster" for k in networks}
         for name in {fallback, decision["candidate"]} - set(networks):
             simple[name].save(Path(scratch) / name / "forecaster")
@@ -158,7 +157,7 @@ def evaluate(cfg: Config, root: Path) -> dict:
         entry = metrics_file(results[model], means)
         write_json(root / paths.METRICS / f"{name}.json", entry)
     with atomic_dir(root / paths.PLOTS) as out:
-        write_plot_data(out, loaded, scored, best, curves, bt_summary, bands["plot"])
+        write_plot_data(out, plotted)
     seconds = {k: v["seconds"] for k, v in train_info.items()}
     print(table(test, seconds, best, bt_summary["means"], bands["scores"]), flush=True)
     for line in decision["reasons"]:
