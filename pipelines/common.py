@@ -304,7 +304,7 @@ def finish(label: str, code: int) -> int:
 
 
 def guard_exit() -> None:
-    """At exit: a signal that arrived after `finish` still turns an exit 0 into 128 + signal."""
+    """At exit: a stop signal, however the body ended, makes the exit code 128 + signal."""
     # Registered before the libraries' own atexit functions, so it runs after all of them: a
     # Ctrl-C while MLflow or Prefect clean up at exit is printed as "Exception ignored" and lost.
     import atexit
@@ -313,7 +313,10 @@ def guard_exit() -> None:
         from seqcast import interrupts
 
         signum = interrupts.received()
-        if signum is not None and _settled and _settled[0] < 128:
+        # Not settled: a KeyboardInterrupt escaped the body (a second one raised inside its
+        # `except`), and Python would end by killing itself with SIGINT; DVC and the flow read
+        # 130 as "interrupted", -2 as a crash.
+        if signum is not None and (not _settled or _settled[0] < 128):
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(128 + signum)
