@@ -21,6 +21,8 @@ import pandas as pd
 
 from benchmarks.common import ROOT, emit, median, percentile, timed
 
+CHECKED_ROWS = 10_000
+
 
 def history(forecaster, rows: int | None = None) -> pd.DataFrame:
     """The raw CSV's last rows as a request: timestamps as text, values as floats."""
@@ -28,6 +30,17 @@ def history(forecaster, rows: int | None = None) -> pd.DataFrame:
 
     raw = pd.read_csv(ROOT / load_config(ROOT / "params.yaml").data.path)
     return raw[[forecaster.timestamp, *forecaster.columns]].tail(rows or forecaster.min_history)
+
+
+def long_body(forecaster, rows: int) -> pd.DataFrame:
+    """rows of request: the raw CSV's values repeated on a regular grid, timestamps as text."""
+    raw = history(forecaster, rows)
+    start = pd.Timestamp(raw[forecaster.timestamp].iloc[0])
+    times = pd.date_range(start, periods=rows, freq=forecaster.calendar_frequency)
+    body = {forecaster.timestamp: times.strftime("%Y-%m-%d %H:%M:%S")}
+    for column in forecaster.columns:
+        body[column] = np.resize(raw[column].to_numpy(dtype=np.float64), rows)
+    return pd.DataFrame(body)
 
 
 def bench(folder: Path, requests: int = 100, series: int = 1000) -> dict:
@@ -58,6 +71,9 @@ def bench(folder: Path, requests: int = 100, series: int = 1000) -> dict:
     origins = np.arange(forecaster.min_history - 1, len(values))
     forecaster.forecast_units(values, times, origins)  # warm-up
     batched = timed(lambda: forecaster.forecast_units(values, times, origins), 5)
+    # The server checks every row sent, not only the ones the model reads: its cost on a long body.
+    body = long_body(forecaster, CHECKED_ROWS)
+    checks = timed(lambda: forecaster.check_history(body), 20)
     return {
         "forecaster": str(folder),
         "predictor": type(forecaster.predictor).__name__,
@@ -71,6 +87,8 @@ def bench(folder: Path, requests: int = 100, series: int = 1000) -> dict:
         "sequential_ms_per_series": sequential / series * 1e3,
         "vectorised_seconds": median(batched),
         "vectorised_ms_per_series": median(batched) / series * 1e3,
+        "checked_rows": len(body),
+        "check_median_ms": median(checks) * 1e3,
     }
 
 
@@ -92,6 +110,11 @@ def report(result: dict) -> tuple[list[str], list[list[object]]]:
             f"{n:,} series, one forecast_units call",
             result["vectorised_seconds"] * 1e3,
             f"{result['vectorised_ms_per_series']:.3f} ms/series, median of 5",
+        ],
+        [
+            f"check_history of {result['checked_rows']:,} rows sent",
+            result["check_median_ms"],
+            "median of 20 (every row: numbers, range, grid)",
         ],
     ]
     return ["forecast latency", "ms", "note"], rows

@@ -95,6 +95,7 @@ def test_serving_latency_of_the_logged_pyfunc(tmp_path: Path) -> None:
     result = bench(tmp_path, "serving", "--forecaster", str(folder))
     assert len(result["request_ms"]) == 5 and result["series"] == 20
     assert result["request_p95_ms"] >= result["request_median_ms"] > 0
+    assert result["checked_rows"] == 10_000 and result["check_median_ms"] > 0
 
 
 @pytest.mark.parametrize(

@@ -147,23 +147,30 @@ def test_null_value_names_column_and_time() -> None:
     frame.loc[5, "y"] = np.nan
     frame.loc[6, "x"] = np.nan
     message = check_error(frame)
-    assert message == "2 null or non-finite value(s), first in column y at 2024-01-01 05:00:00"
+    assert message == (
+        "2 null or non-finite value(s), first in column y at 2024-01-01 05:00:00 "
+        "(row 5 of the 8 sent)"
+    )
     frame = history()
     frame.loc[7, "x"] = np.inf
-    assert check_error(frame).endswith("first in column x at 2024-01-01 07:00:00")
+    assert check_error(frame).endswith("column x at 2024-01-01 07:00:00 (row 7 of the 8 sent)")
 
 
-def test_nulls_before_the_needed_history_are_ignored() -> None:
+def test_null_before_the_rows_the_model_reads_is_refused() -> None:
+    # Every row sent is checked: an empty cell anywhere means a broken feed.
     frame = history()
     frame.loc[0, "y"] = np.nan
-    assert len(make_forecaster().forecast(frame)) == 6
+    assert check_error(frame) == (
+        "1 null or non-finite value(s), first in column y at 2024-01-01 00:00:00 "
+        "(row 0 of the 8 sent)"
+    )
 
 
 def test_unordered_timestamps() -> None:
     frame = history()
     frame.loc[[4, 5], "timestamp"] = frame.loc[[5, 4], "timestamp"].to_numpy()
     assert check_error(frame) == (
-        "timestamps must be increasing every h with no gaps: row 2 of the last 6 is "
+        "timestamps must be increasing every h with no gaps: row 4 of the 8 sent is "
         "2024-01-01 05:00:00, expected 2024-01-01 04:00:00"
     )
 
@@ -173,7 +180,7 @@ def test_irregular_timestamps() -> None:
     frame["timestamp"] = pd.to_datetime(frame["timestamp"])
     frame.loc[6:, "timestamp"] += pd.Timedelta("30min")
     assert check_error(frame) == (
-        "timestamps must be increasing every h with no gaps: row 4 of the last 6 is "
+        "timestamps must be increasing every h with no gaps: row 6 of the 8 sent is "
         "2024-01-01 06:30:00, expected 2024-01-01 06:00:00"
     )
 
@@ -194,7 +201,9 @@ def test_non_numeric_values() -> None:
     frame = history()
     frame["y"] = frame["y"].astype(object)
     frame.loc[6, "y"] = "n/a"
-    assert check_error(frame) == "column y: 'n/a' at 2024-01-01 06:00:00 is not a number"
+    assert check_error(frame) == (
+        "column y: 'n/a' at 2024-01-01 06:00:00 (row 6 of the 8 sent) is not a number"
+    )
 
 
 def test_values_beyond_the_widened_training_range() -> None:
@@ -208,7 +217,8 @@ def test_values_beyond_the_widened_training_range() -> None:
     with pytest.raises(ForecastInputError) as caught:
         ranged.forecast(frame)
     assert str(caught.value) == (
-        "column y: 17.5 at 2024-01-01 07:00:00 is outside the accepted range [-7, 17] "
+        "column y: 17.5 at 2024-01-01 07:00:00 (row 7 of the 8 sent) is outside the accepted "
+        "range [-7, 17] "
         "(training range [1, 9] widened by 1 times its width on each side); "
         "1 value(s) outside in all"
     )

@@ -110,21 +110,29 @@ EXPECTED = "expected ['timestamp', 'demand', 'temp']"
             "renamed",
             f"missing column(s) ['timestamp', 'demand', 'temp']; {EXPECTED}, got ['time', 'load']",
         ),
-        ("null", "1 null or non-finite value(s), first in column demand at 2024-03-01 19:00:00"),
+        (
+            "null",
+            "1 null or non-finite value(s), first in column demand at 2024-03-01 19:00:00 "
+            "(row 19 of the 20 sent)",
+        ),
         (
             "unordered",
-            "timestamps must be increasing every h with no gaps: row 10 of the last 12 is "
+            "timestamps must be increasing every h with no gaps: row 18 of the 20 sent is "
             "2024-03-01 19:00:00, expected 2024-03-01 18:00:00",
         ),
         (
             "irregular",
-            "timestamps must be increasing every h with no gaps: row 11 of the last 12 is "
+            "timestamps must be increasing every h with no gaps: row 19 of the 20 sent is "
             "2024-03-01 19:30:00, expected 2024-03-01 19:00:00",
         ),
-        ("text", "column temp: 'warm' at 2024-03-01 19:00:00 is not a number"),
+        (
+            "text",
+            "column temp: 'warm' at 2024-03-01 19:00:00 (row 19 of the 20 sent) is not a number",
+        ),
         (
             "huge",
-            "column demand: 1e+308 at 2024-03-01 19:00:00 is outside the accepted range "
+            "column demand: 1e+308 at 2024-03-01 19:00:00 "
+            "(row 19 of the 20 sent) is outside the accepted range "
             "[300, 750] (training range [450, 600] widened by 1 times its width on each side); "
             "1 value(s) outside in all",
         ),
@@ -200,7 +208,7 @@ FORMATS = 'application/json ({"dataframe_split": ...} or {"dataframe_records": .
             "text/csv",
             400,
             "INVALID_PARAMETER_VALUE",
-            "column temp: 'warm' at 2024-03-01 19:00:00 is not a number",
+            "column temp: 'warm' at 2024-03-01 19:00:00 (row 19 of the 20 sent) is not a number",
         ),
     ],
     ids=["empty", "garbled", "json-list", "xml", "csv-text"],

@@ -158,7 +158,10 @@ class Forecaster:
         return frame
 
     def check_history(self, history: pd.DataFrame) -> tuple[np.ndarray, pd.DatetimeIndex]:
-        """The last min_history rows as (values, times); a clear error for anything unusable."""
+        """The last min_history rows as (values, times), once every row sent passed the checks."""
+        # Every row is checked, not only the ones the model reads: a client that sends 1e308
+        # or a gap anywhere has a broken feed and should hear so. Vectorised: about 5 ms per
+        # 10,000 rows on 2 cores, mostly parsing timestamps (benchmarks/serving.py).
         needed = [self.timestamp, *self.columns]
         missing = [c for c in needed if c not in history.columns]
         if missing:
@@ -171,9 +174,9 @@ class Forecaster:
                 f"(input width {self.spec.input_width}"
                 + (f" + reference season {self.spec.season})" if self.spec.seasonal else ")")
             )
-        recent = history[needed].iloc[-self.min_history :]
+        sent = history[needed]
         try:
-            times = pd.DatetimeIndex(pd.to_datetime(recent[self.timestamp]))
+            times = pd.DatetimeIndex(pd.to_datetime(sent[self.timestamp]))
         except (ValueError, TypeError) as err:
             raise ForecastInputError(
                 f"column {self.timestamp}: unparseable timestamp: {err}"
@@ -181,45 +184,48 @@ class Forecaster:
         if times.isna().any():
             at = int(np.argmax(times.isna()))
             raise ForecastInputError(
-                f"column {self.timestamp}: missing timestamp at row {at} of the last {len(times)}"
+                f"column {self.timestamp}: missing timestamp at {_row(at, len(times))}"
             )
-        values = np.empty((len(recent), len(self.columns)))
+        values = np.empty((len(sent), len(self.columns)))
         for j, column in enumerate(self.columns):
             try:
-                numbers = pd.to_numeric(recent[column], errors="coerce")
+                numbers = pd.to_numeric(sent[column], errors="coerce")
             except OverflowError as err:  # an integer with hundreds of digits
                 raise ForecastInputError(f"column {column}: {err}") from None
-            text = (numbers.isna() & recent[column].notna()).to_numpy()
+            text = (numbers.isna() & sent[column].notna()).to_numpy()
             if text.any():
                 at = int(np.argmax(text))
-                shown = repr(recent[column].iloc[at])
+                shown = repr(sent[column].iloc[at])
                 shown = shown if len(shown) <= 40 else shown[:36] + "...'"
-                raise ForecastInputError(f"column {column}: {shown} at {times[at]} is not a number")
+                raise ForecastInputError(
+                    f"column {column}: {shown} at {times[at]} ({_row(at, len(times))}) "
+                    "is not a number"
+                )
             values[:, j] = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
         bad = np.argwhere(~np.isfinite(values))
         if len(bad):
             row, col = bad[0]
             raise ForecastInputError(
                 f"{len(bad)} null or non-finite value(s), first in column {self.columns[col]} "
-                f"at {times[row]}"
+                f"at {times[row]} ({_row(row, len(times))})"
             )
         self._check_range(values, times)
         if self.frequency == ROWS:
             if not times.is_monotonic_increasing or not times.is_unique:
                 at = int(np.argmax(np.diff(times.asi8) <= 0)) + 1
                 raise ForecastInputError(
-                    f"timestamps must increase: row {at} of the last {len(times)} is "
+                    f"timestamps must increase: {_row(at, len(times))} is "
                     f"{times[at]}, after {times[at - 1]}"
                 )
-            return values, times
-        expected = pd.date_range(times[0], periods=len(times), freq=self.frequency)
-        if not times.equals(expected):
-            at = int(np.argmax(times != expected))
-            raise ForecastInputError(
-                f"timestamps must be increasing every {self.frequency} with no gaps: "
-                f"row {at} of the last {len(times)} is {times[at]}, expected {expected[at]}"
-            )
-        return values, times
+        else:
+            expected = pd.date_range(times[0], periods=len(times), freq=self.frequency)
+            if not times.equals(expected):
+                at = int(np.argmax(times != expected))
+                raise ForecastInputError(
+                    f"timestamps must be increasing every {self.frequency} with no gaps: "
+                    f"{_row(at, len(times))} is {times[at]}, expected {expected[at]}"
+                )
+        return values[-self.min_history :], times[-self.min_history :]
 
     def _check_range(self, values: np.ndarray, times: pd.DatetimeIndex) -> None:
         """Refuse values RANGE_MARGIN training ranges beyond the training range (if known)."""
@@ -232,7 +238,8 @@ class Forecaster:
         if outside.any():
             row, col = np.argwhere(outside)[0]
             raise ForecastInputError(
-                f"column {self.columns[col]}: {values[row, col]:.10g} at {times[row]} is outside "
+                f"column {self.columns[col]}: {values[row, col]:.10g} at {times[row]} "
+                f"({_row(row, len(times))}) is outside "
                 f"the accepted range [{low[col]:.6g}, {high[col]:.6g}] (training range "
                 f"[{self.train_min[col]:.6g}, {self.train_max[col]:.6g}] widened by "
                 f"{RANGE_MARGIN:g} times its width on each side); {int(outside.sum())} value(s) "
@@ -329,6 +336,11 @@ def from_settings(name: str, spec: InputSpec, settings: dict, predictor: Any) ->
         levels=[float(v) for v in settings.get("levels") or []],
         fit_rows=settings.get("fit_rows"),
     )
+
+
+def _row(at: int, rows: int) -> str:
+    """Where a row sits in the history sent, counted from 0 as in the request's data."""
+    return f"row {at} of the {rows} sent"
 
 
 def _array(values: list | None) -> np.ndarray | None:

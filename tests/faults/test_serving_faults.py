@@ -88,7 +88,8 @@ def test_csv_history_answers_200(served: dict) -> None:
 
 def test_value_1e308_is_outside_the_accepted_range(served: dict) -> None:
     assert _refused(served, _history(demand=1e308)) == _invalid(
-        "column demand: 1e+308 at 2024-03-01 19:00:00 is outside the accepted range [300, 750] "
+        "column demand: 1e+308 at 2024-03-01 19:00:00 "
+        "(row 19 of the 20 sent) is outside the accepted range [300, 750] "
         "(training range [450, 600] widened by 1 times its width on each side); "
         "1 value(s) outside in all"
     )
@@ -96,7 +97,8 @@ def test_value_1e308_is_outside_the_accepted_range(served: dict) -> None:
 
 def test_value_minus_99999999_is_outside_the_accepted_range(served: dict) -> None:
     assert _refused(served, _history(demand=-99999999)) == _invalid(
-        "column demand: -99999999 at 2024-03-01 19:00:00 is outside the accepted range "
+        "column demand: -99999999 at 2024-03-01 19:00:00 "
+        "(row 19 of the 20 sent) is outside the accepted range "
         "[300, 750] (training range [450, 600] widened by 1 times its width on each side); "
         "1 value(s) outside in all"
     )
@@ -104,7 +106,8 @@ def test_value_minus_99999999_is_outside_the_accepted_range(served: dict) -> Non
 
 def test_feature_out_of_range_names_its_column(served: dict) -> None:
     assert _refused(served, _history(temp=40.0)) == _invalid(
-        "column temp: 40 at 2024-03-01 19:00:00 is outside the accepted range [-5, 25] "
+        "column temp: 40 at 2024-03-01 19:00:00 "
+        "(row 19 of the 20 sent) is outside the accepted range [-5, 25] "
         "(training range [5, 15] widened by 1 times its width on each side); "
         "1 value(s) outside in all"
     )
@@ -115,7 +118,8 @@ def test_nan_value_is_refused(served: dict) -> None:
 
     assert b"NaN" in body
     assert _refused(served, body) == _invalid(
-        "1 null or non-finite value(s), first in column demand at 2024-03-01 19:00:00"
+        "1 null or non-finite value(s), first in column demand at 2024-03-01 19:00:00 "
+        "(row 19 of the 20 sent)"
     )
 
 
@@ -142,7 +146,7 @@ def test_garbled_body_is_one_message(served: dict) -> None:
 
 def test_text_value_is_refused_with_its_row(served: dict) -> None:
     assert _refused(served, _history(temp="warm")) == _invalid(
-        "column temp: 'warm' at 2024-03-01 19:00:00 is not a number"
+        "column temp: 'warm' at 2024-03-01 19:00:00 (row 19 of the 20 sent) is not a number"
     )
 
 
@@ -160,7 +164,7 @@ def test_unordered_timestamps_are_refused(served: dict) -> None:
     body["data"][-1], body["data"][-2] = body["data"][-2], body["data"][-1]
 
     assert _refused(served, json.dumps({"dataframe_split": body}).encode()) == _invalid(
-        "timestamps must be increasing every h with no gaps: row 10 of the last 12 is "
+        "timestamps must be increasing every h with no gaps: row 18 of the 20 sent is "
         "2024-03-01 19:00:00, expected 2024-03-01 18:00:00"
     )
 
@@ -218,6 +222,38 @@ def test_oversize_body_awaiting_100_continue_is_refused_before_it_is_sent(served
         assert (reply.status, _strict(reply.read().decode())) == (413, TOO_LARGE)
     finally:
         connection.close()
+
+
+def _long_history(rows: int = 10_000) -> pd.DataFrame:
+    """rows hours of history inside the model's accepted range (no upward drift)."""
+    history = raw_history(rows)
+    history["demand"] = 500 + 40 * np.sin(2 * np.pi * np.arange(rows) / 24)
+    return history
+
+
+def _long_body(history: pd.DataFrame) -> bytes:
+    return json.dumps({"dataframe_split": split(history)}).encode()
+
+
+def test_10000_rows_with_1e308_in_an_early_row_are_refused(served: dict) -> None:
+    history = _long_history()
+    assert post(served["url"], _long_body(history))[0] == 200
+    history.loc[3, "demand"] = 1e308
+
+    assert _refused(served, _long_body(history)) == _invalid(
+        "column demand: 1e+308 at 2024-03-01 03:00:00 (row 3 of the 10000 sent) is outside "
+        "the accepted range [300, 750] (training range [450, 600] widened by 1 times its width "
+        "on each side); 1 value(s) outside in all"
+    )
+
+
+def test_10000_rows_with_a_gap_in_an_early_row_are_refused(served: dict) -> None:
+    history = _long_history().drop(index=5)
+
+    assert _refused(served, _long_body(history)) == _invalid(
+        "timestamps must be increasing every h with no gaps: row 5 of the 9999 sent is "
+        "2024-03-01 06:00:00, expected 2024-03-01 05:00:00"
+    )
 
 
 def test_health_and_version_endpoints_still_answer(served: dict) -> None:
