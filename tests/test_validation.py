@@ -12,6 +12,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -205,7 +206,8 @@ def test_nulls_over_the_limit(tmp_path: Path) -> None:
     assert failed_checks(report) == [("nulls", "demand_mw")]
     assert report.failures == [
         f"{SOURCE}: column demand_mw: 11 empty values (5.5%), more than data.max_null_fraction "
-        "0.05 allows, e.g. line 12, line 22, line 32"
+        "0.05 allows, e.g. line 12, line 22, line 32; data.max_null_fraction 0.055 would let "
+        "them pass (and normalise interpolate them)"
     ]
 
 
@@ -316,20 +318,22 @@ def test_every_long_run_of_empty_cells_is_reported_at_once(tmp_path: Path) -> No
     report = validate(tmp_path, frame, cfg)
     assert failed_checks(report) == [("gaps", "timestamp")]
     assert report.failures == [
-        f"{SOURCE}: column timestamp: 3 gaps longer than 4 steps (split.max_gap_steps; a gap is a "
+        f"{SOURCE}: column demand_mw: 3 gaps longer than 4 steps (split.max_gap_steps; a gap is a "
         "run of missing steps and/or rows with an empty cell, interpolated when shorter): "
-        "lines 12-16: 5 rows with an empty cell from 2000-03-12 00:00:00; "
-        "lines 32-39: 8 rows with an empty cell from 2000-07-30 00:00:00; "
-        "lines 102-119: 18 rows with an empty cell from 2001-12-02 00:00:00"
+        "lines 12-16: 5 rows with an empty demand_mw cell from 2000-03-12 00:00:00; "
+        "lines 32-39: 8 rows with an empty demand_mw cell from 2000-07-30 00:00:00; "
+        "lines 102-119: 18 rows with an empty demand_mw cell from 2001-12-02 00:00:00"
     ]
     # Missing weeks and the empty cells after them are one gap: 3 + 2 steps.
     frame = frame.drop(index=[40, 41, 42]).reset_index(drop=True)
     frame.loc[[40, 41], "demand_mw"] = None
     report = validate(tmp_path, frame, cfg)
-    assert report.failures[0].startswith(f"{SOURCE}: column timestamp: 4 gaps longer than 4 ")
+    assert report.failures[0].startswith(
+        f"{SOURCE}: columns timestamp, demand_mw: 4 gaps longer than 4 "
+    )
     assert report.failures[0].endswith(
-        "lines 42-43: 5 steps missing or with an empty cell from 2000-10-08 00:00:00; "
-        "lines 99-116: 18 rows with an empty cell from 2001-12-02 00:00:00"
+        "lines 42-43: 5 steps missing or with an empty demand_mw cell from 2000-10-08 00:00:00; "
+        "lines 99-116: 18 rows with an empty demand_mw cell from 2001-12-02 00:00:00"
     )
 
 
@@ -392,10 +396,10 @@ def test_rows_mode_takes_trading_days_but_still_checks_empty_cells(tmp_path: Pat
     report = validate(tmp_path, frame, strict)
     assert failed_checks(report) == [("gaps", "timestamp"), ("filled", "timestamp")]
     assert report.failures == [
-        f"{SOURCE}: column timestamp: 1 gap longer than 4 rows (split.max_gap_steps; a gap is a "
+        f"{SOURCE}: column demand_mw: 1 gap longer than 4 rows (split.max_gap_steps; a gap is a "
         "run of rows with an empty cell, interpolated when shorter): lines 22-27: 6 rows with an "
-        "empty cell from 2024-01-30 00:00:00",
-        f"{SOURCE}: column timestamp: 6 of 257 rows (2.3%) have an empty cell and would be filled "
+        "empty demand_mw cell from 2024-01-30 00:00:00",
+        f"{SOURCE}: column demand_mw: 6 of 257 rows (2.3%) have an empty cell and would be filled "
         "by interpolation, more than data.max_filled_fraction 0.02 allows",
     ]
 
@@ -436,3 +440,117 @@ def test_every_stage_run_is_kept_in_the_persistent_store(
     assert "values lie in [0, 100000]" in visible_text(page.read_text())
     index = (root / "gx/docs/index.html").read_text()
     assert all(name in index for name in names)  # the index lists both runs
+
+
+def test_mixed_utc_offsets_are_reported_as_such(tmp_path: Path) -> None:
+    """Local times with their offsets across a clock change: pandas refuses the whole column."""
+    times = pd.date_range("2000-06-05", periods=12, freq="30min", tz="UTC")
+    frame = make_frame(12)
+    frame["timestamp"] = [
+        t.tz_convert("Europe/London" if i < 6 else "UTC").isoformat() for i, t in enumerate(times)
+    ]
+    report = validate(tmp_path, frame)
+    assert report.failures == [
+        f"{SOURCE}: column timestamp: timestamps carry 2 different UTC offsets (+01:00, +00:00), "
+        "e.g. line 8: '2000-06-05T03:00:00+00:00' after line 7: '2000-06-05T03:30:00+01:00'; "
+        "every row needs the same offset: store UTC (line 8: '2000-06-05 03:00:00+00:00')"
+    ]
+
+
+def test_local_times_repeated_at_a_dst_change_say_store_utc(tmp_path: Path) -> None:
+    london = pd.date_range("2024-10-27", periods=12, freq="30min", tz="UTC").tz_convert(
+        "Europe/London"
+    )
+    frame = make_frame(12)
+    frame["timestamp"] = london.strftime("%Y-%m-%d %H:%M:%S")  # the offsets dropped
+    report = validate(tmp_path, frame)
+    assert report.failures == [
+        f"{SOURCE}: column timestamp: 4 rows share a timestamp (expected unique), e.g. line 2: "
+        "'2024-10-27 01:00:00', line 3: '2024-10-27 01:30:00', line 4: '2024-10-27 01:00:00'; "
+        "at line 4 ('2024-10-27 01:00:00' after '2024-10-27 01:30:00') the clock goes back an "
+        "hour, as local time does at a daylight-saving change: store UTC or an offset, the same "
+        "on every row",
+        f"{SOURCE}: column timestamp: 1 row earlier than the row before (expected increasing), "
+        "e.g. line 4: '2024-10-27 01:00:00' after '2024-10-27 01:30:00'",
+    ]
+
+
+def test_shuffled_rows_are_out_of_order_once_and_make_no_gaps(tmp_path: Path) -> None:
+    report = validate(tmp_path, make_frame(40).sample(frac=1, random_state=0))
+    assert failed_checks(report) == [("ordered", "timestamp")]
+    assert report.failures == [
+        f"{SOURCE}: column timestamp: 20 rows earlier than the row before (expected increasing), "
+        "e.g. line 3: '2000-06-05 10:00:00' after '2000-06-05 11:00:00', line 5: "
+        "'2000-06-05 02:00:00' after '2000-06-05 12:30:00', line 9: '2000-06-05 05:30:00' after "
+        "'2000-06-05 14:00:00'"
+    ]
+    assert report.summary()["gaps"]["count"] == 0
+
+
+def test_semicolon_separated_file_gets_a_delimiter_hint(tmp_path: Path) -> None:
+    path = tmp_path / "test.csv"
+    path.write_text(make_frame(12).to_csv(index=False, sep=";"))
+    report = validate_frame(read_raw(path), make_config(), source=SOURCE)
+    found = "found columns: ['timestamp;demand_mw']"
+    assert report.failures == [
+        f"{SOURCE}: column 'timestamp' is missing; {found}; the header is one column holding "
+        "';': the file looks separated by ';', and seqcast reads comma-separated CSV (save it "
+        "with commas, and '.' as the decimal mark)",
+        f"{SOURCE}: column 'demand_mw' is missing; {found}",
+    ]
+
+
+def test_gap_of_empty_feature_cells_names_the_feature(tmp_path: Path) -> None:
+    cfg = make_config(features=["temp"], max_null_fraction=0.5, max_filled_fraction=0.5)
+    frame = make_frame(40)
+    frame["temp"] = 10.0
+    frame.loc[10:15, "temp"] = None
+    report = validate(tmp_path, frame, cfg)
+    assert report.failures == [
+        f"{SOURCE}: column temp: 1 gap longer than 4 steps (split.max_gap_steps; a gap is a run "
+        "of missing steps and/or rows with an empty cell, interpolated when shorter): lines "
+        "12-17: 6 rows with an empty temp cell from 2000-06-05 05:00:00"
+    ]
+
+
+def test_max_null_fraction_refusal_names_a_value_that_passes(tmp_path: Path) -> None:
+    frame = make_frame(30)
+    frame.loc[[4, 9, 14, 19], "demand_mw"] = None  # 4 of 30: 0.1333...
+    cfg = make_config(max_filled_fraction=0.5)
+    report = validate(tmp_path, frame, cfg)
+    assert report.failures == [
+        f"{SOURCE}: column demand_mw: 4 empty values (13.3%), more than data.max_null_fraction "
+        "0 allows, e.g. line 6, line 11, line 16; data.max_null_fraction 0.134 would let them "
+        "pass (and normalise interpolate them)"
+    ]
+    passing = make_config(max_filled_fraction=0.5, max_null_fraction=0.134)
+    assert validate(tmp_path, frame, passing).success
+
+
+def trading_days_with_holidays() -> pd.DataFrame:
+    """60 weekdays from 2024-01-01 without two of them (exchange holidays)."""
+    days = pd.bdate_range("2024-01-01", periods=60).delete([10, 30])
+    return pd.DataFrame(
+        {"timestamp": days.strftime("%Y-%m-%d"), "demand_mw": 100.0 + np.arange(58)}
+    )
+
+
+def test_frequency_b_filling_holidays_hints_rows_with_step_frequency_b(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = make_config(frequency="B")
+    report = validate(tmp_path, trading_days_with_holidays(), cfg)
+    note = (
+        "2 weekdays have no row (3.3% of the 60 B steps) and would be interpolated: if those "
+        "are exchange holidays rather than missing steps, use data.frequency rows with "
+        "data.step_frequency B"
+    )
+    assert report.success and report.notes == [note]
+    assert report.summary()["notes"] == [note]
+    strict = validate(
+        tmp_path, trading_days_with_holidays(), make_config(frequency="B", max_filled_fraction=0.01)
+    )
+    assert strict.failures == [
+        f"{SOURCE}: column timestamp: 2 of 60 B steps (3.3%) would be filled by interpolation "
+        f"(2 missing), more than data.max_filled_fraction 0.01 allows; {note}"
+    ]

@@ -15,6 +15,7 @@ checkout (`gx/`, beside `mlruns/`), whose data docs index lists every run, pass 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
 import time
@@ -79,6 +80,8 @@ class ValidationReport:
     first_timestamp: str | None
     last_timestamp: str | None
     ignored_bounds: list[str] = field(default_factory=list)
+    # What passed but may not be what the user meant (e.g. holidays filled as missing weekdays).
+    notes: list[str] = field(default_factory=list)
     run_name: str = ""
     seconds: float = 0.0
     # The ephemeral GX context holds the run's results in memory: the data docs are built from it.
@@ -98,6 +101,7 @@ class ValidationReport:
             "expectations": [dict(r) for r in self.results],
             "gaps": dict(self.gaps),
             "ignored_bounds": list(self.ignored_bounds),
+            "notes": list(self.notes),
             "first_timestamp": self.first_timestamp,
             "last_timestamp": self.last_timestamp,
         }
@@ -135,15 +139,17 @@ class _Gap:
     first_empty: int | None = None
     last_empty: int | None = None
     row: int = -1  # where GX sees it: the first complete row after it (else the last row)
+    columns: list[str] = field(default_factory=list)  # value columns with an empty cell in it
 
     @property
     def steps(self) -> int:
         """Its length in steps."""
         return self.missing + self.empty
 
-    def add_empty(self, row: int) -> None:
-        """Count data row `row`, which has an empty cell, into the gap."""
+    def add_empty(self, row: int, columns: list[str]) -> None:
+        """Count data row `row`, whose cells in `columns` are empty, into the gap."""
         self.empty += 1
+        self.columns += [c for c in columns if c not in self.columns]
         self.first_empty = row if self.first_empty is None else self.first_empty
         self.last_empty = row
 
@@ -193,6 +199,7 @@ def validate_frame(frame: pd.DataFrame, cfg: Config, source: str) -> ValidationR
         first_timestamp=str(times.min()) if len(times) else None,
         last_timestamp=str(times.max()) if len(times) else None,
         ignored_bounds=ignored_bounds(cfg),
+        notes=[note] if outcome.success and (note := _holiday_hint(data, cfg)) else [],
         run_name=run_id.run_name,
         seconds=time.perf_counter() - started,
         gx_context=context,
@@ -210,6 +217,8 @@ def validate(cfg: Config, root: Path) -> dict[str, Any]:
     report = validate_frame(read_raw(source), cfg, source=cfg.data.path)
     page = record(report, paths.store_root(root))
     report.raise_if_failed(docs=page)
+    for note in report.notes:
+        print(f"validate: note: {note}", flush=True)
     summary = report.summary() | {"raw_md5": file_hash(source)}
     write_outputs(report, summary, root / paths.VALIDATION)
     every = f"; every run: {paths.store_root(root) / GX_DOCS / 'index.html'}" if page else ""
@@ -322,7 +331,7 @@ def _derive(raw: pd.DataFrame, cfg: Config) -> _Frame:
         if data.regular:
             position, nearest = _grid(parsed, data.frequency)
             typed[_grid_column(cfg)] = nearest
-    empty = pd.Series(False, index=raw.index)
+    empty = pd.DataFrame(False, index=raw.index, columns=[])
     for column in data.value_columns:
         if column not in raw.columns:
             continue
@@ -330,7 +339,7 @@ def _derive(raw: pd.DataFrame, cfg: Config) -> _Frame:
         number = text.where(text.str.match(NUMBER, na=False))
         typed[column] = number.astype("float64")
         typed[_text_column(column)] = text
-        empty |= raw[column].isna()
+        empty[column] = raw[column].isna()
     gaps, steps = [], len(raw)
     if data.timestamp in raw.columns:
         gaps, steps, lengths = _find_gaps(parsed, position, empty, cfg)
@@ -386,7 +395,7 @@ def _step(frequency: str) -> pd.Timedelta | None:
 
 
 def _find_gaps(
-    parsed: pd.Series, position: pd.Series | None, empty: pd.Series, cfg: Config
+    parsed: pd.Series, position: pd.Series | None, empty: pd.DataFrame, cfg: Config
 ) -> tuple[list[_Gap], int, pd.Series]:
     """The gaps, the series' length in steps, and each gap's length on the row after it."""
     if position is None:  # rows mode: each row is the next step, in file order
@@ -394,14 +403,16 @@ def _find_gaps(
     else:
         # Steps are grid points: an off-grid row is a grid failure and fills no step.
         valid = position[position == position.round()]
-        latest = valid.cummax().shift()
-        # Only rows that move time forward: a misplaced row is an order failure, not a gap.
-        forward = valid[latest.isna() | (valid > latest)]
+        # In time order, each step once: a misplaced or repeated row is an order or uniqueness
+        # failure, and the steps it holds are not missing (shuffled rows have no gaps).
+        forward = valid.sort_values(kind="stable").drop_duplicates()
         between = forward - forward.shift() - 1
-        order, missing = list(forward.index), between.fillna(0).clip(lower=0).astype(int).tolist()
+        order, missing = list(forward.index), between.fillna(0).astype(int).tolist()
     lengths = pd.Series(np.nan, index=empty.index)
     lengths[order] = 0.0
-    is_empty = empty.to_numpy().tolist()
+    names = list(empty.columns)
+    cells = empty.to_numpy()
+    is_empty = [[names[j] for j in np.flatnonzero(row)] for row in cells]
     step = to_offset(cfg.data.frequency) if cfg.data.regular else None
     gaps: list[_Gap] = []
     run: _Gap | None = None
@@ -412,7 +423,7 @@ def _find_gaps(
             run.missing += skipped
         if is_empty[row]:
             run = run or _Gap(first=_label(parsed, row))
-            run.add_empty(row)
+            run.add_empty(row, is_empty[row])
         elif run is not None:
             run.row = row
             gaps.append(run)
@@ -678,14 +689,50 @@ def _failure_line(result: Any, check: _Check, data: _Frame, cfg: Config, source:
         return f"{source}: column {check.column}: {name} could not run: {error}"
     if check.kind == "exists":
         found = [str(c) for c in data.raw.columns]
-        return f"{source}: column {check.column!r} is missing; found columns: {found}"
+        needed = [cfg.data.timestamp, *cfg.data.value_columns]
+        first = next(c for c in needed if c not in found)  # the hint once, on the first
+        hint = _delimiter_hint(found) if check.column == first else ""
+        return f"{source}: column {check.column!r} is missing; found columns: {found}{hint}"
     details = result.result or {}
     count = int(details.get("unexpected_count") or 0)
     rows = sorted(int(i) for i in details.get("partial_unexpected_index_list") or [])
     what = _DESCRIBE[check.kind](count, rows, check.column, data, cfg)
-    if check.kind == "parses" and data.parse_error:
+    if check.kind == "parses" and data.parse_error and not _offset_change(data.raw[check.column]):
         what += f" (pandas: {data.parse_error})"
-    return f"{source}: column {check.column}: {what}"
+    return f"{source}: {_columns(check, data, cfg)}: {what}"
+
+
+def _columns(check: _Check, data: _Frame, cfg: Config) -> str:
+    """'column x' or 'columns x, y': for a gap failure, the columns whose cells are missing."""
+    if check.kind not in ("gaps", "filled"):
+        return f"column {check.column}"
+    gaps = data.gaps
+    if check.kind == "gaps":
+        gaps = [g for g in gaps if g.steps > cfg.split.max_gap_steps]
+    # A missing step lacks its timestamp; an empty cell is the value column's.
+    names = [cfg.data.timestamp] if any(g.missing for g in gaps) else []
+    names += [c for c in cfg.data.value_columns if any(c in g.columns for g in gaps)]
+    names = names or [check.column]
+    return f"column {names[0]}" if len(names) == 1 else f"columns {', '.join(names)}"
+
+
+# Separators a CSV saved elsewhere may use (e.g. `;` where the comma is the decimal mark).
+_DELIMITERS = (";", "\t", "|")
+
+
+def _delimiter_hint(found: list[str]) -> str:
+    """'; the header reads as one column holding `;`: ...' when the file is not comma-separated."""
+    if len(found) != 1:
+        return ""
+    for delimiter in _DELIMITERS:
+        if delimiter in found[0]:
+            shown = "tab" if delimiter == "\t" else repr(delimiter)
+            return (
+                f"; the header is one column holding {shown}: the file looks separated by "
+                f"{shown}, and seqcast reads comma-separated CSV (save it with commas, and "
+                "'.' as the decimal mark)"
+            )
+    return ""
 
 
 def _examples(rows: list[int], show: Callable[[int], str]) -> str:
@@ -723,6 +770,16 @@ def _raw(data: _Frame, column: str, row: int) -> str:
 
 def _parses(count: int, rows: list[int], column: str, data: _Frame, cfg: Config) -> str:
     """Message for timestamps that are empty or do not parse."""
+    change = _offset_change(data.raw[column]) if data.parse_error else None
+    if change:
+        row, before, offsets = change
+        utc = pd.Timestamp(str(data.raw[column].iloc[row])).tz_convert("UTC")
+        return (
+            f"timestamps carry {len(offsets)} different UTC offsets ({', '.join(offsets)}), "
+            f"e.g. line {_line(row)}: {_raw(data, column, row)} after line {_line(before)}: "
+            f"{_raw(data, column, before)}; every row needs the same offset: store UTC "
+            f"(line {_line(row)}: '{utc:%Y-%m-%d %H:%M:%S}+00:00')"
+        )
     shown = _examples(rows, lambda i: _raw(data, column, i))
     how = "pandas.to_datetime, in the format of the first row"
     return f"{_plural(count, 'value')} empty or not parseable as a date/time ({how}){shown}"
@@ -731,7 +788,55 @@ def _parses(count: int, rows: list[int], column: str, data: _Frame, cfg: Config)
 def _unique(count: int, rows: list[int], column: str, data: _Frame, cfg: Config) -> str:
     """Message for repeated timestamps."""
     shown = _examples(rows, lambda i: _raw(data, column, i))
-    return f"{count} rows share a timestamp (expected unique){shown}"
+    back = _clock_back(data.parsed, cfg)
+    dst = ""
+    if back is not None:
+        dst = (
+            f"; at line {_line(back)} ({_raw(data, column, back)} after "
+            f"{_raw(data, column, back - 1)}) the clock goes back an hour, as local time does "
+            "at a daylight-saving change: store UTC or an offset, the same on every row"
+        )
+    return f"{count} rows share a timestamp (expected unique){shown}{dst}"
+
+
+def _clock_back(parsed: pd.Series, cfg: Config) -> int | None:
+    """The first row where local time repeats an hour (one step after an hour back), if any."""
+    times = parsed.dropna()
+    gaps = times.diff().dropna()
+    step = _step(cfg.data.frequency) if cfg.data.regular else None
+    if step is None and len(gaps):
+        step = gaps.mode().iloc[0]  # rows or a calendar frequency: the usual spacing
+    hour = pd.Timedelta("1h")
+    if step is None or step > hour:
+        return None  # steps of a day or more do not see the repeated hour
+    back = gaps[gaps == step - hour]
+    return None if back.empty else int(back.index[0])
+
+
+def _offset_change(raw: pd.Series) -> tuple[int, int, list[str]] | None:
+    """(row, row before, offsets) where the UTC offset first changes, if the cells carry several.
+
+    pandas refuses a column of mixed offsets as a whole ("Mixed timezones detected"), which
+    would otherwise read as every value being unparseable.
+    """
+    offsets: list[str] = []
+    previous: tuple[int, str] | None = None
+    change = None
+    for row, cell in raw.dropna().items():
+        try:
+            stamp = pd.Timestamp(str(cell))
+        except (ValueError, TypeError):
+            continue
+        offset = "no offset" if stamp.tzinfo is None else stamp.strftime("%z")
+        offset = offset if len(offset) != 5 else f"{offset[:3]}:{offset[3:]}"
+        if offset not in offsets:
+            offsets.append(offset)
+        if previous is not None and change is None and offset != previous[1]:
+            change = (int(row), previous[0])
+        previous = (int(row), offset)
+    if change is None or len(offsets) < 2:
+        return None
+    return (*change, offsets)
 
 
 def _ordered(count: int, rows: list[int], column: str, data: _Frame, cfg: Config) -> str:
@@ -776,9 +881,10 @@ def _gap_text(gap: _Gap) -> str:
         return f"line {_line(gap.row)}: {_plural(gap.steps, 'step')} missing from {gap.first}"
     first, last = _line(int(gap.first_empty)), _line(int(gap.last_empty))
     lines = f"line {first}" if first == last else f"lines {first}-{last}"
+    cell = f"an empty {' or '.join(gap.columns)} cell"
     if not gap.missing:
-        return f"{lines}: {_plural(gap.steps, 'row')} with an empty cell from {gap.first}"
-    return f"{lines}: {gap.steps} steps missing or with an empty cell from {gap.first}"
+        return f"{lines}: {_plural(gap.steps, 'row')} with {cell} from {gap.first}"
+    return f"{lines}: {gap.steps} steps missing or with {cell} from {gap.first}"
 
 
 def _filled(count: int, rows: list[int], column: str, data: _Frame, cfg: Config) -> str:
@@ -813,8 +919,17 @@ def _nulls(count: int, rows: list[int], column: str, data: _Frame, cfg: Config) 
     lines = ", ".join(f"line {_line(i)}" for i in rows[:EXAMPLES])
     return (
         f"{_plural(count, 'empty value')} ({share:.1%}), more than data.max_null_fraction "
-        f"{limit:g} allows{', e.g. ' + lines if lines else ''}"
+        f"{limit:g} allows{', e.g. ' + lines if lines else ''}; data.max_null_fraction "
+        f"{_passing(share)} would let them pass (and normalise interpolate them)"
     )
+
+
+def _passing(share: float) -> str:
+    """The observed share to 3 decimals, rounded up unless exact (so that it passes the check)."""
+    short = round(share, 3)
+    if short < share - 1e-12:  # the check's own slack (_mostly)
+        short = math.ceil(share * 1000) / 1000
+    return _num(short)
 
 
 def _bounds(count: int, rows: list[int], column: str, data: _Frame, cfg: Config) -> str:
@@ -894,11 +1009,26 @@ def _add_hint(
     lines = [i for i, line in enumerate(failures) if failed[i] in _GRID_CHECKS]
     if not lines:
         return
-    hint = _frequency_hint(data.parsed, cfg)
+    hint = _frequency_hint(data.parsed, cfg) or _holiday_hint(data, cfg)
     if not hint and "filled" in failed and sum(g.missing for g in data.gaps) * 2 > data.filled:
         hint = f"is data.frequency {cfg.data.frequency} right?"
     if hint:
         failures[lines[0]] += f"; {hint}"
+
+
+def _holiday_hint(data: _Frame, cfg: Config) -> str:
+    """With data.frequency B, weekdays without a row (holidays?) that normalise would fill."""
+    if cfg.data.frequency != "B":
+        return ""
+    missing = sum(g.missing for g in data.gaps)
+    if not missing:
+        return ""
+    return (
+        f"{_plural(missing, 'weekday has', 'weekdays have')} no row "
+        f"({missing / max(data.steps, 1):.1%} of the {data.steps} B steps) and would be "
+        "interpolated: if those are exchange holidays rather than missing steps, use "
+        "data.frequency rows with data.step_frequency B"
+    )
 
 
 def _frequency_hint(parsed: pd.Series, cfg: Config) -> str:
