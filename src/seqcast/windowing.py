@@ -176,6 +176,11 @@ def window(cfg: Config, root: Path) -> dict:
     if reference == "seasonal_naive" and season not in seasons:
         reason = not_applicable[f"seasonal_naive_{season}"]
         raise ConfigError(f"features.reference_season: {reason}")
+    detection = None
+    if cfg.baselines.seasons == "auto":
+        detection = _detect_seasons(series[:, :n_targets], seasons, bounds, sizes, cfg)
+        seasons = sorted(seasons + detection.kept)
+        print(f"window: {detection.line()}", flush=True)
     longest = max(seasons, default=1)
     # Baselines are scored on validation and test windows only, so a long season lengthens their
     # history, never the networks' training windows; a seasonal reference does lengthen those.
@@ -235,6 +240,7 @@ def window(cfg: Config, root: Path) -> dict:
             "not_applicable": not_applicable,
             "not_reference": costly,
             "mase_season": cfg.mase_season,
+            "season_detection": None if detection is None else detection.record(),
             "reference_choice": {
                 "reference": reference,
                 "season": season,
@@ -250,6 +256,37 @@ def window(cfg: Config, root: Path) -> dict:
         }
         write_json(out / "meta.json", meta)
     return {k: meta[k] for k in ("windows", "context", "reference_choice", "not_applicable")}
+
+
+def _detect_seasons(
+    targets: np.ndarray, defaults: list[int], bounds: dict, sizes: dict, cfg: Config
+):
+    """Seasons of the training split beyond the frequency's, kept where they help validation."""
+    from seqcast import baselines, seasonality
+
+    w = cfg.window
+    detection = seasonality.detect(targets[: sizes["train"]], defaults)
+    new = [s for s in detection.found if s not in defaults]
+    usable, unusable = baselines.applicable_seasons(
+        new, sizes["train"], w.input_width, w.horizon, w.shift
+    )
+    unusable = {int(k.rsplit("_", 1)[1]): why for k, why in unusable.items()}
+    for season in list(usable):
+        # A baseline's season is history every backtest fold must hold as well.
+        try:
+            check_history(layout(sizes, cfg), cfg, max(w.input_width, season))
+        except ConfigError:
+            usable.remove(season)
+            unusable[season] = "the first backtest fold holds too little history for it"
+    context = max(w.input_width, *defaults, *usable, 1)
+    val = origins(bounds, context, w.horizon, w.shift, w.stride, w.history_across_splits)["val"]
+    if len(val) == 0:
+        return detection
+    *_, val_mae = baselines.choose_reference(
+        targets, val, sorted(defaults + usable), w.horizon, w.shift
+    )
+    seasonality.judge(detection, val_mae, unusable)
+    return detection
 
 
 def load_windows(root: Path) -> dict:

@@ -76,12 +76,19 @@ def best_baseline(results: dict[str, dict], baselines: list[str], metric: str = 
     return min(baselines, key=lambda name: results[name][metric])
 
 
+def mase_scale_words(season: int) -> str:
+    """What MASE divides by: 'seasonal-naive 48 in-sample MAE' (naive for a season of 1)."""
+    name = "naive" if season == 1 else f"seasonal-naive {season}"
+    return f"{name} in-sample MAE"
+
+
 def table(
     results: dict[str, dict],
     seconds: dict[str, float],
     best: str,
     backtest_means: dict[str, dict[str, float]] | None = None,
     bands: dict[str, dict] | None = None,
+    mase_season: int | None = None,
 ) -> str:
     """A fixed-width summary in significant digits: test metrics, backtest mean, band coverage."""
     levels = sorted(
@@ -110,6 +117,9 @@ def table(
     lines.append(
         "* best baseline; test split except bt (mean over backtest origins); cov: band coverage"
     )
+    if mase_season is not None:
+        # A MASE means little without its denominator: a season of 5 and of 1 differ a lot.
+        lines.append(f"MASE (scale: {mase_scale_words(mase_season)} of the training split)")
     return "\n".join(lines)
 
 
@@ -160,6 +170,9 @@ def compare(
         "beats_linear": {k: test[k][metric] < test["linear"][metric] for k in networks},
         "not_applicable": meta["not_applicable"],
         "reference": meta["reference_choice"],
+        "seasons": meta["seasons"],
+        "season_detection": meta.get("season_detection"),
+        "mase_scale": mase_scale_words(meta["mase_season"]),
         "windows": meta["windows"],
     }
 

@@ -159,7 +159,10 @@ def evaluate(cfg: Config, root: Path) -> dict:
     with atomic_dir(root / paths.PLOTS) as out:
         write_plot_data(out, plotted)
     seconds = {k: v["seconds"] for k, v in train_info.items()}
-    print(table(test, seconds, best, bt_summary["means"], bands["scores"]), flush=True)
+    print(
+        table(test, seconds, best, bt_summary["means"], bands["scores"], meta["mase_season"]),
+        flush=True,
+    )
     for line in decision["reasons"]:
         print(f"decision: {line}", flush=True)
     print(f"MLflow: {tracking.ui_link(runs['experiment_id'], runs['parent_run_id'])}", flush=True)
