@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.pyfunc.scoring_server import invocations
-from serving_helpers import CHAMPION, SPEC, champion_store, raw_history, split
+from serving_helpers import CHAMPION, MODEL_NAME, SPEC, champion_store, raw_history, split
 
-from seqcast import server, serving
+from seqcast import cli, server, serving
 from seqcast.forecaster import Forecaster, ForecastOutputError
 
 
@@ -287,3 +287,43 @@ def test_request_limit_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(server.MAX_REQUEST_BYTES_ENV, bad)
         with pytest.raises(ValueError, match="expected a positive number of bytes"):
             server.max_request_bytes()
+
+
+def test_answer_names_the_model_version(logged: dict, model: mlflow.pyfunc.PyFuncModel) -> None:
+    identity = serving.identify(CHAMPION)
+    pinned = f"models:/{MODEL_NAME}/1"
+    body = json.dumps({"dataframe_split": split(raw_history(20))}).encode()
+
+    answer = server.score(body, "application/json", server.CheckedModel(model), identity)
+    refused = server.score(b"", "application/json", server.CheckedModel(model), identity)
+
+    assert identity == serving.ModelIdentity(uri=pinned, name=MODEL_NAME, version="1")
+    assert identity.describe() == f"version 1 of {MODEL_NAME} ({pinned})"
+    expected = {"x-model-name": MODEL_NAME, "x-model-version": "1", "x-model-uri": pinned}
+    for response in (answer, refused):
+        assert {k: v for k, v in response.headers.items() if k.startswith("x-model")} == expected
+    reply = json.loads(answer.body)
+    assert (reply["model_name"], reply["model_version"], reply["model_uri"]) == (
+        MODEL_NAME,
+        "1",
+        pinned,
+    )
+    assert len(reply["predictions"]) == SPEC.horizon
+    assert serving.identify(pinned) == identity
+    run_uri = logged["info"].model_uri
+    assert serving.identify(run_uri) == serving.ModelIdentity(uri=run_uri)
+
+
+def test_forecast_command_says_which_model(
+    logged: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = tmp_path / "history.csv"
+    raw_history(20).to_csv(csv, index=False)
+
+    assert cli.main(["forecast", "--input", str(csv), "--model", CHAMPION]) == 0
+
+    out, err = capsys.readouterr()
+    assert out.startswith("timestamp,demand")
+    assert err == (
+        f"seqcast forecast: {CHAMPION}: version 1 of {MODEL_NAME} (models:/{MODEL_NAME}/1)\n"
+    )

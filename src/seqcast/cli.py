@@ -22,9 +22,14 @@ def _forecast(args: argparse.Namespace) -> int:
 
     model = args.model or _champion(args.params)
     try:
-        frame = serving.forecast_csv(model, args.input)
+        folder = Path(model).is_dir()
+        identity = None if folder else serving.identify(model)
+        frame = serving.forecast_csv(model, args.input, identity)
     except MlflowException as err:
         raise ValueError(_cannot_load(model, err)) from None
+    # On stderr: stdout stays the forecast CSV a script can read.
+    source = f"forecaster folder {model}" if identity is None else identity.describe()
+    print(f"seqcast forecast: {model}: {source}", file=sys.stderr)
     if args.output:
         frame.to_csv(args.output, index=False)
     else:

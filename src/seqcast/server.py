@@ -6,7 +6,9 @@ request timeout) and /invocations keeps MLflow's protocol and parsing, but:
 - a body over SEQCAST_MAX_REQUEST_BYTES is refused (413) before it is read into memory or parsed;
 - the history is checked as the client sent it: MLflow's schema enforcement drops the columns
   the signature does not name, so its errors could not list what was sent;
-- every error is one JSON object {"error_code", "message"}: no stack trace, no request dump.
+- every error is one JSON object {"error_code", "message"}: no stack trace, no request dump;
+- every answer says which model produced it: X-Model-Name, X-Model-Version and X-Model-Uri
+  headers, and model_name, model_version and model_uri beside the predictions.
 """
 
 from __future__ import annotations
@@ -116,8 +118,29 @@ def _reason(err: MlflowException) -> str:
     return message.replace(scoring_server.SCORING_PROTOCOL_CHANGE_INFO, "").strip()
 
 
-def score(body: bytes, content_type: str, model: CheckedModel) -> Response:
+def score(
+    body: bytes,
+    content_type: str,
+    model: CheckedModel,
+    identity: serving.ModelIdentity | None = None,
+) -> Response:
     """The /invocations answer for one request body: forecasts, or one JSON error."""
+    response = _score(body, content_type, model)
+    if identity is not None:
+        response.headers.update(identity.headers())
+        if response.status_code == 200 and response.media_type == "application/json":
+            answer = json.loads(response.body)
+            response = Response(
+                json.dumps(answer | identity.fields()),
+                status_code=200,
+                media_type="application/json",
+                headers=identity.headers(),
+            )
+    return response
+
+
+def _score(body: bytes, content_type: str, model: CheckedModel) -> Response:
+    """The answer without the model's identity."""
     mime = content_type.split(";", 1)[0].strip().lower()
     if mime not in scoring_server.CONTENT_TYPES:
         shown = repr(content_type) if content_type else "missing"
@@ -154,7 +177,11 @@ def score(body: bytes, content_type: str, model: CheckedModel) -> Response:
     return Response(result.response, status_code=200, media_type=result.mimetype)
 
 
-def build_app(model: PyFuncModel, max_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> FastAPI:
+def build_app(
+    model: PyFuncModel,
+    max_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    identity: serving.ModelIdentity | None = None,
+) -> FastAPI:
     """MLflow's scoring app for a loaded pyfunc model, with the checked /invocations."""
     app = scoring_server.init(model)
     checked = CheckedModel(model)
@@ -182,9 +209,11 @@ def build_app(model: PyFuncModel, max_bytes: int = DEFAULT_MAX_REQUEST_BYTES) ->
                 # stops).
                 body.clear()
         if size > max_bytes:
-            return _too_large(max_bytes)
+            answer = _too_large(max_bytes)
+            answer.headers.update(identity.headers() if identity else {})
+            return answer
         content_type = request.headers.get("content-type", "")
-        return await asyncio.to_thread(score, bytes(body), content_type, checked)
+        return await asyncio.to_thread(score, bytes(body), content_type, checked, identity)
 
     return app
 
@@ -195,6 +224,11 @@ def serve(model_uri: str, host: str, port: int) -> None:
 
     limit = max_request_bytes()  # a bad setting fails before the slow model load
     serving.use_project_store()
-    model = scoring_server.load_model_with_mlflow_config(model_uri)
-    print(f"seqcast serve: {model_uri} at http://{host}:{port} (body limit {limit} B)", flush=True)
-    uvicorn.run(build_app(model, limit), host=host, port=port)
+    identity = serving.identify(model_uri)
+    model = scoring_server.load_model_with_mlflow_config(identity.uri)
+    print(
+        f"seqcast serve: {model_uri}, {identity.describe()}, at http://{host}:{port} "
+        f"(body limit {limit} B)",
+        flush=True,
+    )
+    uvicorn.run(build_app(model, limit, identity), host=host, port=port)

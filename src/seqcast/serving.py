@@ -7,6 +7,7 @@ offline `forecast_csv` answer and the evaluation code path are one and the same.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,49 @@ def use_project_store() -> None:
         mlflow.set_tracking_uri(paths.tracking_uri())
 
 
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which model answers: registered name and version when it is in the registry, and its URI."""
+
+    uri: str
+    name: str = ""
+    version: str = ""
+
+    def headers(self) -> dict[str, str]:
+        """X-Model-Name, X-Model-Version (when registered) and X-Model-Uri of every answer."""
+        found = {"X-Model-Name": self.name, "X-Model-Version": self.version}
+        return {key: value for key, value in found.items() if value} | {"X-Model-Uri": self.uri}
+
+    def fields(self) -> dict[str, str]:
+        """The same facts as JSON body fields: model_name, model_version, model_uri."""
+        return {
+            key.removeprefix("X-").lower().replace("-", "_"): v for key, v in self.headers().items()
+        }
+
+    def describe(self) -> str:
+        """One line for people: version N of NAME (URI), or the URI alone."""
+        if self.version:
+            return f"version {self.version} of {self.name} ({self.uri})"
+        return self.uri
+
+
+def identify(model_uri: str) -> ModelIdentity:
+    """Pin models:/name@alias (or /version) to its version now, so the answer can name it."""
+    if not model_uri.startswith("models:/"):
+        return ModelIdentity(uri=model_uri)  # a run's model or a folder: no registry version
+    use_project_store()
+    name, sep, alias = model_uri.removeprefix("models:/").partition("@")
+    if sep:
+        # Resolved once, before loading: if the alias moves later, this server still says
+        # which version it loaded and answers with.
+        version = mlflow.MlflowClient().get_model_version_by_alias(name, alias).version
+    else:
+        name, _, version = name.partition("/")
+        if not version.isdigit():  # a logged model (models:/m-<id>), models:/name/latest
+            return ModelIdentity(uri=model_uri)
+    return ModelIdentity(uri=f"models:/{name}/{version}", name=name, version=str(version))
+
+
 def load(model_uri: str) -> Forecaster:
     """The Forecaster inside a logged or registered model (e.g. models:/name@champion)."""
     use_project_store()
@@ -151,11 +195,16 @@ def load(model_uri: str) -> Forecaster:
     return model.unwrap_python_model().forecaster
 
 
-def forecast_csv(model_uri_or_folder: str | Path, csv_path: str | Path) -> pd.DataFrame:
-    """The served model's answer for raw history in a CSV, without a server."""
+def forecast_csv(
+    model_uri_or_folder: str | Path, csv_path: str | Path, identity: ModelIdentity | None = None
+) -> pd.DataFrame:
+    """The served model's answer for raw history in a CSV, without a server.
+
+    With an identity from `identify`, the pinned version it names is loaded.
+    """
     folder = Path(model_uri_or_folder)
     if (folder / SETTINGS).is_file():
         forecaster = Forecaster.load(folder)
     else:
-        forecaster = load(str(model_uri_or_folder))
+        forecaster = load(identity.uri if identity else str(model_uri_or_folder))
     return forecaster.forecast(pd.read_csv(csv_path))

@@ -72,6 +72,7 @@ def test_good_history_answers_200_with_the_forecasters_finite_forecast(served: d
     status, text = post(served["url"], json.dumps({"dataframe_split": split(history)}).encode())
 
     assert status == 200
+    assert _strict(text)["model_version"] == "1"
     served_frame = pd.DataFrame(_strict(text)["predictions"])
     assert list(served_frame.columns) == ["timestamp", "demand"]
     assert served_frame["timestamp"].tolist() == expected["timestamp"].tolist()
