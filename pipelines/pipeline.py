@@ -33,7 +33,6 @@ from prefect.context import FlowRunContext, TaskRunContext  # noqa: E402
 from prefect.states import Completed, Failed, State  # noqa: E402
 from prefect.tasks import Task, exponential_backoff  # noqa: E402
 
-from pipelines import report  # noqa: E402
 from pipelines.common import (  # noqa: E402
     EXIT_EXPECTED,
     EXIT_INTERRUPTED,
@@ -44,6 +43,7 @@ from pipelines.common import (  # noqa: E402
     is_transient,
 )
 from pipelines.common import resolve_root as _resolve_root  # noqa: E402
+from seqcast import report  # noqa: E402
 from seqcast.config import Config, load_config  # noqa: E402
 
 LOCK = Path(".dvc/tmp/seqcast-pipeline.lock")  # .dvc/tmp is git-ignored by DVC itself
@@ -220,18 +220,32 @@ def reproduce(root: str, deadline: float, timeout: int) -> list[str] | State:
 def publish_report(
     root: str, stages: list[str], ingested: dict[str, Any] | None, metric: str
 ) -> str:
-    """Publish the model comparison as a table, and the report (promotion, MLflow) as Markdown."""
-    comparison, promotion, _ = report.inputs(Path(root))
-    rows = report.comparison_rows(comparison, metric, promotion)
+    """Publish the model comparison as a table and the whole report as Markdown (one Report)."""
+    run = report.from_workspace(Path(root), metric, stages)
+    run = run.model_copy(update={"ingestion": _ingestion(ingested)})
+    rows = report.table_rows(run)
     if rows:
         label = report.LABELS.get(metric, metric)
         description = f"seqcast: test metrics per model, best {label} first"
         create_table_artifact(table=rows, key=MODELS_KEY, description=description)
-    markdown = report.render(Path(root), stages, ingested, metric)
     artifact = create_markdown_artifact(
-        markdown=markdown, key=REPORT_KEY, description="seqcast: promotion, models, MLflow run"
+        markdown=report.markdown(run, "# seqcast pipeline"),
+        key=REPORT_KEY,
+        description="seqcast: ingestion, stages run, models, promotion, MLflow run",
     )
     return str(artifact)
+
+
+def _ingestion(ingested: dict[str, Any] | None) -> str:
+    """What ingestion did this run, in a few words."""
+    if ingested is None:
+        return "none configured (`ingest.source` is empty)"
+    if not ingested.get("changed"):
+        return f"`{ingested['source']}`: no new data"
+    return (
+        f"`{ingested['source']}` ({ingested['mode']}): {ingested['rows_before']} → "
+        f"{ingested['rows_after']} rows"
+    )
 
 
 def _failed(state: State) -> State:

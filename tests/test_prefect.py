@@ -121,8 +121,12 @@ def test_triggered_run_completes_and_publishes_report(runner: Path, client: Any)
         "seqcast-models": "table",
     }
     (artifact,) = [a for a in artifacts if a.key == "seqcast-report"]
-    assert "| **gru** | 101.5 | 150.2 | 0.61 | 1.2 |" in artifact.data
-    assert "Stages reproduced:** `report`" in artifact.data
+    assert (
+        "| gru | network | 101.5 | 150.2 | **0.61** | 1.2 | - | best network, candidate v1 |"
+        in (artifact.data)
+    )
+    assert "- stages run: `report`" in artifact.data
+    assert "**No promotion this run:**" in artifact.data  # the stage is not `promote`
     assert "http://127.0.0.1:5000/#/experiments/7/runs/abc123" in artifact.data
 
 

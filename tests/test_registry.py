@@ -246,7 +246,7 @@ def test_first_promotion_registers_tags_and_records(lab: Lab, name: str) -> None
     written = json.loads((lab.root / "metrics" / "promotion.json").read_text())
     assert written == {"promoted": 1.0, "fallback": 0.0}
     report = (lab.root / "reports" / "report" / "report.md").read_text()
-    assert "**best baseline**" in report and "](plots/forecast.png)" in report
+    assert "| best baseline |" in report and "](plots/forecast.png)" in report
     assert (lab.root / "reports" / "report" / "plots" / "forecast.png").is_file()
     assert decision["summary"] in report
     recorded = json.loads((lab.root / "reports" / "report" / "decision.json").read_text())
@@ -435,7 +435,7 @@ def test_champion_from_other_data_is_rescored_on_new_test_windows(lab: Lab, name
     # Promoted only because the re-scored value, not the recorded 0.01, is compared.
     assert decision["promoted"] and expected > 0.3
     report = (lab.root / "reports" / "report" / "report.md").read_text()
-    assert f"champion v{champion} | current champion, re-scored" in report
+    assert f"champion v{champion} | champion (re-scored)" in report
     assert any("re-scored" in reason for reason in decision["reasons"])
 
 

@@ -241,6 +241,27 @@ class ScheduleConfig(_Section):
     timeout_seconds: PositiveInt = 3600
 
 
+class MonitoringConfig(_Section):
+    # always: `dvc repro` every scheduled run (DVC retrains what the new data made stale);
+    # on_alarm: only on a decay or drift alarm; every_n_rows: after that many new rows, or on alarm.
+    retrain: Literal["always", "on_alarm", "every_n_rows"] = "always"
+    every_n_rows: PositiveInt = 336
+    # After a retrain, no alarm retrains again until this many rows have arrived.
+    cooldown_rows: Annotated[int, Field(ge=0)] = 48
+    # The champion's latest scored ledger forecasts the decay test reads.
+    decay_window: Annotated[int, Field(ge=1, le=1000)] = 7
+    warn_p: Fraction = 0.05
+    alarm_p: Fraction = 0.01
+    # `seqcast serve` records every forecast it answers in the ledger (one per origin).
+    ledger_on_serve: bool = False
+
+    @model_validator(mode="after")
+    def _alarm_below_warn(self) -> MonitoringConfig:
+        if self.alarm_p > self.warn_p:
+            raise ValueError(f"alarm_p {self.alarm_p:g} must not exceed warn_p {self.warn_p:g}")
+        return self
+
+
 class Config(_Section):
     data: DataConfig
     split: SplitConfig = SplitConfig()
@@ -258,6 +279,7 @@ class Config(_Section):
     promotion: PromotionConfig = PromotionConfig()
     ingest: IngestConfig = IngestConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
     @property
     def target_indices(self) -> list[int]:

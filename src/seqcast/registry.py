@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from seqcast import features, interrupts, io, metrics, paths, tracking
+from seqcast import features, interrupts, io, metrics, paths, report, tracking
 from seqcast.config import Config
 from seqcast.errors import SeqcastError
 from seqcast.features import InputSpec
@@ -614,19 +614,14 @@ def _record(cfg: Config, root: Path, runs: dict, decision: dict) -> None:
     for key in ("backtest", "intervals"):
         path = root / paths.EVALUATION / f"{key}.json"
         extra[key] = io.read_json(path) if path.is_file() else None
-    report = render_report(
-        cfg,
-        runs,
-        decision,
-        [p.name for p in plots],
-        tracking.ui_link(runs.get("experiment_id", "0"), run_id),
-        **extra,
+    text = report.markdown(
+        report.build(runs, decision, cfg.promotion.metric, [p.name for p in plots], **extra)
     )
     staging = Path(tempfile.mkdtemp(prefix="seqcast-promote-"))
     try:
         folder = staging / "report"
         (folder / "plots").mkdir(parents=True)
-        (folder / "report.md").write_text(report)
+        (folder / "report.md").write_text(text)
         io.write_json(folder / "decision.json", decision)
         for plot in plots:
             shutil.copyfile(plot, folder / "plots" / plot.name)
@@ -674,156 +669,3 @@ def _log_to_run(client: MlflowClient, run_id: str, decision: dict) -> None:
         params=params,
         tags=[RunTag(f"{TAG}promotion.{k}", str(v)) for k, v in tags.items()],
     )
-
-
-def render_report(
-    cfg: Config,
-    runs: dict,
-    decision: dict,
-    plots: list[str],
-    run_link: str,
-    backtest: dict | None = None,
-    intervals: dict | None = None,
-) -> str:
-    """reports/report/report.md: every model's metrics, backtest, bands, the decision, plots."""
-    metric = cfg.promotion.metric
-    head = (
-        "| model | role | " + " | ".join(m.upper() for m in METRICS) + f" | val {metric.upper()} |"
-    )
-    lines = [
-        "# seqcast: model comparison",
-        "",
-        f"- data md5 `{runs['data_md5']}`, test windows `{runs['test_id']}`",
-        *_data_line(runs.get("data")),
-        f"- parent run [{runs['parent_run_id']}]({run_link})",
-        f"- promotion metric **{metric}** (lower is better), margin {cfg.promotion.margin:g}",
-        "",
-        "## Test metrics",
-        "",
-        head,
-        "|" + "---|" * (len(METRICS) + 3),
-    ]
-    candidate = decision["candidate"]
-    rows = []
-    for kind, net in runs["networks"].items():
-        role = "network"
-        if kind == candidate["kind"]:
-            role += f", **candidate** v{candidate['version']}"
-        rows.append((kind, role, net["metrics"], net.get("val_metrics", {})))
-    for base, entry in runs["baselines"].items():
-        role = "linear rival" if base == "linear" else "baseline"
-        role = "**best baseline**" if base == runs["best_baseline"] else role
-        if base == candidate["kind"]:
-            role += f", **candidate (fallback)** v{candidate['version']}"
-        rows.append((base, role, entry.get("metrics", {}), entry.get("val_metrics", {})))
-    champion = decision["champion"]
-    if champion and champion.get("rescored_metrics"):
-        role = f"current champion, re-scored (was scored on `{champion['test_id']}`)"
-        rows.append((f"champion v{champion['version']}", role, champion["rescored_metrics"], {}))
-    rows.sort(key=lambda r: float(r[2].get(metric, np.inf)))
-    for model, role, scores, val in rows:
-        cells = " | ".join(_cell(scores.get(m), bold=m == metric) for m in METRICS)
-        lines.append(f"| {model} | {role} | {cells} | {_cell(val.get(metric), bold=False)} |")
-    lines += _backtest_section(backtest, metric)
-    lines += _intervals_section(intervals)
-    lines += ["", "## Promotion decision", "", f"**{decision['summary']}**", ""]
-    lines += [f"- {reason}" for reason in decision["reasons"]]
-    aliases = decision["aliases_set"]
-    lines.append(
-        "- aliases set: " + (", ".join(f"`{a}` -> v{v}" for a, v in aliases.items()) or "none")
-    )
-    if plots:
-        lines += ["", "## Plots", ""]
-        lines += [f"![{Path(p).stem}](plots/{p})" for p in plots]
-    return "\n".join(lines) + "\n"
-
-
-def _data_line(facts: dict | None) -> list[str]:
-    """The report's line on the data: rows per split and how many were interpolated."""
-    if not facts:
-        return []
-    split = ", ".join(
-        f"{name} {int(facts[f'rows_{name}'])}"
-        for name in ("train", "val", "test")
-        if f"rows_{name}" in facts
-    )
-    return [
-        f"- rows: {split}; {int(facts.get('filled_rows', 0))} filled by interpolation "
-        f"({facts.get('filled_fraction', 0.0):.2%})"
-    ]
-
-
-def _cell(value: Any, bold: bool) -> str:
-    """A metric for the report table; the promotion metric in bold."""
-    if value is None:
-        return "-"
-    text = f"{float(value):.4g}"
-    return f"**{text}**" if bold else text
-
-
-def _backtest_section(backtest: dict | None, metric: str) -> list[str]:
-    """The rolling-origin backtest: folds, each model's mean, spread, wins and per-origin scores."""
-    if not backtest:
-        return []
-    decision, folds = backtest["decision"], backtest["folds"]
-    settings = backtest["settings"]
-    lines = [
-        "",
-        f"## Backtest ({decision['mode']})",
-        "",
-        f"- {len(folds)} origin(s); blocks from {folds[0]['cutoff']} to {folds[-1]['block_end']}; "
-        f"{settings['window']} window, refit every {settings['refit_every']} origin(s); each "
-        "fold's scaler, reference, linear rival and networks fit on its own history only",
-        "",
-        f"| model | mean {metric.upper()} | spread (sd) | wins vs {decision['best_simple']} | "
-        + " | ".join(f"origin {f['fold'] + 1}" for f in folds)
-        + " |",
-        "|" + "---|" * (4 + len(folds)),
-    ]
-    for model in decision["ranking"]:
-        per = [f[metric] for f in backtest["per_origin"][model]]
-        mark = " (candidate)" if model == decision["candidate"] else ""
-        wins = decision["wins_over_best_simple"][model]
-        lines.append(
-            f"| {model}{mark} | {decision['means'][model]:.4g} | {decision['spread'][model]:.3g} | "
-            f"{'-' if model == decision['best_simple'] else f'{wins}/{len(folds)}'} | "
-            + " | ".join(f"{v:.4g}" for v in per)
-            + " |"
-        )
-    lines += [""] + [f"- {reason}" for reason in decision["reasons"]]
-    return lines
-
-
-def _intervals_section(intervals: dict | None) -> list[str]:
-    """Coverage, width and MSIS of every model's conformal bands on the test windows."""
-    if not intervals:
-        return []
-    first = next(iter(intervals.values()))
-    levels = [
-        k.removeprefix("coverage_")
-        for k in first
-        if k.startswith("coverage_") and not k.endswith("_step")
-    ]
-    head = (
-        "| model | " + " | ".join(f"cover {lv}% | width {lv}% | MSIS {lv}%" for lv in levels) + " |"
-    )
-    lines = [
-        "",
-        "## Intervals on the test windows",
-        "",
-        "Conformal per horizon step, each window calibrated only on out-of-sample errors known "
-        f"at its origin (the latest {first.get('calibration_errors', '?')}); finite-sample "
-        "corrected quantile.",
-        "",
-        head,
-        "|" + "---|" * (1 + 3 * len(levels)),
-    ]
-    for model, s in sorted(intervals.items(), key=lambda kv: kv[1].get(f"msis_{levels[0]}", 1e300)):
-        cells = " | ".join(
-            f"{s[f'coverage_{lv}']:.1%} | {s[f'width_{lv}']:.4g} | {s[f'msis_{lv}']:.4g}"
-            if f"coverage_{lv}" in s
-            else "- | - | -"
-            for lv in levels
-        )
-        lines.append(f"| {model} | {cells} |")
-    return lines

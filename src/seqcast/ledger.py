@@ -1,0 +1,215 @@
+"""The forecast ledger: every served forecast, one MLflow run per (model version, origin).
+
+It lives in the tracking store (experiment `<tracking.experiment>-ledger`), so a team shares it
+wherever the store is; runs are only ever added, and recording the same version and origin
+again (a re-run of the same night) finds the existing run instead of adding one.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from seqcast import tracking
+from seqcast.config import Config
+from seqcast.data import read_raw
+
+if TYPE_CHECKING:
+    from seqcast.forecaster import Forecaster
+
+SUFFIX = "-ledger"
+TAG = "seqcast.ledger."
+TABLE = "forecast.json"
+SOURCES = ("pipeline", "forecast", "serve")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One recorded forecast: who made it, from which origin, and its steps (long table)."""
+
+    run_id: str
+    version: str
+    origin: pd.Timestamp
+    source: str
+    table: pd.DataFrame  # step, timestamp, target, forecast, lower_<L>, upper_<L> per level
+
+
+def experiment_name(cfg: Config) -> str:
+    """The ledger's MLflow experiment: beside the pipeline's own."""
+    return cfg.tracking.experiment + SUFFIX
+
+
+def experiment_id(cfg: Config, root: Path | None = None) -> str:
+    """The ledger experiment's id (created on first use) in the project's tracking store."""
+    return tracking.setup(experiment_name(cfg), root)
+
+
+def origin_text(origin: object) -> str:
+    """An origin as the tag holds it: ISO 8601, so equal instants give equal tags."""
+    return pd.Timestamp(origin).isoformat()
+
+
+def long_table(frame: pd.DataFrame, timestamp: str, targets: list[str]) -> pd.DataFrame:
+    """A served forecast (timestamp, targets, <target>_lower/upper_<L>) as one row per step."""
+    rows = []
+    for target in targets:
+        part = pd.DataFrame(
+            {
+                "step": range(1, len(frame) + 1),
+                "timestamp": frame[timestamp].astype(str),
+                "target": target,
+                "forecast": frame[target].astype(float),
+            }
+        )
+        for column in frame.columns:
+            for side in ("lower", "upper"):
+                prefix = f"{target}_{side}_"
+                if column.startswith(prefix):
+                    part[f"{side}_{column.removeprefix(prefix)}"] = frame[column].astype(float)
+        rows.append(part)
+    return pd.concat(rows, ignore_index=True)
+
+
+def _find(client, experiment: str, model: str, version: str, origin: str) -> str | None:
+    """The finished ledger run of this version and origin, if one was recorded."""
+    found = client.search_runs(
+        [experiment],
+        filter_string=(
+            f"tags.`{TAG}registered_model` = '{model}' and tags.`{TAG}version` = '{version}' "
+            f"and tags.`{TAG}origin` = '{origin}' and attributes.status = 'FINISHED'"
+        ),
+        order_by=["attributes.start_time ASC"],
+        max_results=1,
+    )
+    return found[0].info.run_id if found else None
+
+
+def record(
+    cfg: Config,
+    frame: pd.DataFrame,
+    version: str,
+    origin: object,
+    source: str,
+    timestamp: str,
+    targets: list[str],
+    root: Path | None = None,
+) -> tuple[str, bool]:
+    """Record a forecast once per (version, origin): (run id, True when added now)."""
+    from mlflow import MlflowClient
+
+    assert source in SOURCES, source
+    experiment = experiment_id(cfg, root)
+    client = MlflowClient()
+    model, at = cfg.tracking.registered_model, origin_text(origin)
+    existing = _find(client, experiment, model, str(version), at)
+    if existing is not None:
+        return existing, False
+    tags = {
+        f"{TAG}registered_model": model,
+        f"{TAG}version": str(version),
+        f"{TAG}origin": at,
+        f"{TAG}source": source,
+        f"{TAG}horizon": str(len(frame)),
+    }
+    run = client.create_run(experiment, run_name=f"v{version} from {at}", tags=tags)
+    try:
+        client.log_table(run.info.run_id, long_table(frame, timestamp, targets), TABLE)
+    except BaseException:
+        # Killed or failed half-way: the run is not FINISHED, so no reader ever takes it.
+        client.set_terminated(run.info.run_id, "FAILED")
+        raise
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id, True
+
+
+def entries(cfg: Config, root: Path | None = None) -> list[Entry]:
+    """Every finished ledger forecast of the registered model, oldest origin first, one per key."""
+    from mlflow import MlflowClient
+
+    experiment = experiment_id(cfg, root)
+    client = MlflowClient()
+    runs = []
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment],
+            filter_string=(
+                f"tags.`{TAG}registered_model` = '{cfg.tracking.registered_model}' "
+                "and attributes.status = 'FINISHED'"
+            ),
+            order_by=["attributes.start_time ASC"],
+            page_token=token,
+        )
+        runs += list(page)
+        token = page.token
+        if not token:
+            break
+    first = {}
+    for run in runs:  # two writers racing on one night: the earliest run counts, once
+        key = (run.data.tags[f"{TAG}version"], run.data.tags[f"{TAG}origin"])
+        first.setdefault(key, run)
+    if not first:
+        return []
+    found = [
+        Entry(
+            run_id=run.info.run_id,
+            version=version,
+            origin=pd.Timestamp(origin),
+            source=run.data.tags.get(f"{TAG}source", "?"),
+            table=_table(client, run.info.run_id),
+        )
+        for (version, origin), run in first.items()
+    ]
+    return sorted(found, key=lambda e: (e.origin, int(e.version)))
+
+
+def _table(client, run_id: str) -> pd.DataFrame:
+    """A ledger run's forecast table (log_table's JSON: columns and data)."""
+    # One small file per forecast: MLflow's progress bar would print a line for each.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with tempfile.TemporaryDirectory(prefix="seqcast-ledger-") as tmp:
+        logged = json.loads(Path(client.download_artifacts(run_id, TABLE, tmp)).read_text())
+    return pd.DataFrame(logged["data"], columns=logged["columns"])
+
+
+def champion_version(cfg: Config) -> str | None:
+    """The version the champion alias points at, or None when there is none."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = MlflowClient().get_model_version_by_alias(cfg.tracking.registered_model, "champion")
+        return str(found.version)
+    except MlflowException:
+        return None
+
+
+@functools.lru_cache(maxsize=4)
+def load_version(model: str, version: str) -> Forecaster:
+    """A registered version's Forecaster, loaded once per process (scoring and recording)."""
+    from seqcast import serving
+
+    return serving.load(f"models:/{model}/{version}")
+
+
+def record_champion(cfg: Config, root: Path, source: str = "pipeline") -> dict | None:
+    """The champion's forecast from the latest rows of the raw data, recorded in the ledger."""
+    tracking.setup(cfg.tracking.experiment, root)
+    version = champion_version(cfg)
+    if version is None:
+        return None
+    forecaster = load_version(cfg.tracking.registered_model, version)
+    history = read_raw(Path(root) / cfg.data.path).tail(forecaster.min_history)
+    frame = forecaster.forecast(history)
+    origin = history[cfg.data.timestamp].iloc[-1]
+    run_id, added = record(
+        cfg, frame, version, origin, source, forecaster.timestamp, forecaster.targets, root
+    )
+    return {"version": version, "origin": origin_text(origin), "run_id": run_id, "added": added}

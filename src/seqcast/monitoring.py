@@ -1,0 +1,508 @@
+"""How the served forecasts did: ledger forecasts scored as actuals arrive, decay and drift checks,
+and the retrain policy's decision with its reason.
+
+Scores are recomputed every run from the ledger and the raw data (nothing is accumulated), so
+actuals that arrive late, twice or out of order, and a run killed mid-scoring, never count a
+forecast twice; live metrics are logged once per (version, origin) whatever re-runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from seqcast import io, ledger, metrics, tracking
+from seqcast.config import Config
+from seqcast.data import read_raw
+
+LIVE = Path("reports/live")
+OK, WARN, ALARM = "ok", "warn", "alarm"
+REASONS = (
+    "schedule", "new data", "decay alarm", "drift alarm", "nothing changed", "no champion",
+    "cooldown",
+)  # fmt: skip
+CHECK = "seqcast.check."
+LIVE_TAG = "seqcast.live.version"
+
+
+@dataclass(frozen=True)
+class Score:
+    """One ledger forecast against the actuals: errors over its steps and targets."""
+
+    version: str
+    origin: pd.Timestamp
+    run_id: str
+    mae: float
+    mase: float
+    coverage: dict[str, float]  # level -> share of steps inside the band
+    step_mae: list[float]  # per horizon step, mean over targets
+    first_miss: dict[str, int]  # level -> targets whose first step fell outside the band
+    targets: int
+
+
+@dataclass(frozen=True)
+class Check:
+    """A decay or drift check: ok / warn / alarm, its p-value and the numbers behind it."""
+
+    name: str
+    status: str
+    p_value: float | None
+    message: str
+    numbers: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What a scheduled run learns before deciding: scores, checks, rows and messages."""
+
+    champion: str | None
+    scores: list[Score]
+    pending: int
+    skipped: list[str]
+    decay: Check
+    drift: Check
+    rows: int
+    new_rows: int
+    expected: dict[str, float] | None  # the champion's backtest window MAE: mean, p10, p90
+
+    @property
+    def alarm(self) -> bool:
+        """True when a check raised an alarm."""
+        return ALARM in (self.decay.status, self.drift.status)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether this run retrains (`dvc repro`), and why."""
+
+    retrain: bool
+    reason: str
+    detail: str
+
+
+def status(p_value: float | None, cfg: Config) -> str:
+    """ok, warn or alarm by the configured p-value thresholds."""
+    if p_value is None or p_value >= cfg.monitoring.warn_p:
+        return OK
+    return ALARM if p_value < cfg.monitoring.alarm_p else WARN
+
+
+def actuals(cfg: Config, root: Path) -> pd.DataFrame:
+    """The raw targets by time, sorted, the last of repeated timestamps kept (as ingest does)."""
+    frame = read_raw(Path(root) / cfg.data.path)
+    index = pd.DatetimeIndex(pd.to_datetime(frame[cfg.data.timestamp]))
+    values = frame[cfg.data.targets].astype(float).set_axis(index)
+    values = values[~values.index.duplicated(keep="last")]
+    return values.sort_index(kind="stable")
+
+
+def score(entry: ledger.Entry, actual: pd.DataFrame, season: int) -> Score | None:
+    """The forecast's errors once every step's actual is in, else None (not yet scorable)."""
+    table = entry.table
+    when = pd.DatetimeIndex(pd.to_datetime(table["timestamp"]))
+    if actual.index.tz is not None and when.tz is None:
+        when = when.tz_localize(actual.index.tz)
+    columns = [actual.columns.get_loc(t) for t in table["target"]]
+    rows = actual.index.get_indexer(when)
+    if (rows < 0).any():
+        return None
+    truth = actual.to_numpy()[rows, columns]
+    if not np.isfinite(truth).all():
+        return None
+    error = np.abs(truth - table["forecast"].to_numpy())
+    before = actual[actual.index <= _aligned(entry.origin, actual.index)].to_numpy()
+    if len(before) <= season:
+        return None  # no MASE scale from so short a history
+    scale = metrics.seasonal_naive_scale(before, season)[columns]
+    levels = sorted(
+        {c.split("_", 1)[1] for c in table.columns if c.startswith("lower_")}, key=float
+    )
+    inside = {
+        lv: (table[f"lower_{lv}"].to_numpy() <= truth) & (truth <= table[f"upper_{lv}"].to_numpy())
+        for lv in levels
+    }
+    first = table["step"].to_numpy() == 1
+    steps = pd.Series(error).groupby(table["step"].to_numpy()).mean()
+    return Score(
+        version=entry.version,
+        origin=entry.origin,
+        run_id=entry.run_id,
+        mae=float(error.mean()),
+        mase=float((error / scale).mean()),
+        coverage={lv: float(ok.mean()) for lv, ok in inside.items()},
+        step_mae=[float(v) for v in steps.to_numpy()],
+        first_miss={lv: int((~ok[first]).sum()) for lv, ok in inside.items()},
+        targets=int(first.sum()),
+    )
+
+
+def _aligned(origin: pd.Timestamp, index: pd.DatetimeIndex) -> pd.Timestamp:
+    """The origin in the index's time zone convention (naive or aware)."""
+    if index.tz is not None and origin.tz is None:
+        return origin.tz_localize(index.tz)
+    if index.tz is None and origin.tz is not None:
+        return origin.tz_convert(None)
+    return origin
+
+
+def backtest_errors(cfg: Config, version: str) -> np.ndarray | None:
+    """The version's out-of-sample window MAEs (its calibration errors), None when it has none."""
+    forecaster = ledger.load_version(cfg.tracking.registered_model, version)
+    if forecaster.calibration is None:
+        return None
+    return np.asarray(forecaster.calibration, dtype=np.float64).mean(axis=(1, 2))
+
+
+def decay(cfg: Config, scores: list[Score], windows: np.ndarray | None, version: str) -> Check:
+    """Live errors against the backtest's: Fisher-combined ranks of each forecast's MAE, and
+    first-step band misses against their nominal rate (binomial); Bonferroni over the tests."""
+    from scipy import stats
+
+    latest = scores[-cfg.monitoring.decay_window :]
+    if not latest:
+        return Check("decay", OK, None, f"no scored forecast of v{version} yet")
+    if windows is None or len(windows) == 0:
+        return Check("decay", OK, None, f"v{version} carries no backtest errors to compare with")
+    # Each forecast's MAE ranked among the backtest windows': uniform while nothing changed.
+    ranks = [(1 + np.sum(windows >= s.mae)) / (len(windows) + 1) for s in latest]
+    fisher = float(stats.chi2.sf(-2.0 * np.sum(np.log(ranks)), 2 * len(ranks)))
+    numbers = {
+        "forecasts": float(len(latest)),
+        "live_mae": float(np.mean([s.mae for s in latest])),
+        "backtest_mae": float(windows.mean()),
+        "p_error": fisher,
+    }
+    tests = [fisher]
+    # Only each forecast's first step: nights apart, they are independent; steps are not.
+    for level in latest[0].coverage:
+        n = sum(s.targets for s in latest)
+        misses = sum(s.first_miss[level] for s in latest)
+        p = float(stats.binomtest(misses, n, 1.0 - float(level) / 100.0, "greater").pvalue)
+        numbers[f"misses_{level}"], numbers[f"p_coverage_{level}"] = float(misses), p
+        tests.append(p)
+    p_value = min(1.0, min(tests) * len(tests))
+    message = (
+        f"v{version}, latest {len(latest)} forecast(s): live MAE {numbers['live_mae']:.4g} vs "
+        f"backtest {numbers['backtest_mae']:.4g} (p {fisher:.3g}); "
+        + ", ".join(
+            f"{int(numbers[f'misses_{lv}'])}/{sum(s.targets for s in latest)} first steps "
+            f"outside the {lv}% band (p {numbers[f'p_coverage_{lv}']:.3g})"
+            for lv in latest[0].coverage
+        )
+        + f"; p {p_value:.3g} after Bonferroni"
+    )
+    return Check("decay", status(p_value, cfg), p_value, message, numbers)
+
+
+def drift_season(cfg: Config, history: int, block: int) -> int:
+    """The longest season with at least 4 blocks of history per season, else the shortest."""
+    seasons = sorted(cfg.seasons) or [cfg.mase_season]
+    fitting = [s for s in seasons if history >= 4 * s + 8 * block]
+    return fitting[-1] if fitting else seasons[0]
+
+
+def drift(cfg: Config, values: np.ndarray, new_from: int) -> Check:
+    """New rows against the history, seasonally: the mean seasonal-naive residual of the new
+    block against equally long, equally phased blocks of the history (a z-test per target)."""
+    from scipy import stats
+
+    block = len(values) - new_from
+    if block <= 0:
+        return Check("drift", OK, None, "no new rows since the last recorded forecast")
+    season = drift_season(cfg, new_from, block)
+    residual = values[season:] - values[:-season]
+    new, past = residual[new_from - season :], residual[: new_from - season]
+    count = len(past) // block
+    if count < 4:
+        return Check("drift", OK, None, f"too little history for {block}-row blocks")
+    blocks = past[len(past) - count * block :].reshape(count, block, -1).mean(axis=1)
+    spread = blocks.std(axis=0, ddof=1)
+    z = (new.mean(axis=0) - blocks.mean(axis=0)) / np.where(spread > 0, spread, np.inf)
+    worst = int(np.argmax(np.abs(z)))
+    p_value = min(1.0, float(2.0 * stats.norm.sf(abs(z[worst]))) * len(z))
+    target = cfg.data.targets[worst]
+    message = (
+        f"{block} new row(s) of {target}: mean seasonal-naive residual (season {season}) "
+        f"{new.mean(axis=0)[worst]:.4g} vs {blocks.mean(axis=0)[worst]:.4g} ± "
+        f"{spread[worst]:.3g} over {count} earlier blocks (z {z[worst]:.2f}, p {p_value:.3g})"
+    )
+    numbers = {"rows": float(block), "season": float(season), "z": float(z[worst])}
+    return Check("drift", status(p_value, cfg), p_value, message, numbers)
+
+
+def assess(cfg: Config, root: Path) -> Assessment:
+    """Score every ledger forecast whose actuals are in, and check decay and drift."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    tracking.setup(cfg.tracking.experiment, root)
+    champion = ledger.champion_version(cfg)
+    entries = ledger.entries(cfg, root)
+    actual = actuals(cfg, root)
+    client, skipped, scores, pending = MlflowClient(), [], [], 0
+    deleted: dict[str, int] = {}
+    for version in sorted({e.version for e in entries}, key=int):
+        try:
+            client.get_model_version(cfg.tracking.registered_model, version)
+        except MlflowException:
+            deleted[version] = sum(e.version == version for e in entries)
+    for version, count in deleted.items():
+        skipped.append(
+            f"v{version} was deleted from the registry: its {count} ledger forecast(s) are "
+            "kept but not scored"
+        )
+    for entry in entries:
+        if entry.version in deleted:
+            continue
+        scored = score(entry, actual, cfg.mase_season)
+        if scored is None:
+            pending += 1
+        else:
+            scores.append(scored)
+    windows = backtest_errors(cfg, champion) if champion else None
+    mine = [s for s in scores if s.version == champion]
+    decay_check = (
+        decay(cfg, mine, windows, champion)
+        if champion
+        else Check("decay", OK, None, "no champion yet")
+    )
+    last = max((e.origin for e in entries), default=None)
+    if last is None:
+        new_from = len(actual)
+        drift_check = Check("drift", OK, None, "no earlier forecast in the ledger to start from")
+    else:
+        new_from = int(np.searchsorted(actual.index, _aligned(last, actual.index), side="right"))
+        drift_check = drift(cfg, actual.to_numpy(), new_from)
+    expected = None
+    if windows is not None and len(windows):
+        p10, p90 = np.quantile(windows, [0.1, 0.9])
+        expected = {"mean": float(windows.mean()), "p10": float(p10), "p90": float(p90)}
+    return Assessment(
+        champion=champion,
+        scores=scores,
+        pending=pending,
+        skipped=skipped,
+        decay=decay_check,
+        drift=drift_check,
+        rows=len(actual),
+        new_rows=len(actual) - new_from,
+        expected=expected,
+    )
+
+
+def check(cfg: Config, root: Path, data_changed: bool) -> tuple[Assessment, Decision]:
+    """A scheduled run's checks: score and check, log live metrics and plots, then decide."""
+    assessment = assess(cfg, root)
+    log_live(cfg, root, assessment.scores)
+    write_live(root, assessment)
+    return assessment, decide(cfg, assessment, data_changed, rows_at_last_retrain(cfg, root))
+
+
+def rows_at_last_retrain(cfg: Config, root: Path) -> int | None:
+    """Data rows when a scheduled run last retrained (None: never recorded)."""
+    from mlflow import MlflowClient
+
+    found = MlflowClient().search_runs(
+        [ledger.experiment_id(cfg, root)],
+        filter_string=f"tags.`{CHECK}retrained` = 'true'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return int(found[0].data.tags[f"{CHECK}rows"]) if found else None
+
+
+def decide(
+    cfg: Config, assessment: Assessment, data_changed: bool, last_retrain: int | None
+) -> Decision:
+    """The retrain policy: monitoring.retrain, its row counts and cooldown, applied."""
+    policy = cfg.monitoring
+    since = assessment.rows - last_retrain if last_retrain is not None else None
+    alarm = next((c for c in (assessment.decay, assessment.drift) if c.status == ALARM), None)
+    if assessment.champion is None:
+        return Decision(True, "no champion", "no champion in the registry yet: train one")
+    if alarm is not None:
+        reason = f"{alarm.name} alarm"
+        if since is not None and since < policy.cooldown_rows:
+            return Decision(
+                policy.retrain == "always",
+                "cooldown" if policy.retrain != "always" else reason,
+                f"{alarm.message}; only {since} row(s) since the last retrain "
+                f"(cooldown_rows {policy.cooldown_rows})",
+            )
+        return Decision(True, reason, alarm.message)
+    if policy.retrain == "always":
+        if data_changed:
+            return Decision(True, "new data", f"{assessment.new_rows} new row(s)")
+        return Decision(True, "schedule", "monitoring.retrain always: dvc repro on every run")
+    if policy.retrain == "every_n_rows":
+        count = assessment.rows if since is None else since
+        if count >= policy.every_n_rows:
+            return Decision(True, "new data", f"{count} row(s) since the last retrain")
+        return Decision(
+            False,
+            "nothing changed",
+            f"{count} row(s) since the last retrain, below every_n_rows {policy.every_n_rows}; "
+            "no alarm",
+        )
+    return Decision(False, "nothing changed", "no alarm (monitoring.retrain on_alarm)")
+
+
+def log_live(cfg: Config, root: Path, scores: list[Score]) -> int:
+    """live_mae, live_mase and live_coverage_<L> per forecast, stepped by origin time, in one
+    `live v<N>` run per version; an origin already logged is never logged again."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    client, experiment, logged = MlflowClient(), ledger.experiment_id(cfg, root), 0
+    for version in sorted({s.version for s in scores}, key=int):
+        found = client.search_runs(
+            [experiment],
+            filter_string=f"tags.`{LIVE_TAG}` = '{version}'",
+            order_by=["attributes.start_time ASC"],
+            max_results=1,
+        )
+        if found:
+            run_id = found[0].info.run_id
+        else:
+            tags = {LIVE_TAG: version}
+            run = client.create_run(experiment, run_name=f"live v{version}", tags=tags)
+            run_id = run.info.run_id
+        seen = {m.step for m in client.get_metric_history(run_id, "live_mae")}
+        for s in (s for s in scores if s.version == version):
+            step = int(s.origin.timestamp())
+            if step in seen:
+                continue
+            when = step * 1000
+            values = {"live_mae": s.mae, "live_mase": s.mase}
+            values |= {f"live_coverage_{lv}": c for lv, c in s.coverage.items()}
+            # One batch per forecast: a kill between batches leaves whole forecasts only.
+            client.log_batch(run_id, [Metric(k, v, when, step) for k, v in values.items()])
+            logged += 1
+        client.set_terminated(run_id, "FINISHED")
+    return logged
+
+
+def live_frame(assessment: Assessment) -> pd.DataFrame:
+    """reports/live/live.csv: one row per scored forecast, with the champion's expected error."""
+    rows = []
+    for s in assessment.scores:
+        row = {"version": s.version, "origin": s.origin.isoformat(), "mae": s.mae, "mase": s.mase}
+        row |= {f"coverage_{lv}": c for lv, c in s.coverage.items()}
+        if assessment.expected and s.version == assessment.champion:
+            row |= {f"expected_mae_{k}": v for k, v in assessment.expected.items()}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_live(root: Path, assessment: Assessment) -> list[Path]:
+    """reports/live/live.csv and live.png: live error against the backtest's, coverage."""
+    frame = live_frame(assessment)
+    folder = Path(root) / LIVE
+    with io.atomic_dir(folder) as out:
+        frame.to_csv(out / "live.csv", index=False)
+        if not frame.empty:
+            _plot(frame, assessment).savefig(out / "live.png", dpi=100, bbox_inches="tight")
+    return sorted(folder.iterdir())
+
+
+def _plot(frame: pd.DataFrame, assessment: Assessment):
+    """Two panels: live MAE per origin vs the backtest's, and band coverage vs nominal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9, 6))
+    error, cover = figure.subplots(2, 1, sharex=True)
+    when = pd.to_datetime(frame["origin"])
+    for version, part in frame.groupby("version"):
+        error.plot(when[part.index], part["mae"], marker="o", label=f"live MAE v{version}")
+    if assessment.expected:
+        e = assessment.expected
+        error.axhline(e["mean"], color="grey", linestyle="--", label="backtest MAE (champion)")
+        error.axhspan(e["p10"], e["p90"], color="grey", alpha=0.15, label="backtest 10-90%")
+    error.set_ylabel("MAE")
+    error.legend(fontsize=8)
+    for column in (c for c in frame.columns if c.startswith("coverage_")):
+        level = column.removeprefix("coverage_")
+        line = cover.plot(when, 100 * frame[column], marker="o", label=f"{level}% band")[0]
+        cover.axhline(float(level), color=line.get_color(), linestyle="--", linewidth=0.8)
+    cover.set_ylabel("coverage (%)")
+    cover.legend(fontsize=8)
+    figure.suptitle(f"seqcast live forecasts (champion v{assessment.champion})")
+    return figure
+
+
+def record_check(
+    cfg: Config, root: Path, assessment: Assessment, decision: Decision, retrained: bool
+) -> str:
+    """The run's checks and decision as a `check` run of the ledger experiment."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    client = MlflowClient()
+    tags = {
+        f"{CHECK}reason": decision.reason,
+        f"{CHECK}detail": decision.detail[:5000],
+        f"{CHECK}retrained": str(retrained).lower(),
+        f"{CHECK}rows": str(assessment.rows),
+        f"{CHECK}champion": assessment.champion or "none",
+        f"{CHECK}decay": assessment.decay.status,
+        f"{CHECK}drift": assessment.drift.status,
+        f"{CHECK}decay_message": assessment.decay.message[:5000],
+        f"{CHECK}drift_message": assessment.drift.message[:5000],
+    }
+    name = f"check: {decision.reason}" + (" (retrained)" if retrained else "")
+    run = client.create_run(ledger.experiment_id(cfg, root), run_name=name, tags=tags)
+    values = {"rows": assessment.rows, "new_rows": assessment.new_rows}
+    values |= {"scored": len(assessment.scores), "pending": assessment.pending}
+    for check in (assessment.decay, assessment.drift):
+        if check.p_value is not None and math.isfinite(check.p_value):
+            values[f"{check.name}_p"] = check.p_value
+    now = run.info.start_time
+    client.log_batch(run.info.run_id, [Metric(k, float(v), now, 0) for k, v in values.items()])
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def summary_lines(assessment: Assessment, decision: Decision, retrained: bool) -> list[str]:
+    """The report's monitoring section: scores, checks, the decision and its reason."""
+    by_version: dict[str, list[Score]] = {}
+    for s in assessment.scores:
+        by_version.setdefault(s.version, []).append(s)
+    lines = [
+        f"- decision: **{decision.reason}**: "
+        + ("retrained (`dvc repro`)" if retrained else "no retrain")
+        + f"; {decision.detail}",
+        f"- decay: **{assessment.decay.status}**: {assessment.decay.message}",
+        f"- drift: **{assessment.drift.status}**: {assessment.drift.message}",
+        f"- ledger: {len(assessment.scores)} forecast(s) scored, {assessment.pending} awaiting "
+        "actuals",
+    ]
+    lines += [f"- {message}" for message in assessment.skipped]
+    if by_version:
+        levels = list(assessment.scores[0].coverage)
+        lines += [
+            "",
+            "| version | forecasts | live MAE | live MASE | "
+            + " | ".join(f"coverage {lv}%" for lv in levels)
+            + " |",
+            "|" + "---|" * (4 + len(levels)),
+        ]
+        for version, scored in by_version.items():
+            cover = " | ".join(f"{np.mean([s.coverage[lv] for s in scored]):.1%}" for lv in levels)
+            lines.append(
+                f"| v{version} | {len(scored)} | {np.mean([s.mae for s in scored]):.4g} | "
+                f"{np.mean([s.mase for s in scored]):.4g} | {cover} |"
+            )
+    if assessment.expected:
+        e = assessment.expected
+        lines.append(
+            f"\nThe champion's backtest window MAE: mean {e['mean']:.4g}, 10-90% "
+            f"{e['p10']:.4g} .. {e['p90']:.4g} (reports/live/live.png)."
+        )
+    return lines

@@ -1,0 +1,185 @@
+"""The forecast ledger and monitoring against a real MLflow registry in a temporary SQLite store.
+
+The champion is a seasonal-naive Forecaster (no training) whose calibration errors are its own
+out-of-sample errors; nights of new rows are replayed the way the pipeline flow runs them:
+check (score, decay, drift, decide), record the champion's forecast, record the check.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from seqcast import ledger, monitoring, serving, tracking
+from seqcast.config import parse_config
+from seqcast.features import InputSpec
+from seqcast.forecaster import Forecaster
+
+SEASON, HORIZON, NIGHT, HISTORY = 24, 6, 24, 480
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite store for the module; each test its own registered model."""
+    root = tmp_path_factory.mktemp("store")
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    yield tracking.setup("seqcast", root)
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+def series(rows: int, shift_at: int | None = None, seed: int = 3) -> pd.DataFrame:
+    """An hourly daily-seasonal series; `shift_at`: a level shift of +12 from that row on."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(rows)
+    y = 100 + 10 * np.sin(2 * np.pi * t / SEASON) + rng.normal(0, 1, rows)
+    if shift_at is not None:
+        y[shift_at:] += 12.0
+    times = pd.date_range("2024-01-01", periods=rows, freq="h").strftime("%Y-%m-%d %H:%M:%S")
+    return pd.DataFrame({"timestamp": times, "y": y})
+
+
+def champion(tmp: Path, name: str, history: pd.DataFrame) -> str:
+    """Register a seasonal-naive Forecaster calibrated on its own errors as `champion`."""
+    spec = InputSpec(
+        input_width=SEASON, horizon=HORIZON, shift=1, n_targets=1, n_values=1, n_calendar=0,
+        reference="seasonal_naive", season=SEASON,
+    )  # fmt: skip
+    y = history["y"].to_numpy()
+    origins = np.arange(2 * SEASON, len(y) - HORIZON)
+    steps = origins[:, None] + np.arange(1, HORIZON + 1)
+    errors = np.abs(y[steps] - y[steps - SEASON])[:, :, None]
+    forecaster = Forecaster(
+        name="seasonal_naive", spec=spec, timestamp="timestamp", columns=["y"], frequency="h",
+        offset=np.array([100.0]), scale=np.array([10.0]), calibration=errors[-300:],
+        levels=[80.0, 95.0],
+    )  # fmt: skip
+    forecaster.save(tmp / "model")
+    with mlflow.start_run():
+        info = serving.log_forecaster(tmp / "model")
+    version = mlflow.register_model(info.model_uri, name).version
+    MlflowClient().set_registered_model_alias(name, "champion", version)
+    return str(version)
+
+
+def setup(tmp_path: Path, name: str, retrain: str = "on_alarm"):
+    """A workspace with its config; the raw data is written per night by `night`."""
+    (tmp_path / "data/raw").mkdir(parents=True)
+    return parse_config(
+        {
+            "data": {"path": "data/raw/series.csv", "targets": ["y"], "frequency": "h"},
+            "window": {"input_width": SEASON, "horizon": HORIZON},
+            "baselines": {"seasons": [SEASON]},
+            "tracking": {"experiment": "seqcast", "registered_model": name},
+            "monitoring": {"retrain": retrain, "decay_window": 3, "cooldown_rows": 0},
+        }
+    )
+
+
+def night(cfg, root: Path, data: pd.DataFrame) -> tuple:
+    """One scheduled night without `dvc repro`: the data as ingested, check, record, decide."""
+    data.to_csv(root / cfg.data.path, index=False)
+    assessment, decision = monitoring.check(cfg, root, data_changed=True)
+    recorded = ledger.record_champion(cfg, root)
+    monitoring.record_check(cfg, root, assessment, decision, retrained=False)
+    return assessment, decision, recorded
+
+
+def replay(cfg, root: Path, full: pd.DataFrame, nights: int) -> list:
+    """Nights of NIGHT rows after HISTORY rows of history."""
+    return [night(cfg, root, full.iloc[: HISTORY + n * NIGHT]) for n in range(nights)]
+
+
+def test_a_level_shift_raises_the_alarm_and_records_why(store: str, tmp_path: Path) -> None:
+    """Shifted rows first arrive at night 4: alarm that night or the next; the reason recorded."""
+    cfg = setup(tmp_path, "mon-shift")
+    full = series(HISTORY + 6 * NIGHT, shift_at=HISTORY + 3 * NIGHT)
+    champion(tmp_path, "mon-shift", full.iloc[:HISTORY])
+    nights = replay(cfg, tmp_path, full, 6)
+    alarms = [n for n, (a, _, _) in enumerate(nights) if a.alarm]
+    assert alarms and alarms[0] in (4, 5), [(a.decay, a.drift) for a, _, _ in nights]
+    assessment, decision, _ = nights[alarms[0]]
+    assert decision.retrain and decision.reason in ("drift alarm", "decay alarm")
+    assert [d.reason for _, d, _ in nights[:4]] == ["nothing changed"] * 4
+    client = MlflowClient()
+    runs = client.search_runs(
+        [ledger.experiment_id(cfg, tmp_path)],
+        filter_string="tags.`seqcast.check.reason` LIKE '%alarm'",
+    )
+    assert runs and runs[0].data.tags["seqcast.check.retrained"] == "false"
+    live = pd.read_csv(tmp_path / "reports/live/live.csv")
+    assert len(live) == 5 and (tmp_path / "reports/live/live.png").is_file()  # night 0's .. 4's
+    assert live["mae"].iloc[3] > 3 * live["mae"].iloc[0]  # the forecast across the shift
+
+
+def test_an_unchanged_replay_never_alarms_and_a_night_rerun_adds_nothing(
+    store: str, tmp_path: Path
+) -> None:
+    """No alarm on an unchanged series; the same night twice: no new ledger run, no new metric."""
+    cfg = setup(tmp_path, "mon-same")
+    full = series(HISTORY + 6 * NIGHT)
+    version = champion(tmp_path, "mon-same", full.iloc[:HISTORY])
+    nights = replay(cfg, tmp_path, full, 6)
+    assert not any(a.alarm for a, _, _ in nights), [(a.decay, a.drift) for a, _, _ in nights]
+    assert {d.reason for _, d, _ in nights} == {"nothing changed"}
+    assert all(recorded["added"] for _, _, recorded in nights)
+    before = len(ledger.entries(cfg, tmp_path))
+    _, _, again = night(cfg, tmp_path, full.iloc[: HISTORY + 5 * NIGHT])
+    assert not again["added"] and len(ledger.entries(cfg, tmp_path)) == before == 6
+    client = MlflowClient()
+    (live,) = client.search_runs(
+        [ledger.experiment_id(cfg, tmp_path)],
+        filter_string=f"tags.`seqcast.live.version` = '{version}'",
+    )
+    assert len(client.get_metric_history(live.info.run_id, "live_mae")) == 5
+
+
+def test_late_duplicate_and_shuffled_actuals_count_once(store: str, tmp_path: Path) -> None:
+    """Rows sent twice and out of order score like clean ones; a missing row keeps it pending."""
+    cfg = setup(tmp_path, "mon-late")
+    full = series(HISTORY + 2 * NIGHT)
+    champion(tmp_path, "mon-late", full.iloc[:HISTORY])
+    night(cfg, tmp_path, full.iloc[:HISTORY])  # the forecast from the last history row
+    late = full.iloc[: HISTORY + NIGHT].drop(index=HISTORY + 2)  # one actual not yet in
+    assert monitoring.check(cfg, tmp_path, True)[0].pending == 1
+    clean = full.iloc[: HISTORY + NIGHT]
+    messy = pd.concat([clean.iloc[::-1], clean.iloc[-30:]]).sample(frac=1.0, random_state=1)
+    for data in (late, clean, messy):
+        data.to_csv(tmp_path / cfg.data.path, index=False)
+        assessment = monitoring.assess(cfg, tmp_path)
+        if data is late:
+            assert (len(assessment.scores), assessment.pending) == (0, 1)
+        else:
+            assert (len(assessment.scores), assessment.pending) == (1, 0)
+            scores = assessment.scores
+    assert monitoring.assess(cfg, tmp_path).scores == scores
+    expected = np.abs(
+        full["y"].iloc[HISTORY : HISTORY + HORIZON].to_numpy()
+        - full["y"].iloc[HISTORY - SEASON : HISTORY - SEASON + HORIZON].to_numpy()
+    ).mean()
+    assert scores[0].mae == pytest.approx(expected)
+
+
+def test_a_deleted_version_is_named_and_skipped(store: str, tmp_path: Path) -> None:
+    """A ledger forecast whose version was deleted stays in the ledger, unscored, and is named."""
+    cfg = setup(tmp_path, "mon-gone")
+    full = series(HISTORY + NIGHT)
+    version = champion(tmp_path, "mon-gone", full.iloc[:HISTORY])
+    night(cfg, tmp_path, full.iloc[:HISTORY])
+    MlflowClient().delete_model_version("mon-gone", version)
+    full.to_csv(tmp_path / cfg.data.path, index=False)
+    assessment = monitoring.assess(cfg, tmp_path)
+    assert assessment.scores == [] and assessment.champion is None
+    assert assessment.skipped == [
+        f"v{version} was deleted from the registry: its 1 ledger forecast(s) are kept but not "
+        "scored"
+    ]
