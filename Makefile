@@ -24,7 +24,7 @@ export SEQCAST_MLFLOW_UI ?= http://$(HOST):$(MLFLOW_PORT)
 # .pyc at install time: `import prefect` drops from ~3.4 s to ~1.1 s in every stage process.
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help env repro promote exps pipeline test lint format ui serve prefect-server prefect-stop schedule trigger bench clean
+.PHONY: help env repro promote exps tune tune-apply pipeline test lint format ui serve prefect-server prefect-stop schedule trigger bench clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -45,6 +45,14 @@ promote: $(STAMP) ## run the promotion gate again from this checkout (e.g. after
 
 exps: $(STAMP) ## compare experiments: dvc exp show --only-changed, without dependency hashes
 	$(BIN)/dvc exp show --only-changed --drop '^(Created|State|Executor)$$|^(evaluation|data/.*|models/.*|backtest/.*|reports/.*)$$'
+
+tune: $(STAMP) ## hyperparameter search (params.yaml search:) on Ray; best settings in tune/best.yaml
+	$(BIN)/python -m pipelines.server run --port $(PREFECT_PORT) -- \
+		sh -c 'dvc repro window && python -m pipelines.tune'
+
+
+tune-apply: $(STAMP) ## run tune/best.yaml's settings as a DVC experiment (dvc exp run -S ...)
+	$(BIN)/python -m pipelines.server run --port $(PREFECT_PORT) -- $(BIN)/seqcast tune-apply
 
 pipeline: $(STAMP) ## one run of the pipeline flow: ingest, dvc repro, report artifact
 	$(BIN)/python -m pipelines.server run --port $(PREFECT_PORT) -- $(BIN)/python -m pipelines.pipeline

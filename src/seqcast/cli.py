@@ -87,6 +87,28 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    """Run the hyperparameter search on the window stage's outputs (no Prefect)."""
+    from seqcast import tune
+    from seqcast.config import load_config
+
+    cfg = load_config(args.params)
+    tune.search(cfg, Path(args.params).resolve().parent)
+    return 0
+
+
+def _tune_apply(args: argparse.Namespace) -> int:
+    """Run the best trial's settings as a DVC experiment: dvc exp run -S key=value ..."""
+    import shlex
+    import subprocess
+
+    from seqcast import tune
+
+    command = tune.apply_command(Path(args.params).resolve().parent, args.dvc_args)
+    print("seqcast tune-apply: " + shlex.join(["dvc", *command[3:]]), flush=True)
+    return 0 if args.dry_run else subprocess.call(command)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `seqcast` command."""
     parser = argparse.ArgumentParser(prog="seqcast", description=__doc__)
@@ -108,6 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="validate params.yaml")
     check.add_argument("--params", default="params.yaml", type=Path)
     check.set_defaults(run=_check)
+    tune = sub.add_parser("tune", help="hyperparameter search (search: in params.yaml)")
+    tune.add_argument("--params", default="params.yaml", type=Path)
+    tune.set_defaults(run=_tune)
+    apply = sub.add_parser("tune-apply", help="dvc exp run with tune/best.yaml's overrides")
+    apply.add_argument("--params", default="params.yaml", type=Path)
+    apply.add_argument("--dry-run", action="store_true", help="print the command only")
+    apply.add_argument("dvc_args", nargs="*", help="more `dvc exp run` options (after --)")
+    apply.set_defaults(run=_tune_apply)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -7,7 +7,16 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from seqcast.errors import ConfigError
 
@@ -280,6 +289,7 @@ class Config(_Section):
     ingest: IngestConfig = IngestConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    search: SearchConfig = Field(default_factory=lambda: SearchConfig())
 
     @property
     def target_indices(self) -> list[int]:
@@ -453,5 +463,118 @@ def flatten(config: Config) -> dict[str, str]:
         else:
             out[prefix] = str(value)
 
-    walk("", config.model_dump(mode="json"))
+    # The search's own knobs shape no model: a trial's run logs the settings it tried instead.
+    walk("", config.model_dump(mode="json", exclude={"search"}))
     return out
+
+
+class IntRange(_Section):
+    """An integer range searched from low to high (log: on a log scale)."""
+
+    low: PositiveInt
+    high: PositiveInt
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> IntRange:
+        if self.low >= self.high:
+            raise ValueError(
+                f"empty or inverted range: low {self.low} must be below high {self.high} "
+                "(a list of one value fixes a setting)"
+            )
+        return self
+
+
+class FloatRange(_Section):
+    """A real range searched from low to high (log: on a log scale, low > 0)."""
+
+    low: Annotated[float, Field(ge=0.0)]
+    high: Annotated[float, Field(gt=0.0)]
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FloatRange:
+        if self.low >= self.high:
+            raise ValueError(
+                f"empty or inverted range: low {self.low:g} must be below high {self.high:g} "
+                "(a list of one value fixes a setting)"
+            )
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0 (got {self.low:g})")
+        return self
+
+
+def _list_or_range(value: object) -> str:
+    """Which branch of a dimension to validate: one error, not one per branch."""
+    return "list" if isinstance(value, list | tuple) else "range"
+
+
+def _dimension(choices: object, bounds: type) -> object:
+    """A searched setting: a list of choices or a range, validated as the one it looks like."""
+    return Annotated[
+        Annotated[list[choices], Field(min_length=1), Tag("list")]  # type: ignore[valid-type]
+        | Annotated[bounds, Tag("range")],
+        Discriminator(_list_or_range),
+    ]
+
+
+IntDimension = _dimension(PositiveInt, IntRange)
+UnitDimension = _dimension(Annotated[float, Field(ge=0.0, lt=1.0)], FloatRange)
+RateDimension = _dimension(Annotated[float, Field(gt=0.0, le=1.0)], FloatRange)
+
+
+class SearchSpace(_Section):
+    """Each setting the search may vary: a list of choices or a {low, high, log} range."""
+
+    input_width: IntDimension | None = None
+    units: IntDimension | None = None
+    layers: IntDimension | None = None
+    dropout: UnitDimension | None = None
+    recurrent_dropout: UnitDimension | None = None
+    learning_rate: RateDimension | None = None
+    batch_size: IntDimension | None = None
+
+    @model_validator(mode="after")
+    def _fractions_below_one(self) -> SearchSpace:
+        for name in ("dropout", "recurrent_dropout", "learning_rate"):
+            value = getattr(self, name)
+            if not isinstance(value, FloatRange):
+                continue
+            if name == "learning_rate" and value.high > 1.0:
+                raise ValueError(f"learning_rate: high {value.high:g} is above 1")
+            if name != "learning_rate" and value.high >= 1.0:
+                raise ValueError(f"{name}: high {value.high:g} must be below 1")
+        return self
+
+    def dimensions(self) -> dict[str, list | IntRange | FloatRange]:
+        """The settings searched, by name, in a fixed order."""
+        return {k: v for k, v in self if v is not None}
+
+
+class SearchConfig(_Section):
+    # Network kinds searched (more than one: the kind is itself a setting).
+    models: Annotated[list[Literal["gru", "lstm"]], Field(min_length=1)] = ["gru"]
+    trials: PositiveInt = 30
+    # No new trial starts after this; running trials finish (null: the trials budget alone).
+    timeout_minutes: Annotated[float, Field(gt=0.0)] | None = None
+    parallel: PositiveInt = 2
+    # Ray CPUs on this machine (null: all of them); ignored with RAY_ADDRESS (the cluster's).
+    cpus: PositiveInt | None = None
+    seed: int = 0
+    # Stop a trial whose per-epoch validation loss is worse than the median of earlier trials.
+    pruner: Literal["median", "none"] = "median"
+    startup_trials: Annotated[int, Field(ge=0)] = 5
+    space: SearchSpace = SearchSpace(
+        input_width=[48, 96, 192],
+        units=IntRange(low=16, high=128, log=True),
+        layers=[1, 2],
+        dropout=FloatRange(low=0.0, high=0.3),
+        learning_rate=FloatRange(low=0.0003, high=0.01, log=True),
+        batch_size=[32, 64, 128],
+    )
+
+    @model_validator(mode="after")
+    def _something_to_search(self) -> SearchConfig:
+        if not self.space.dimensions() and len(self.models) < 2:
+            raise ValueError("space: nothing to search (name at least one setting)")
+        return self
