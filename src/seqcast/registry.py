@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from seqcast import features, interrupts, io, metrics, paths, report, tracking
+from seqcast import features, interrupts, io, locks, metrics, paths, report, tracking
 from seqcast.config import Config
 from seqcast.errors import SeqcastError
 from seqcast.features import InputSpec
@@ -32,8 +32,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 METRICS = ("mae", "rmse", "mase", "smape")
 RUNS = paths.EVALUATION / "runs.json"
-LOCK = Path("mlruns/.promote.lock")  # under the main checkout, beside the store it guards
-LOCK_TIMEOUT = 900.0  # seconds; a promotion holding it longer than this is stuck
+LOCK = locks.FILE  # the local store's lock; a tracking server's lives in its registry
 TAG = "seqcast."
 
 if TYPE_CHECKING:
@@ -134,7 +133,6 @@ def register(model_uri: str, name: str, tags: dict, description: str) -> ModelVe
 
 def promote(cfg: Config, root: Path) -> dict:
     """The promote stage: pick the candidate, register it once, gate it, record the decision."""
-    from filelock import FileLock, Timeout
     from mlflow import MlflowClient
 
     root = Path(root)
@@ -152,31 +150,23 @@ def promote(cfg: Config, root: Path) -> dict:
     origin = _origin(client, runs["parent_run_id"])
     # Registering only adds versions, so it needs no lock; aliases are the shared state.
     version = _register(client, name, candidate, runs, origin)
-    lock_path = paths.store_root(root) / LOCK
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with FileLock(str(lock_path), timeout=LOCK_TIMEOUT):
-            # Read the champion only now: another promotion may have moved it while we waited.
-            before = _aliases(client, name)
-            champion = _champion(client, name, before.get(CHAMPION), runs, cfg, root, candidate)
-            decision = _decide(cfg, runs, candidate, version, champion, origin)
-            if CHAMPION in decision["aliases_set"]:
-                _check_servable(name, decision["aliases_set"][CHAMPION], root)
-            try:
-                # A Ctrl-C Python dropped (inside a weakref callback, say) must not move them.
-                interrupts.raise_if_interrupted("move the registry's aliases")
-                _set_aliases(client, name, decision["aliases_set"])
-                interrupts.raise_if_interrupted("keep the moved aliases")
-                _record(cfg, root, runs, decision)
-                interrupts.raise_if_interrupted("keep the recorded promotion")
-            except BaseException:
-                _restore_aliases(client, name, before)
-                raise
-    except Timeout:
-        raise TimeoutError(
-            f"promote: another promotion has held {lock_path} for over {LOCK_TIMEOUT:.0f} s; "
-            "if none is running, delete the lock file"
-        ) from None
+    with locks.promotion_lock(name, root):
+        # Read the champion only now: another promotion may have moved it while we waited.
+        before = _aliases(client, name)
+        champion = _champion(client, name, before.get(CHAMPION), runs, cfg, root, candidate)
+        decision = _decide(cfg, runs, candidate, version, champion, origin)
+        if CHAMPION in decision["aliases_set"]:
+            _check_servable(name, decision["aliases_set"][CHAMPION], root)
+        try:
+            # A Ctrl-C Python dropped (inside a weakref callback, say) must not move them.
+            interrupts.raise_if_interrupted("move the registry's aliases")
+            _set_aliases(client, name, decision["aliases_set"])
+            interrupts.raise_if_interrupted("keep the moved aliases")
+            _record(cfg, root, runs, decision)
+            interrupts.raise_if_interrupted("keep the recorded promotion")
+        except BaseException:
+            _restore_aliases(client, name, before)
+            raise
     return decision
 
 

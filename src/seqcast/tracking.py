@@ -248,7 +248,12 @@ def process_alive(pid: int) -> bool:
 
 
 def ui_base() -> str:
-    """The MLflow UI `make ui` serves: $SEQCAST_MLFLOW_UI (set by the Makefile from MLFLOW_PORT)."""
+    """The tracking server when MLFLOW_TRACKING_URI is http(s), else the UI `make ui` serves."""
+    # A tracking server serves its own UI; $SEQCAST_MLFLOW_UI (the Makefile sets it from
+    # MLFLOW_PORT) is the local `make ui` over the SQLite store.
+    server = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if server.startswith(("http://", "https://")):
+        return server.rstrip("/")
     return os.environ.get("SEQCAST_MLFLOW_UI", "http://127.0.0.1:5000").rstrip("/")
 
 
