@@ -11,6 +11,7 @@ HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
 SERVE_PORT ?= 5001
 PREFECT_PORT ?= 4200
+EXPS_WIDTH ?= 120
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export UV_PYTHON_DOWNLOADS := never
@@ -43,8 +44,8 @@ repro: $(STAMP) ## run the whole pipeline on the shipped data (dvc repro)
 promote: $(STAMP) ## run the promotion gate again from this checkout (e.g. after `dvc exp apply`)
 	$(BIN)/python -m pipelines.server run --port $(PREFECT_PORT) -- dvc repro --force --single-item promote
 
-exps: $(STAMP) ## compare experiments: dvc exp show --only-changed, without dependency hashes
-	$(BIN)/dvc exp show --only-changed --drop '^(Created|State|Executor)$$|^(evaluation|data/.*|models/.*|backtest/.*|reports/.*)$$'
+exps: $(STAMP) ## compare experiments in EXPS_WIDTH (120) columns: changed params, short metric names
+	$(BIN)/seqcast exps --width $(EXPS_WIDTH)
 
 pipeline: $(STAMP) ## one run of the pipeline flow: ingest, dvc repro, report artifact
 	$(BIN)/python -m pipelines.server run --port $(PREFECT_PORT) -- $(BIN)/python -m pipelines.pipeline

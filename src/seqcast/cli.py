@@ -87,6 +87,16 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exps(args: argparse.Namespace) -> int:
+    """Print the DVC experiments: changed params and short metric names, within --width."""
+    from seqcast import experiments
+
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    table = experiments.rows(experiments.show_json(Path.cwd()))
+    print(experiments.render(table, args.width, metrics))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `seqcast` command."""
     parser = argparse.ArgumentParser(prog="seqcast", description=__doc__)
@@ -108,6 +118,16 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="validate params.yaml")
     check.add_argument("--params", default="params.yaml", type=Path)
     check.set_defaults(run=_check)
+    exps = sub.add_parser(
+        "exps", help="compare DVC experiments: changed params, short metric names, fits --width"
+    )
+    exps.add_argument("--width", default=120, type=int, help="characters per line (120)")
+    exps.add_argument(
+        "--metrics",
+        default="bt_mase,mase,bt_mae,mae,promoted",
+        help="metric keys in priority order; columns that do not fit are left out",
+    )
+    exps.set_defaults(run=_exps)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
