@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from seqcast.console import native_notices_hidden
+
 # Each stage is one function in the module named for its concept; dvc.yaml lists that module
 # (and what it imports) as the stage's dependencies.
 STAGE_FUNCTIONS = {
@@ -132,7 +134,9 @@ def warm_up(stage: str, cfg: Any, label: str) -> None:
             name = f"Keras ({cfg.train.backend} backend)"
         progress(label, f"importing {name}...")
         started = time.perf_counter()
-        with signals_held():
+        # The oneDNN notice TensorFlow prints on import is hidden (seqcast.console).
+        hidden = native_notices_hidden() if module == "keras" else contextlib.nullcontext()
+        with signals_held(), hidden:
             importlib.import_module(module)
         progress(label, f"{name} ready ({time.perf_counter() - started:.1f} s)")
 

@@ -14,11 +14,21 @@ def _champion(params: Path) -> str:
     return f"models:/{load_config(params).tracking.registered_model}@champion"
 
 
+def _import_keras() -> None:
+    """Import Keras now, without TensorFlow's oneDNN notice (seqcast.console)."""
+    from seqcast.console import native_notices_hidden
+
+    with native_notices_hidden():
+        import keras  # noqa: F401
+
+
 def _forecast(args: argparse.Namespace) -> int:
     """Print (or write) the forecast for raw recent history in a CSV."""
     from mlflow.exceptions import MlflowException
 
     from seqcast import serving
+
+    _import_keras()
 
     model = args.model or _champion(args.params)
     try:
@@ -43,6 +53,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from seqcast import server
 
+    _import_keras()
     model = args.model or _champion(args.params)
     try:
         server.serve(model, args.host, args.port)

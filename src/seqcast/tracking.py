@@ -11,7 +11,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from seqcast import paths
+from seqcast import console, paths
 
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 VERSIONED = (
@@ -35,6 +35,7 @@ def setup(experiment: str, root: Path | None = None) -> str:
     uri = paths.tracking_uri(root)
     mlflow.set_tracking_uri(uri)
     _quiet_store_logs()
+    console.quiet_loggers()
     database = paths.sqlite_file(uri)
     if database is not None:
         _require_writable(database)
