@@ -114,6 +114,24 @@ def stage_label(stage: str, kind: str | None = None) -> str:
     return f"{stage}-{kind}" if kind else stage
 
 
+def run_identity(root: str | Path = ".") -> tuple[str, list[str]]:
+    """A stage flow run's name suffix and tags: the DVC experiment and the git revision."""
+    import subprocess
+
+    # Four `train-gru` runs from make repro, dvc exp run and a deployment look alike in the UI;
+    # the experiment (DVC sets DVC_EXP_NAME in its stage commands) and commit tell them apart.
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+    )
+    rev = done.stdout.strip() if done.returncode == 0 else ""
+    rev = rev or os.environ.get("DVC_EXP_BASELINE_REV", "")[:7]
+    experiment = os.environ.get("DVC_EXP_NAME", "")
+    tags = [f"dvc-exp:{experiment}" if experiment else "checkout"]
+    tags += [f"rev:{rev}"] if rev else []
+    suffix = f"{experiment}@{rev}" if rev else experiment
+    return (f" {suffix}" if suffix else ""), tags
+
+
 def progress(label: str, message: str) -> None:
     """One progress line on stdout (the stage flows also send it to the run log)."""
     print(f"{label}: {message}", flush=True)

@@ -225,6 +225,34 @@ def test_stage_flow_run_name_and_no_retry(tmp_path: Path, api: str) -> None:
     assert task_runs(run.id) == {"train": 1}
 
 
+def test_stage_flow_run_names_the_experiment_and_revision(
+    tmp_path: Path, api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stage run inside `dvc exp run` is `validate <exp>@<rev>`, tagged with both."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    from pipelines import stages
+
+    (tmp_path / "params.yaml").write_text("data: [not, a, mapping]\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "x"]):
+        subprocess.run([*git, *command], cwd=tmp_path, check=True, capture_output=True)
+    rev = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, capture_output=True, text=True
+    ).stdout.strip()
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-tagged")
+
+    assert stages.run_flow_as_stage(stages.FLOWS["validate"], "validate", root=str(tmp_path)) == 2
+
+    with get_client(sync_client=True) as client:
+        (run,) = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["dvc-exp:exp-tagged"]))
+        )
+    assert run.name == f"validate exp-tagged@{rev}"
+    assert set(run.tags) == {"dvc-exp:exp-tagged", f"rev:{rev}"}
+
+
 # --- retry rules ----------------------------------------------------------------------------
 
 
