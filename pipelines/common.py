@@ -44,6 +44,8 @@ EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
 # Set by the pipeline flow for the `dvc repro` it runs: the stage flow runs become its subflows.
 PARENT_FLOW_RUN = "SEQCAST_PREFECT_PARENT_FLOW_RUN"
 PARENT_TASK_RUN = "SEQCAST_PREFECT_PARENT_TASK_RUN"
+# A file the pipeline flow names: each stage command that really runs adds its label to it.
+RAN_FILE = "SEQCAST_RAN_FILE"
 
 # After SIGINT/SIGTERM a stage gets this long to end its MLflow run, put back the last good
 # outputs and report its state; then it exits regardless (e.g. its Prefect server is gone and
@@ -420,9 +422,17 @@ def prefect_disabled() -> bool:
     return os.environ.get("SEQCAST_PREFECT", "").strip().lower() in ("0", "off", "false", "no")
 
 
+def note_ran(label: str) -> None:
+    """Under the pipeline flow, add this stage to RAN_FILE: DVC ran it, not restored it."""
+    if os.environ.get(RAN_FILE):
+        with open(os.environ[RAN_FILE], "a") as ran:
+            ran.write(f"{label}\n")
+
+
 def main_plain(argv: list[str] | None = None) -> int:
     """The stage CLI without Prefect: same arguments, output and exit codes."""
     args = parse_args(argv)
+    note_ran(stage_label(args.stage, args.model))
     if stopped_before_start(args.stage):
         return EXIT_INTERRUPTED
     stop_on_signals()

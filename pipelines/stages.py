@@ -53,6 +53,7 @@ from pipelines.common import (  # noqa: E402
     finish,
     is_expected,
     is_transient,
+    note_ran,
     parse_args,
     report_failure,
     resolve_root,
@@ -305,10 +306,12 @@ def run_flow_as_stage(stage_flow: Flow, label: str, **parameters: Any) -> int:
 def main(argv: list[str] | None = None) -> int:
     """CLI for dvc.yaml: run one stage flow; exit 0, or non-zero with the failure on stderr."""
     args = parse_args(argv)
+    label = stage_label(args.stage, args.model)
+    note_ran(label)
     kwargs: dict[str, Any] = {"root": args.root}
     if args.model:
         kwargs["kind"] = args.model
-    return run_flow_as_stage(FLOWS[args.stage], stage_label(args.stage, args.model), **kwargs)
+    return run_flow_as_stage(FLOWS[args.stage], label, **kwargs)
 
 
 if __name__ == "__main__":

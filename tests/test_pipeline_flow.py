@@ -80,7 +80,7 @@ FLOW_STAGE = textwrap.dedent(
     import runpy, sys
     sys.path.insert(0, {str(ROOT)!r})
     from prefect import flow
-    from pipelines.stages import run_flow_as_stage
+    from pipelines.stages import note_ran, run_flow_as_stage
 
     @flow(name="seqcast-test-stage", flow_run_name="report", persist_result=False)
     def report_stage() -> None:
@@ -88,6 +88,7 @@ FLOW_STAGE = textwrap.dedent(
         runpy.run_path("stage_body.py")
         print("report epoch 1/1  loss 0.12345", flush=True)
 
+    note_ran("report")
     sys.exit(run_flow_as_stage(report_stage, "report"))
     """
 )
@@ -455,6 +456,11 @@ def test_stage_flows_are_subflows_with_their_prints_logged(tmp_path: Path, api: 
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[pipeline_run]))
         )
+        pipeline_logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[pipeline_run]))
+        )
+    ran = "Ran: report; restored from DVC's run cache: none"
+    assert ran in [log.message for log in pipeline_logs]
     assert child.name == "report" and child.state.is_completed()
     assert tracker.flow_run_id == pipeline_run and tracker.name == "report"
     assert tracker.state.is_completed()  # the server mirrors the subflow's state onto it
