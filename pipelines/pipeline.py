@@ -178,6 +178,20 @@ def _watchdog(seconds: float) -> Iterator[threading.Event]:
         timer.cancel()
 
 
+@contextlib.contextmanager
+def _dvc_lines_once() -> Iterator[None]:
+    """DVC's lines printed by DVC's own handler only, not again by Prefect's root handler."""
+    import logging
+
+    logger = logging.getLogger("dvc")
+    saved = logger.propagate
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.propagate = saved
+
+
 @task(
     name="dvc-repro",
     task_run_name="dvc-repro",
@@ -199,7 +213,12 @@ def reproduce(root: str, deadline: float, timeout: int) -> list[str] | State:
     ran_file = Path(tempfile.mkstemp(prefix="seqcast-ran-")[1])
     os.environ[RAN_FILE] = str(ran_file)  # each stage command that runs adds its name
     try:
-        with _in_checkout(root), _watchdog(remaining) as fired, Repo(root) as repo:
+        with (
+            _in_checkout(root),
+            _watchdog(remaining) as fired,
+            _dvc_lines_once(),
+            Repo(root) as repo,
+        ):
             try:
                 stages = repo.reproduce()
             except ReproductionError as exc:

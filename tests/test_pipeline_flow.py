@@ -420,7 +420,9 @@ def test_pipeline_skips_while_the_lock_is_held(tmp_path: Path, api: str) -> None
     assert stage_log(repo) == []
 
 
-def test_stage_flows_are_subflows_with_their_prints_logged(tmp_path: Path, api: str) -> None:
+def test_stage_flows_are_subflows_with_their_prints_logged(
+    tmp_path: Path, api: str, capfd: pytest.CaptureFixture[str]
+) -> None:
     """Under the pipeline flow a stage's flow run is a subflow; its printed lines are in its log."""
     from prefect import get_client
     from prefect.client.schemas.filters import (
@@ -459,6 +461,9 @@ def test_stage_flows_are_subflows_with_their_prints_logged(tmp_path: Path, api: 
         pipeline_logs = client.read_logs(
             log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[pipeline_run]))
         )
+    printed = capfd.readouterr()
+    # DVC's lines once: by DVC's handler, not again by Prefect's root handler.
+    assert "dvc.stage.run - Running stage 'report'" not in printed.out + printed.err
     ran = "Ran: report; restored from DVC's run cache: none"
     assert ran in [log.message for log in pipeline_logs]
     assert child.name == "report" and child.state.is_completed()
