@@ -11,6 +11,7 @@ HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
 SERVE_PORT ?= 5001
 PREFECT_PORT ?= 4200
+EXPS_WIDTH ?= 120
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export UV_PYTHON_DOWNLOADS := never
@@ -43,8 +44,8 @@ repro: $(STAMP) ## run the whole pipeline on the shipped data (dvc repro)
 promote: $(STAMP) ## run the promotion gate again from this checkout (e.g. after `dvc exp apply`)
 	$(BIN)/python -m pipelines.server run --port $(PREFECT_PORT) -- dvc repro --force --single-item promote
 
-exps: $(STAMP) ## compare experiments: dvc exp show --only-changed, without dependency hashes
-	$(BIN)/dvc exp show --only-changed --drop '^(Created|State|Executor)$$|^(evaluation|data/.*|models/.*|backtest/.*|reports/.*)$$'
+exps: $(STAMP) ## compare experiments in EXPS_WIDTH (120) columns: changed params, short metric names
+	$(BIN)/seqcast exps --width $(EXPS_WIDTH)
 
 tune: $(STAMP) ## hyperparameter search (params.yaml search:) on Ray; best settings in tune/best.yaml
 	$(BIN)/python -m pipelines.server run --port $(PREFECT_PORT) -- \
@@ -76,11 +77,16 @@ ui: $(STAMP) ## the MLflow UI on the local store, at http://127.0.0.1:5000 (MLFL
 serve: $(STAMP) ## serve the champion model at http://127.0.0.1:5001/invocations (seqcast serve)
 	$(BIN)/seqcast serve --host $(HOST) --port $(SERVE_PORT)
 
+# Prefect's own background server, its history in .prefect/; `make repro` runs reuse it. The UI
+# asks /ui-settings for its API URL, which follows PREFECT_SERVER_API_HOST/PORT, not --port.
+PREFECT_SERVER_ENV := PREFECT_HOME=$(CURDIR)/.prefect PREFECT_SERVER_API_HOST=$(HOST) \
+	PREFECT_SERVER_API_PORT=$(PREFECT_PORT) PREFECT_SERVER_UI_API_URL=http://$(HOST):$(PREFECT_PORT)/api
+
 prefect-server: $(STAMP) ## background Prefect server + UI at http://127.0.0.1:4200 (PREFECT_PORT)
-	$(BIN)/python -m pipelines.server start --port $(PREFECT_PORT)
+	$(PREFECT_SERVER_ENV) $(BIN)/prefect server start --background --host $(HOST) --port $(PREFECT_PORT) --analytics-off
 
 prefect-stop: ## stop the background Prefect server started from this checkout
-	$(BIN)/python -m pipelines.server stop
+	PREFECT_HOME=$(CURDIR)/.prefect $(BIN)/prefect server stop
 
 schedule: $(STAMP) ## serve the pipeline on params.yaml schedule.cron until Ctrl-C
 	$(BIN)/python -m pipelines.deploy --port $(PREFECT_PORT)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from seqcast.console import native_notices_hidden
+
 # Each stage is one function in the module named for its concept; dvc.yaml lists that module
 # (and what it imports) as the stage's dependencies.
 STAGE_FUNCTIONS = {
@@ -42,6 +44,8 @@ EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
 # Set by the pipeline flow for the `dvc repro` it runs: the stage flow runs become its subflows.
 PARENT_FLOW_RUN = "SEQCAST_PREFECT_PARENT_FLOW_RUN"
 PARENT_TASK_RUN = "SEQCAST_PREFECT_PARENT_TASK_RUN"
+# A file the pipeline flow names: each stage command that really runs adds its label to it.
+RAN_FILE = "SEQCAST_RAN_FILE"
 
 # After SIGINT/SIGTERM a stage gets this long to end its MLflow run, put back the last good
 # outputs and report its state; then it exits regardless (e.g. its Prefect server is gone and
@@ -112,6 +116,24 @@ def stage_label(stage: str, kind: str | None = None) -> str:
     return f"{stage}-{kind}" if kind else stage
 
 
+def run_identity(root: str | Path = ".") -> tuple[str, list[str]]:
+    """A stage flow run's name suffix and tags: the DVC experiment and the git revision."""
+    import subprocess
+
+    # Four `train-gru` runs from make repro, dvc exp run and a deployment look alike in the UI;
+    # the experiment (DVC sets DVC_EXP_NAME in its stage commands) and commit tell them apart.
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+    )
+    rev = done.stdout.strip() if done.returncode == 0 else ""
+    rev = rev or os.environ.get("DVC_EXP_BASELINE_REV", "")[:7]
+    experiment = os.environ.get("DVC_EXP_NAME", "")
+    tags = [f"dvc-exp:{experiment}" if experiment else "checkout"]
+    tags += [f"rev:{rev}"] if rev else []
+    suffix = f"{experiment}@{rev}" if rev else experiment
+    return (f" {suffix}" if suffix else ""), tags
+
+
 def progress(label: str, message: str) -> None:
     """One progress line on stdout (the stage flows also send it to the run log)."""
     print(f"{label}: {message}", flush=True)
@@ -132,7 +154,9 @@ def warm_up(stage: str, cfg: Any, label: str) -> None:
             name = f"Keras ({cfg.train.backend} backend)"
         progress(label, f"importing {name}...")
         started = time.perf_counter()
-        with signals_held():
+        # The oneDNN notice TensorFlow prints on import is hidden (seqcast.console).
+        hidden = native_notices_hidden() if module == "keras" else contextlib.nullcontext()
+        with signals_held(), hidden:
             importlib.import_module(module)
         progress(label, f"{name} ready ({time.perf_counter() - started:.1f} s)")
 
@@ -398,9 +422,17 @@ def prefect_disabled() -> bool:
     return os.environ.get("SEQCAST_PREFECT", "").strip().lower() in ("0", "off", "false", "no")
 
 
+def note_ran(label: str) -> None:
+    """Under the pipeline flow, add this stage to RAN_FILE: DVC ran it, not restored it."""
+    if os.environ.get(RAN_FILE):
+        with open(os.environ[RAN_FILE], "a") as ran:
+            ran.write(f"{label}\n")
+
+
 def main_plain(argv: list[str] | None = None) -> int:
     """The stage CLI without Prefect: same arguments, output and exit codes."""
     args = parse_args(argv)
+    note_ran(stage_label(args.stage, args.model))
     if stopped_before_start(args.stage):
         return EXIT_INTERRUPTED
     stop_on_signals()

@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -39,6 +40,7 @@ from pipelines.common import (  # noqa: E402
     EXIT_TRANSIENT,
     PARENT_FLOW_RUN,
     PARENT_TASK_RUN,
+    RAN_FILE,
     is_expected,
     is_transient,
 )
@@ -176,6 +178,20 @@ def _watchdog(seconds: float) -> Iterator[threading.Event]:
         timer.cancel()
 
 
+@contextlib.contextmanager
+def _dvc_lines_once() -> Iterator[None]:
+    """DVC's lines printed by DVC's own handler only, not again by Prefect's root handler."""
+    import logging
+
+    logger = logging.getLogger("dvc")
+    saved = logger.propagate
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.propagate = saved
+
+
 @task(
     name="dvc-repro",
     task_run_name="dvc-repro",
@@ -194,20 +210,40 @@ def reproduce(root: str, deadline: float, timeout: int) -> list[str] | State:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise PipelineTimeout(f"no time left of schedule.timeout_seconds ({timeout} s)")
-    with _in_checkout(root), _watchdog(remaining) as fired, Repo(root) as repo:
-        try:
-            stages = repo.reproduce()
-        except ReproductionError as exc:
-            if fired.is_set():
-                raise PipelineTimeout(
-                    f"dvc repro exceeded schedule.timeout_seconds ({timeout} s); stages stopped"
-                ) from exc
-            if _exit_status(exc) == EXIT_EXPECTED:
-                # The stage printed (and its own flow run recorded) the reason; no retry.
-                return Failed(message=f"{exc}: {exc.__cause__}", data=exc)
-            raise
+    ran_file = Path(tempfile.mkstemp(prefix="seqcast-ran-")[1])
+    os.environ[RAN_FILE] = str(ran_file)  # each stage command that runs adds its name
+    try:
+        with (
+            _in_checkout(root),
+            _watchdog(remaining) as fired,
+            _dvc_lines_once(),
+            Repo(root) as repo,
+        ):
+            try:
+                stages = repo.reproduce()
+            except ReproductionError as exc:
+                if fired.is_set():
+                    raise PipelineTimeout(
+                        f"dvc repro exceeded schedule.timeout_seconds ({timeout} s); stages stopped"
+                    ) from exc
+                if _exit_status(exc) == EXIT_EXPECTED:
+                    # The stage printed (and its own flow run recorded) the reason; no retry.
+                    return Failed(message=f"{exc}: {exc.__cause__}", data=exc)
+                raise
+        ran = set(ran_file.read_text().split())
+    finally:
+        os.environ.pop(RAN_FILE, None)
+        ran_file.unlink(missing_ok=True)
     names = [stage.addressing for stage in stages]
-    get_run_logger().info("Reproduced: %s", ", ".join(names) or "nothing was stale")
+    # DVC reports a stage restored from its run cache as reproduced too; only the command of a
+    # stage that ran added its name to the file.
+    done = [n for n in names if n.replace("@", "-") in ran]
+    restored = [n for n in names if n.replace("@", "-") not in ran]
+    get_run_logger().info(
+        "Ran: %s; restored from DVC's run cache: %s",
+        ", ".join(done) or "none",
+        ", ".join(restored) or "none",
+    )
     return names
 
 

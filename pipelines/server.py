@@ -1,10 +1,13 @@
 """One local Prefect server for a whole `dvc repro`, so each stage skips the ~5 s temporary server.
 
 python -m pipelines.server run -- dvc repro   # reuse/start a server; stop it if we started it
-python -m pipelines.server start|stop|status  # manage the background server under .prefect/
+python -m pipelines.server status             # is one answering, and whose is it
 
-A server started for one `run` dies with it, even by kill -9 (Linux: PR_SET_PDEATHSIG), and a
-later `run` that finds one whose recorded owner is dead adopts it: stops it when it ends.
+A background server is Prefect's own: `prefect server start --background` / `prefect server
+stop` with PREFECT_HOME=.prefect (`make prefect-server`, `make prefect-stop`); a `run` reuses it.
+What Prefect does not do is kept here: a server started for one `run` dies with it, even by
+kill -9 (Linux: PR_SET_PDEATHSIG), and a later `run` that finds one whose recorded owner is dead
+adopts it: stops it when it ends.
 Ctrl-C or SIGTERM during a `run` stops the command's whole process group, then the server.
 """
 
@@ -188,62 +191,48 @@ def _orphaned(record: dict[str, Any] | None, url: str) -> bool:
     return not process_alive(record["owner"]) and _is_prefect_server(record["pid"])
 
 
-def ensure_server(root: Path, port: int = DEFAULT_PORT, own: bool = True) -> tuple[Server, bool]:
+def ensure_server(root: Path, port: int = DEFAULT_PORT) -> tuple[Server, bool]:
     """(server, ours): reuse or adopt one at $PREFECT_API_URL or 127.0.0.1:port, else start one."""
-    # ours: this process must stop it (started, or adopted from a dead owner); own=False asks
-    # for a background server that only `stop` stops.
+    # ours: this process must stop it (started, or adopted from a run that died).
     record = read_record(root)
     for url in (os.environ.get("PREFECT_API_URL"), api_url_for(port)):
         if url and healthy(url):
             os.environ["PREFECT_API_URL"] = url
             if _orphaned(record, url):
                 server = Server(url, record["pid"])
-                write_record(root, server, os.getpid() if own else None)
+                write_record(root, server, os.getpid())
                 print(
                     f"Adopted the Prefect server (pid {server.pid}) of a run that died "
-                    f"(pid {record['owner']}){'; stopping it at the end' if own else ''}",
+                    f"(pid {record['owner']}); stopping it at the end",
                     file=sys.stderr,
                     flush=True,
                 )
-                return server, own
+                return server, True
             return Server(url), False
     home = prefect_home(root)
     try:
-        server = start_server(home, port, log=home / "server.log", owned=own)
+        server = start_server(home, port, log=home / "server.log")
     except RuntimeError:
         # Another `make repro` may have started one on this port meanwhile: use that one.
         if not healthy(api_url_for(port), timeout=5.0):
             raise
         os.environ["PREFECT_API_URL"] = api_url_for(port)
         return Server(api_url_for(port)), False
-    write_record(root, server, os.getpid() if own else None)
+    write_record(root, server, os.getpid())
     os.environ["PREFECT_API_URL"] = server.api_url
-    return server, own
+    return server, True
 
 
 @contextlib.contextmanager
-def serving(root: Path, port: int = DEFAULT_PORT, keep: bool = False) -> Iterator[Server]:
+def serving(root: Path, port: int = DEFAULT_PORT) -> Iterator[Server]:
     """ensure_server for a block; stop the server afterwards if this block started or adopted it."""
-    server, ours = ensure_server(root, port, own=not keep)
+    server, ours = ensure_server(root, port)
     try:
         yield server
     finally:
         if ours:
             stop_server(server)
             (prefect_home(root) / PID_FILE).unlink(missing_ok=True)
-
-
-def stop_background(root: Path) -> bool:
-    """Stop the server recorded in .prefect/seqcast-server.pid; False when none was running."""
-    record = read_record(root)
-    if record is None:
-        (prefect_home(root) / PID_FILE).unlink(missing_ok=True)
-        return False
-    running = _is_prefect_server(record["pid"])
-    if running:
-        stop_server(Server("", record["pid"]))
-    (prefect_home(root) / PID_FILE).unlink(missing_ok=True)
-    return running
 
 
 def _group_alive(pgid: int) -> bool:
@@ -370,14 +359,13 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: run [--keep] -- CMD..., start, stop, status."""
+    """CLI: run -- CMD..., status."""
     from seqcast.paths import store_root
 
     parser = argparse.ArgumentParser(prog="python -m pipelines.server", description=__doc__)
-    parser.add_argument("action", choices=["run", "start", "stop", "status"])
+    parser.add_argument("action", choices=["run", "status"])
     default_port = int(os.environ.get("SEQCAST_PREFECT_PORT", DEFAULT_PORT))
     parser.add_argument("--port", type=int, default=default_port)
-    parser.add_argument("--keep", action="store_true", help="run: leave a started server running")
     argv = sys.argv[1:] if argv is None else argv
     command = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
@@ -389,21 +377,12 @@ def main(argv: list[str] | None = None) -> int:
         # Until the command runs: SIGTERM unwinds like Ctrl-C, so a started server is stopped.
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
-            with serving(root, args.port, keep=args.keep) as server:
+            with serving(root, args.port) as server:
                 ui = server.api_url.removesuffix("/api")
                 print(f"Prefect UI: {ui} (API {server.api_url})", file=sys.stderr, flush=True)
                 return run_checked(command)  # inherits PREFECT_API_URL from os.environ
         except KeyboardInterrupt:
             return 128 + signal.SIGINT
-    if args.action == "start":
-        server, _ = ensure_server(root, args.port, own=False)
-        verb = "started" if server.process else "adopted" if server.pid else "already running"
-        ui = server.api_url.removesuffix("/api")
-        print(f"Prefect server {verb}: {ui} (export PREFECT_API_URL={server.api_url})")
-        return 0
-    if args.action == "stop":
-        print("stopped" if stop_background(root) else "no background server from this repo")
-        return 0
     url = os.environ.get("PREFECT_API_URL") or api_url_for(args.port)
     ok = healthy(url)
     print(f"{url}: {'healthy' if ok else 'not answering'}")

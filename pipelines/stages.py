@@ -18,7 +18,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
-from pipelines.common import guard_exit, main_plain, prefect_disabled
+from pipelines.common import guard_exit, main_plain, prefect_disabled, run_identity
 
 if __name__ == "__main__":
     # Before any library registers its own exit functions: this one must run after them.
@@ -33,7 +33,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")  # Prefect's client-side telemetry sw
 
 from typing import Any, TextIO  # noqa: E402
 
-from prefect import Flow, flow, get_run_logger, task  # noqa: E402
+from prefect import Flow, flow, get_run_logger, tags, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.client.schemas.objects import FlowRun, TaskRun  # noqa: E402
 from prefect.context import FlowRunContext, TaskRunContext  # noqa: E402
@@ -53,6 +53,7 @@ from pipelines.common import (  # noqa: E402
     finish,
     is_expected,
     is_transient,
+    note_ran,
     parse_args,
     report_failure,
     resolve_root,
@@ -268,6 +269,8 @@ def run_flow_as_stage(stage_flow: Flow, label: str, **parameters: Any) -> int:
         return EXIT_INTERRUPTED
     stop_on_signals()
     parameters = get_call_parameters(stage_flow.fn, (), parameters)
+    suffix, run_tags = run_identity(parameters.get("root", "."))
+    stage_flow = stage_flow.with_options(flow_run_name=label + suffix)
     # Heartbeats flag crashed long runs; DVC already watches this short-lived process, and
     # stopping the heartbeat thread costs ~0.8 s per stage (it sleeps in 1 s steps).
     quiet = (
@@ -276,8 +279,8 @@ def run_flow_as_stage(stage_flow: Flow, label: str, **parameters: Any) -> int:
         else {"flows.heartbeat_frequency": None}
     )
     try:
-        with temporary_settings(updates=quiet), prints_to_run_log():
-            flow_run = subflow_run(stage_flow, parameters, label)
+        with temporary_settings(updates=quiet), prints_to_run_log(), tags(*run_tags):
+            flow_run = subflow_run(stage_flow, parameters, label + suffix)
             state = run_flow(stage_flow, flow_run, parameters, return_type="state")
     except KeyboardInterrupt:
         report_failure(label, "interrupted")
@@ -303,10 +306,12 @@ def run_flow_as_stage(stage_flow: Flow, label: str, **parameters: Any) -> int:
 def main(argv: list[str] | None = None) -> int:
     """CLI for dvc.yaml: run one stage flow; exit 0, or non-zero with the failure on stderr."""
     args = parse_args(argv)
+    label = stage_label(args.stage, args.model)
+    note_ran(label)
     kwargs: dict[str, Any] = {"root": args.root}
     if args.model:
         kwargs["kind"] = args.model
-    return run_flow_as_stage(FLOWS[args.stage], stage_label(args.stage, args.model), **kwargs)
+    return run_flow_as_stage(FLOWS[args.stage], label, **kwargs)
 
 
 if __name__ == "__main__":

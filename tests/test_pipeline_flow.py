@@ -84,7 +84,7 @@ FLOW_STAGE = textwrap.dedent(
     import runpy, sys
     sys.path.insert(0, {str(ROOT)!r})
     from prefect import flow
-    from pipelines.stages import run_flow_as_stage
+    from pipelines.stages import note_ran, run_flow_as_stage
 
     @flow(name="seqcast-test-stage", flow_run_name="report", persist_result=False)
     def report_stage() -> None:
@@ -92,6 +92,7 @@ FLOW_STAGE = textwrap.dedent(
         runpy.run_path("stage_body.py")
         print("report epoch 1/1  loss 0.12345", flush=True)
 
+    note_ran("report")
     sys.exit(run_flow_as_stage(report_stage, "report"))
     """
 )
@@ -228,6 +229,34 @@ def test_stage_flow_run_name_and_no_retry(tmp_path: Path, api: str) -> None:
     assert task_runs(run.id) == {"train": 1}
 
 
+def test_stage_flow_run_names_the_experiment_and_revision(
+    tmp_path: Path, api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stage run inside `dvc exp run` is `validate <exp>@<rev>`, tagged with both."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    from pipelines import stages
+
+    (tmp_path / "params.yaml").write_text("data: [not, a, mapping]\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "x"]):
+        subprocess.run([*git, *command], cwd=tmp_path, check=True, capture_output=True)
+    rev = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, capture_output=True, text=True
+    ).stdout.strip()
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-tagged")
+
+    assert stages.run_flow_as_stage(stages.FLOWS["validate"], "validate", root=str(tmp_path)) == 2
+
+    with get_client(sync_client=True) as client:
+        (run,) = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["dvc-exp:exp-tagged"]))
+        )
+    assert run.name == f"validate exp-tagged@{rev}"
+    assert set(run.tags) == {"dvc-exp:exp-tagged", f"rev:{rev}"}
+
+
 # --- retry rules ----------------------------------------------------------------------------
 
 
@@ -353,7 +382,9 @@ def test_pipeline_skips_while_the_lock_is_held(tmp_path: Path, api: str) -> None
     assert stage_log(repo) == []
 
 
-def test_stage_flows_are_subflows_with_their_prints_logged(tmp_path: Path, api: str) -> None:
+def test_stage_flows_are_subflows_with_their_prints_logged(
+    tmp_path: Path, api: str, capfd: pytest.CaptureFixture[str]
+) -> None:
     """Under the pipeline flow a stage's flow run is a subflow; its printed lines are in its log."""
     from prefect import get_client
     from prefect.client.schemas.filters import (
@@ -389,6 +420,14 @@ def test_stage_flows_are_subflows_with_their_prints_logged(tmp_path: Path, api: 
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[pipeline_run]))
         )
+        pipeline_logs = client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[pipeline_run]))
+        )
+    printed = capfd.readouterr()
+    # DVC's lines once: by DVC's handler, not again by Prefect's root handler.
+    assert "dvc.stage.run - Running stage 'report'" not in printed.out + printed.err
+    ran = "Ran: report; restored from DVC's run cache: none"
+    assert ran in [log.message for log in pipeline_logs]
     assert child.name == "report" and child.state.is_completed()
     assert tracker.flow_run_id == pipeline_run and tracker.name == "report"
     assert tracker.state.is_completed()  # the server mirrors the subflow's state onto it

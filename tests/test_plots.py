@@ -247,3 +247,16 @@ def test_pngs_colour_per_model_and_the_baselines_real_name(inputs: dict, tmp_pat
     (band,) = figures["bands"].axes[:1]
     assert band.get_title(loc="left").startswith("gru: forecast from the last test origin")
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in written)
+
+
+def test_each_model_gets_its_own_pngs(inputs: dict, tmp_path: Path) -> None:
+    """A child run's charts: that model and the actual values; learning curves if a network."""
+    written = plots.model_plot_pngs(tmp_path, plots.plot_data(**inputs))
+
+    assert set(written) == {"gru", "lstm", BEST, "linear"}  # naive is not plotted
+    assert [p.name for p in written["gru"]] == [
+        "forecast.png", "horizon_mae.png", "learning_curves.png", "coverage.png"
+    ]  # fmt: skip
+    assert [p.name for p in written[BEST]] == ["forecast.png", "horizon_mae.png", "coverage.png"]
+    assert written["lstm"][0] == tmp_path / "lstm" / "forecast.png"
+    assert all(p.read_bytes().startswith(b"\x89PNG") for ps in written.values() for p in ps)

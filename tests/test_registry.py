@@ -243,6 +243,9 @@ def test_first_promotion_registers_tags_and_records(lab: Lab, name: str) -> None
     assert held.tags["seqcast.fingerprint"] == runs["networks"]["gru"]["fingerprint"]
     assert float(held.tags["seqcast.metric.mase"]) == 0.5
     assert "GRU" in held.description and "\n" not in held.description
+    assert client.get_registered_model(name).description.startswith(
+        "seqcast forecaster of y (one row every h): the next 3 steps and their conformal bands"
+    )
     written = json.loads((lab.root / "metrics" / "promotion.json").read_text())
     assert written == {"promoted": 1.0, "fallback": 0.0}
     report = (lab.root / "reports" / "report" / "report.md").read_text()

@@ -190,7 +190,12 @@ def test_evaluate_logs_parent_and_child_runs(tmp_path: Path, monkeypatch) -> Non
     assert parent.data.tags["seqcast.data_md5"] == "9c2f03e5f39f3a7bd963055aea94e444"
     assert "seqcast.git_commit" in parent.data.tags
     assert "seqcast.version.keras" in parent.data.tags
-    assert parent.inputs.dataset_inputs[0].dataset.name == "electricity_demand"
+    (used,) = parent.inputs.dataset_inputs
+    assert used.dataset.name == "electricity_demand"
+    assert [(t.key, t.value) for t in used.tags] == [("mlflow.data.context", "evaluation")]
+    # Data facts are params, so that the compare view's default chart shows scores.
+    assert parent.data.params["data_rows_test"] == "807"
+    assert not [k for k in parent.data.metrics if k.startswith("data_")]
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert artifacts == {
         f"plots/{stem}.png"
@@ -228,6 +233,12 @@ def test_evaluate_logs_parent_and_child_runs(tmp_path: Path, monkeypatch) -> Non
     assert len(client.get_metric_history(gru.info.run_id, "val_mae")) == 1
     assert gru.data.tags["seqcast.model_kind"] == "gru"
     assert gru.outputs.model_outputs, "the network is logged as a model"
+    assert [t.value for t in gru.inputs.dataset_inputs[0].tags] == ["test"]
+    assert {a.path for a in client.list_artifacts(gru.info.run_id, "plots")} == {
+        f"plots/{stem}.png" for stem in ("forecast", "horizon_mae", "learning_curves", "coverage")
+    }
+    linear = {a.path for a in client.list_artifacts(by_name["linear"].info.run_id, "plots")}
+    assert linear == {"plots/forecast.png", "plots/horizon_mae.png", "plots/coverage.png"}
     naive = by_name["naive"]
     assert naive.data.metrics["test_mae"] == pytest.approx(summary["models"]["naive"]["mae"])
     trained = client.get_experiment_by_name("tiny-training")

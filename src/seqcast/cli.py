@@ -14,11 +14,21 @@ def _champion(params: Path) -> str:
     return f"models:/{load_config(params).tracking.registered_model}@champion"
 
 
+def _import_keras() -> None:
+    """Import Keras now, without TensorFlow's oneDNN notice (seqcast.console)."""
+    from seqcast.console import native_notices_hidden
+
+    with native_notices_hidden():
+        import keras  # noqa: F401
+
+
 def _forecast(args: argparse.Namespace) -> int:
     """Print (or write) the forecast for raw recent history in a CSV."""
     from mlflow.exceptions import MlflowException
 
     from seqcast import serving
+
+    _import_keras()
 
     model = args.model or _champion(args.params)
     try:
@@ -43,6 +53,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from seqcast import server
 
+    _import_keras()
     model = args.model or _champion(args.params)
     try:
         server.serve(model, args.host, args.port)
@@ -109,6 +120,16 @@ def _tune_apply(args: argparse.Namespace) -> int:
     return 0 if args.dry_run else subprocess.call(command)
 
 
+def _exps(args: argparse.Namespace) -> int:
+    """Print the DVC experiments: changed params and short metric names, within --width."""
+    from seqcast import experiments
+
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    table = experiments.rows(experiments.show_json(Path.cwd()))
+    print(experiments.render(table, args.width, metrics))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `seqcast` command."""
     parser = argparse.ArgumentParser(prog="seqcast", description=__doc__)
@@ -138,6 +159,16 @@ def main(argv: list[str] | None = None) -> int:
     apply.add_argument("--dry-run", action="store_true", help="print the command only")
     apply.add_argument("dvc_args", nargs="*", help="more `dvc exp run` options (after --)")
     apply.set_defaults(run=_tune_apply)
+    exps = sub.add_parser(
+        "exps", help="compare DVC experiments: changed params, short metric names, fits --width"
+    )
+    exps.add_argument("--width", default=120, type=int, help="characters per line (120)")
+    exps.add_argument(
+        "--metrics",
+        default="bt_mase,mase,bt_mae,mae,promoted",
+        help="metric keys in priority order; columns that do not fit are left out",
+    )
+    exps.set_defaults(run=_exps)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

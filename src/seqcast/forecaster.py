@@ -111,9 +111,13 @@ class Forecaster:
     def _residual(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         shape = (len(batch["past"]), self.spec.horizon, self.spec.n_targets)
         if hasattr(self.predictor, "predict_on_batch"):
-            return np.asarray(self.predictor.predict_on_batch(batch), dtype=np.float64).reshape(
-                shape
-            )
+            if len(batch["past"]) < PREDICT_BATCH:
+                # A partial batch: called directly, since each new shape would trace
+                # predict_on_batch's tf.function again (and warn about retracing).
+                found = self.predictor(batch, training=False)
+            else:
+                found = self.predictor.predict_on_batch(batch)
+            return np.asarray(found, dtype=np.float64).reshape(shape)
         return self.predictor.predict(features.flat(batch)).reshape(shape)
 
     def forecast_units(

@@ -5,6 +5,10 @@ would also switch off DVC's run cache). When the command fails, dvc.lock still n
 of the last good run and DVC's cache holds them (cached outputs always; uncached metrics and
 plots once the run cache saved them), so the stage copies them back before it exits. Stages
 write their outputs atomically, so a half-written folder is never what is left.
+
+Why not DVC's own checkout (checked in DVC 3.67): `dvc checkout` / `Repo.checkout` take the
+repository lock, which the `dvc repro` running this stage holds, so from inside a stage it fails;
+`Output.checkout` skips outputs with `cache: false` (the metrics files), which this restores.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -513,11 +513,8 @@ def figures(data: PlotData) -> dict[str, Figure]:
 
     matplotlib.use("Agg")
     return (
-        {
-            "forecast": _forecast_figure(data),
-            "horizon_mae": _horizon_figure(data),
-            "learning_curves": _learning_figure(data),
-        }
+        {"forecast": _forecast_figure(data), "horizon_mae": _horizon_figure(data)}
+        | ({"learning_curves": _learning_figure(data)} if data.curves else {})
         | ({"backtest": _backtest_figure(data)} if data.backtest else {})
         | ({"coverage": _coverage_figure(data)} if data.coverage else {})
         | ({"bands": _bands_figure(data)} if data.band else {})
@@ -674,6 +671,24 @@ def plot_pngs(folder: Path, data: PlotData) -> list[Path]:
         fig.savefig(folder / f"{stem}.png", dpi=110)
         plt.close(fig)
         written.append(folder / f"{stem}.png")
+    return written
+
+
+def model_plot_pngs(folder: Path, data: PlotData) -> dict[str, list[Path]]:
+    """Each plotted model's own charts (forecast, MAE per step, curves, coverage), by model name."""
+    written = {}
+    for col in data.forecasts:
+        name = data.best if col == BASELINE else col
+        own = replace(
+            data,
+            forecasts={col: data.forecasts[col]},
+            step_mae={col: data.step_mae[col]},
+            curves={col: data.curves[col]} if col in data.curves else {},
+            backtest={},  # one line per origin says little alone: the parent run compares them
+            coverage={level: {col: cols[col]} for level, cols in data.coverage.items()},
+            band={},
+        )
+        written[name] = plot_pngs(folder / name, own)
     return written
 
 

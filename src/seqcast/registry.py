@@ -150,6 +150,7 @@ def promote(cfg: Config, root: Path) -> dict:
     origin = _origin(client, runs["parent_run_id"])
     # Registering only adds versions, so it needs no lock; aliases are the shared state.
     version = _register(client, name, candidate, runs, origin)
+    _describe(client, name, io.read_json(root / paths.WINDOWS / "meta.json"))
     with locks.promotion_lock(name, root):
         # Read the champion only now: another promotion may have moved it while we waited.
         before = _aliases(client, name)
@@ -301,6 +302,27 @@ def _register(
         f"{origin['git_commit'][:8]}{dirty}, from the {made}"
     )
     return register(entry["model_uri"], name, tags, description)
+
+
+def model_description(meta: dict) -> str:
+    """What the registered model forecasts and how its versions and aliases are made."""
+    spec = meta["spec"]
+    targets = ", ".join(meta["columns"][: spec["n_targets"]])
+    return (
+        f"seqcast forecaster of {targets} (one row every {meta['frequency']}): the next "
+        f"{spec['horizon']} steps and their conformal bands, from raw recent history (each "
+        "version's input example shows what it reads). Versions are registered by the promote "
+        f"stage (`dvc repro`); `{CHAMPION}` is the version `seqcast serve` answers with, "
+        f"`{CHALLENGER}` a candidate that did not beat it. Each version's description says what "
+        "it is, its backtest and test scores, and the data and commit it came from."
+    )
+
+
+def _describe(client: MlflowClient, name: str, meta: dict) -> None:
+    """Give the registered model its description (only when it says something else)."""
+    description = model_description(meta)
+    if client.get_registered_model(name).description != description:
+        client.update_registered_model(name, description=description)
 
 
 def _aliases(client: MlflowClient, name: str) -> dict[str, str]:

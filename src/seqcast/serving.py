@@ -130,7 +130,8 @@ def log_forecaster(
     forecaster = Forecaster.load(folder)
     return mlflow.pyfunc.log_model(
         name=name,
-        python_model=ForecastModel(),
+        # A code file, not a pickled object: see seqcast.served_model.
+        python_model=str(Path(__file__).with_name("served_model.py")),
         artifacts={ARTIFACT: str(folder)},
         signature=signature(forecaster),
         input_example=None if input_example is None else example(forecaster, input_example),

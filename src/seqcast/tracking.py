@@ -11,7 +11,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from seqcast import paths
+from seqcast import console, paths
 
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 VERSIONED = (
@@ -35,6 +35,7 @@ def setup(experiment: str, root: Path | None = None) -> str:
     uri = paths.tracking_uri(root)
     mlflow.set_tracking_uri(uri)
     _quiet_store_logs()
+    console.quiet_loggers()
     database = paths.sqlite_file(uri)
     if database is not None:
         _require_writable(database)
@@ -174,12 +175,22 @@ def run_tags(data_md5: str, windows_md5: str, root: Path | None = None, **extra:
 
 
 def run_name(what: str) -> str:
-    """A run name people can scan: what, when, and the DVC experiment if any."""
+    """A run name people can scan: the DVC experiment if any, what, and when."""
     import time
 
     experiment = paths.dvc_experiment()
-    suffix = f" (exp {experiment['name']})" if experiment else ""
-    return f"{what} {time.strftime('%Y-%m-%d %H:%M:%S')}{suffix}"
+    # First: the runs list cuts long names at the end, and the experiment is what tells
+    # otherwise identical runs apart (the time is in its own column anyway).
+    prefix = f"{experiment['name']}: " if experiment else ""
+    return f"{prefix}{what} {time.strftime('%Y-%m-%d %H:%M:%S')}"
+
+
+def as_params(values: dict[str, float], prefix: str = "") -> dict[str, str]:
+    """Numbers as MLflow params (whole numbers without '.0'): facts, not scores to plot."""
+    return {
+        f"{prefix}{k}": str(int(v)) if float(v).is_integer() else f"{float(v):.6g}"
+        for k, v in values.items()
+    }
 
 
 def fail_orphaned_runs(experiment_ids: list[str] | None = None) -> list[str]:
@@ -313,11 +324,13 @@ def log_evaluation(
     data_facts: dict[str, float] | None = None,
     backtest: dict | None = None,
     intervals: dict[str, dict] | None = None,
+    model_plots: dict[str, list[Path]] | None = None,
 ) -> dict:
     """One parent run for this pipeline execution, a child per model and baseline; returns ids.
 
     `models` are the saved Forecaster folders logged as MLflow models: the networks, and the
-    best simple baseline, which is what gets served when no network beats it.
+    best simple baseline, which is what gets served when no network beats it. `model_plots`
+    are each model's own charts, logged to its child run under plots/.
     """
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -333,13 +346,15 @@ def log_evaluation(
         tags=tags | {"seqcast.stage": "pipeline"},
     ) as parent:
         runs["parent_run_id"] = parent.info.run_id
-        mlflow.log_params(params)
-        mlflow.log_input(dataset, context="training")
+        # Rows per split are facts about the data, not scores: as metrics they would take
+        # over the compare view's default chart.
+        mlflow.log_params(params | as_params(data_facts or {}, "data_"))
+        # This run scores models on the series, it does not fit them (the train runs do).
+        mlflow.log_input(dataset, context="evaluation")
         for folder, files in artifacts.items():
             for path in (p for p in files if p.exists()):
                 mlflow.log_artifact(str(path), artifact_path=folder)
         mlflow.log_dict(comparison, "evaluation/comparison.json")
-        mlflow.log_metrics({f"data_{k}": v for k, v in (data_facts or {}).items()})
         best = comparison["best_network"]
         best_test = results[best]["test"]
         mlflow.log_metrics({f"best_network_test_{k}": v for k, v in best_test.items()})
@@ -372,7 +387,9 @@ def log_evaluation(
                         batch += _metric_batch("train_", {key: train_info[name][key]})
                 for start in range(0, len(batch), 900):
                     client.log_batch(child.info.run_id, metrics=batch[start : start + 900])
-                mlflow.log_input(dataset, context="training")
+                mlflow.log_input(dataset, context="test")
+                for path in (model_plots or {}).get(name, []):
+                    mlflow.log_artifact(str(path), artifact_path="plots")
                 entry = {
                     "run_id": child.info.run_id,
                     "metrics": result["test"],

@@ -196,6 +196,12 @@ def epoch_logger(kind: str, epochs: int):
     """A callback printing one line per epoch and logging the curves to the active MLflow run."""
     import keras
 
+    # Not mlflow.keras.MlflowCallback (checked in MLflow 3): it logs epoch k at step k - 1,
+    # while evaluate's curves and the DVC plot count epochs from 1; it logs asynchronously
+    # (synchronous=False), so a failing store shows up, if at all, after the fit instead of
+    # failing the epoch; and it logs the optimizer config as optimizer_* params, duplicating the
+    # train.* params this run already has. The progress line is needed anyway.
+
     class EpochLog(keras.callbacks.Callback):
         """One progress line per epoch; per-epoch metrics to MLflow."""
 

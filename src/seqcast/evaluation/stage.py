@@ -33,7 +33,7 @@ from seqcast.evaluation.scores import (
     test_id,
     units_of,
 )
-from seqcast.plots import plot_data, plot_pngs, write_plot_data
+from seqcast.plots import model_plot_pngs, plot_data, plot_pngs, write_plot_data
 
 OOS = "oos.npz"
 CALIBRATION = "calibration.npz"
@@ -92,6 +92,7 @@ def evaluate(cfg: Config, root: Path) -> dict:
     # PNGs and the fallback's forecaster go to MLflow first; DVC outputs are written last.
     with tempfile.TemporaryDirectory(prefix="seqcast-evaluate-") as scratch:
         pngs = plot_pngs(Path(scratch) / "plots", plotted)
+        own_pngs = model_plot_pngs(Path(scratch) / "model_plots", plotted)
         logged = {k: root / paths.MODELS / k / "forecaster" for k in networks}
         for name in {fallback, decision["candidate"]} - set(networks):
             simple[name].save(Path(scratch) / name / "forecaster")
@@ -119,6 +120,7 @@ def evaluate(cfg: Config, root: Path) -> dict:
             data_facts=facts,
             backtest=bt_summary,
             intervals=bands["scores"],
+            model_plots=own_pngs,
         )
         for name, entry in {**runs["networks"], **runs["baselines"]}.items():
             entry["fingerprint"] = fingerprints[name]
