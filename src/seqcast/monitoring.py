@@ -9,7 +9,7 @@ forecast twice; live metrics are logged once per (version, origin) whatever re-r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -294,8 +294,25 @@ def assess(cfg: Config, root: Path) -> Assessment:
     )
 
 
+def store_exists(root: Path) -> bool:
+    """False for a local store not created yet: nothing trained, nothing to score."""
+    from seqcast import paths
+
+    database = paths.sqlite_file(paths.tracking_uri(root))
+    return database is None or database.is_file()
+
+
+def nothing_yet(rows: int) -> Assessment:
+    """The assessment of a workspace whose tracking store does not exist yet."""
+    empty = Check("decay", OK, None, "no tracking store yet")
+    return Assessment(None, [], 0, [], empty, replace(empty, name="drift"), rows, 0, None)
+
+
 def check(cfg: Config, root: Path, data_changed: bool) -> tuple[Assessment, Decision]:
     """A scheduled run's checks: score and check, log live metrics and plots, then decide."""
+    if not store_exists(root):
+        assessment = nothing_yet(0)
+        return assessment, decide(cfg, assessment, data_changed, None)
     assessment = assess(cfg, root)
     log_live(cfg, root, assessment.scores)
     write_live(root, assessment)
