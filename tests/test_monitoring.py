@@ -14,6 +14,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from mlflow import MlflowClient
 
 from seqcast import ledger, monitoring, serving, tracking
@@ -74,15 +75,15 @@ def champion(tmp: Path, name: str, history: pd.DataFrame) -> str:
 def setup(tmp_path: Path, name: str, retrain: str = "on_alarm"):
     """A workspace with its config; the raw data is written per night by `night`."""
     (tmp_path / "data/raw").mkdir(parents=True)
-    return parse_config(
-        {
-            "data": {"path": "data/raw/series.csv", "targets": ["y"], "frequency": "h"},
-            "window": {"input_width": SEASON, "horizon": HORIZON},
-            "baselines": {"seasons": [SEASON]},
-            "tracking": {"experiment": "seqcast", "registered_model": name},
-            "monitoring": {"retrain": retrain, "decay_window": 3, "cooldown_rows": 0},
-        }
-    )
+    params = {
+        "data": {"path": "data/raw/series.csv", "targets": ["y"], "frequency": "h"},
+        "window": {"input_width": SEASON, "horizon": HORIZON},
+        "baselines": {"seasons": [SEASON]},
+        "tracking": {"experiment": "seqcast", "registered_model": name},
+        "monitoring": {"retrain": retrain, "decay_window": 3, "cooldown_rows": 0},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return parse_config(params)
 
 
 def night(cfg, root: Path, data: pd.DataFrame) -> tuple:
@@ -183,3 +184,25 @@ def test_a_deleted_version_is_named_and_skipped(store: str, tmp_path: Path) -> N
         f"v{version} was deleted from the registry: its 1 ledger forecast(s) are kept but not "
         "scored"
     ]
+
+
+def test_seqcast_forecast_records_the_champion_once(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`seqcast forecast` of the champion lands in the ledger; the same history again does not."""
+    from seqcast.cli import main
+
+    cfg = setup(tmp_path, "mon-cli")
+    full = series(HISTORY)
+    version = champion(tmp_path, "mon-cli", full)
+    full.to_csv(tmp_path / "history.csv", index=False)
+    argv = ["forecast", "--input", str(tmp_path / "history.csv")]
+    argv += ["--params", str(tmp_path / "params.yaml")]
+    assert main(argv) == 0 and main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"v{version} from {full['timestamp'].iloc[-1]} recorded in the forecast ledger" in err
+    assert "already in the forecast ledger" in err
+    (entry,) = ledger.entries(cfg, tmp_path)
+    assert entry.source == "forecast" and list(entry.table["step"]) == list(range(1, 7))
+    assert {"lower_80", "upper_80", "lower_95", "upper_95"} <= set(entry.table.columns)
+    assert main([*argv, "--no-ledger"]) == 0 and "ledger" not in capsys.readouterr().err
