@@ -206,3 +206,30 @@ def test_seqcast_forecast_records_the_champion_once(
     assert entry.source == "forecast" and list(entry.table["step"]) == list(range(1, 7))
     assert {"lower_80", "upper_80", "lower_95", "upper_95"} <= set(entry.table.columns)
     assert main([*argv, "--no-ledger"]) == 0 and "ledger" not in capsys.readouterr().err
+
+
+def test_serve_records_each_origin_once_when_the_setting_says_so(
+    store: str, tmp_path: Path
+) -> None:
+    """monitoring.ledger_on_serve: two requests with the same history, one ledger forecast."""
+    import json
+
+    from seqcast import server
+    from seqcast.cli import _ledger_on_serve
+
+    cfg = setup(tmp_path, "mon-serve")
+    full = series(HISTORY)
+    champion(tmp_path, "mon-serve", full)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["monitoring"]["ledger_on_serve"] = True
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    uri = "models:/mon-serve@champion"
+    checked = server.CheckedModel(
+        mlflow.pyfunc.load_model(uri), _ledger_on_serve(tmp_path / "params.yaml", uri)
+    )
+    recent = full.tail(2 * SEASON)
+    body = json.dumps({"dataframe_split": recent.to_dict(orient="split", index=False)})
+    for _ in range(2):
+        assert server.score(body.encode(), "application/json", checked).status_code == 200
+    (entry,) = ledger.entries(cfg, tmp_path)
+    assert entry.source == "serve" and entry.origin == pd.Timestamp(full["timestamp"].iloc[-1])

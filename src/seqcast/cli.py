@@ -69,11 +69,31 @@ def _serve(args: argparse.Namespace) -> int:
 
     model = args.model or _champion(args.params)
     try:
-        server.serve(model, args.host, args.port)
+        server.serve(model, args.host, args.port, _ledger_on_serve(args.params, model))
     except MlflowException as err:
         # e.g. no such model or alias in the registry: a message, not a traceback.
         raise ValueError(_cannot_load(model, err)) from None
     return 0
+
+
+def _ledger_on_serve(params: Path, model: str):
+    """With monitoring.ledger_on_serve: a callback recording each served forecast, else None."""
+    from seqcast import ledger
+    from seqcast.config import load_config
+
+    if not params.is_file():
+        return None
+    cfg = load_config(params)
+    version = ledger.registered_version(cfg, model) if cfg.monitoring.ledger_on_serve else None
+    if version is None:
+        return None
+    root, targets = params.resolve().parent, list(cfg.data.targets)
+
+    def record(origin: str, answer) -> None:
+        ledger.record(cfg, answer, version, origin, "serve", answer.columns[0], targets, root)
+
+    print(f"seqcast serve: v{version}'s forecasts are recorded in the forecast ledger", flush=True)
+    return record
 
 
 def _cannot_load(model: str, err: Exception) -> str:
