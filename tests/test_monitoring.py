@@ -233,3 +233,40 @@ def test_serve_records_each_origin_once_when_the_setting_says_so(
         assert server.score(body.encode(), "application/json", checked).status_code == 200
     (entry,) = ledger.entries(cfg, tmp_path)
     assert entry.source == "serve" and entry.origin == pd.Timestamp(full["timestamp"].iloc[-1])
+
+
+def test_the_pipeline_flow_ends_in_alarm_retrains_and_says_why(
+    store: str, tmp_path: Path, prefect_api: str
+) -> None:
+    """The shifted night through the real flow: state Alarm, an alarm artifact, dvc repro run."""
+    from dvc.repo import Repo
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from test_pipeline_flow import drain_prefect
+
+    from pipelines.pipeline import ALARM_KEY, ALARM_STATE, seqcast_pipeline
+
+    cfg = setup(tmp_path, "mon-flow")
+    full = series(HISTORY + 5 * NIGHT, shift_at=HISTORY + 4 * NIGHT)
+    champion(tmp_path, "mon-flow", full.iloc[:HISTORY])
+    replay(cfg, tmp_path, full, 5)  # quiet nights through the library: no alarm yet
+    full.to_csv(tmp_path / cfg.data.path, index=False)  # night 5: the shifted rows
+    stage = {"cmd": "echo retrained > retrained.txt", "deps": [cfg.data.path]}
+    stage["outs"] = [{"retrained.txt": {"cache": False}}]
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"retrain": stage}}))
+    Repo.init(str(tmp_path), no_scm=True).close()
+    with temporary_settings(updates={PREFECT_API_URL: prefect_api}):
+        state = seqcast_pipeline(root=str(tmp_path), return_state=True)
+        drain_prefect()
+        with get_client(sync_client=True) as client:
+            run = state.state_details.flow_run_id
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run]))
+            )
+    assert state.is_completed() and state.name == ALARM_STATE, state
+    assert "drift alarm" in state.message and (tmp_path / "retrained.txt").is_file()
+    keys = {a.key: a for a in artifacts}
+    assert {"seqcast-report", ALARM_KEY} <= set(keys)
+    assert "retrain: drift alarm (dvc repro)" in keys["seqcast-report"].data
+    assert "- stages run: `retrain`" in keys["seqcast-report"].data
