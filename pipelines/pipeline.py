@@ -335,7 +335,16 @@ def seqcast_pipeline(root: str | None = None) -> State:
                 return _failed(ingested)
             ingested = ingested.result()
         changed = ingested is None or bool(ingested.get("changed"))
-        assessment, decision = monitor(cfg, str(path), changed)
+        checked = monitor(cfg, str(path), changed, return_state=True)
+        if checked.is_failed():
+            # The forecasts cannot be checked (e.g. the champion's files are gone): retrain as
+            # before monitoring existed, and say so, rather than leave the night undone.
+            why = f"monitoring failed: {checked.message}"
+            get_run_logger().warning(why)
+            assessment = monitoring.nothing_yet(0, why)
+            decision = monitoring.Decision(True, "schedule", why)
+        else:
+            assessment, decision = checked.result()
         stages = []
         if decision.retrain:
             stages = reproduce(str(path), deadline, cfg.schedule.timeout_seconds, return_state=True)

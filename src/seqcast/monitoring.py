@@ -302,9 +302,9 @@ def store_exists(root: Path) -> bool:
     return database is None or database.is_file()
 
 
-def nothing_yet(rows: int) -> Assessment:
-    """The assessment of a workspace whose tracking store does not exist yet."""
-    empty = Check("decay", OK, None, "no tracking store yet")
+def nothing_yet(rows: int, why: str = "no tracking store yet") -> Assessment:
+    """The assessment of a run that could not check anything, and why."""
+    empty = Check("decay", OK, None, why)
     return Assessment(None, [], 0, [], empty, replace(empty, name="drift"), rows, 0, None)
 
 
