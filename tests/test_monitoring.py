@@ -120,6 +120,9 @@ def test_a_level_shift_raises_the_alarm_and_records_why(store: str, tmp_path: Pa
     live = pd.read_csv(tmp_path / "reports/live/live.csv")
     assert len(live) == 5 and (tmp_path / "reports/live/live.png").is_file()  # night 0's .. 4's
     assert live["mae"].iloc[3] > 3 * live["mae"].iloc[0]  # the forecast across the shift
+    steps = pd.read_csv(tmp_path / "reports/live/live_steps.csv")
+    assert list(steps["step"]) == list(range(1, HORIZON + 1)) and set(steps["forecasts"]) == {5}
+    assert steps["mae"].mean() == pytest.approx(live["mae"].mean())
 
 
 def test_an_unchanged_replay_never_alarms_and_a_night_rerun_adds_nothing(

@@ -40,6 +40,7 @@ class Score:
     mase: float
     coverage: dict[str, float]  # level -> share of steps inside the band
     step_mae: list[float]  # per horizon step, mean over targets
+    step_coverage: dict[str, list[float]]  # level -> per horizon step, share over targets
     first_miss: dict[str, int]  # level -> targets whose first step fell outside the band
     targets: int
 
@@ -135,6 +136,10 @@ def score(entry: ledger.Entry, actual: pd.DataFrame, season: int) -> Score | Non
         mase=float((error / scale).mean()),
         coverage={lv: float(ok.mean()) for lv, ok in inside.items()},
         step_mae=[float(v) for v in steps.to_numpy()],
+        step_coverage={
+            lv: [float(v) for v in pd.Series(ok).groupby(table["step"].to_numpy()).mean()]
+            for lv, ok in inside.items()
+        },
         first_miss={lv: int((~ok[first]).sum()) for lv, ok in inside.items()},
         targets=int(first.sum()),
     )
@@ -415,12 +420,29 @@ def live_frame(assessment: Assessment) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def step_frame(scores: list[Score]) -> pd.DataFrame:
+    """reports/live/live_steps.csv: per version and horizon step, MAE and band coverage."""
+    rows = []
+    for version in sorted({s.version for s in scores}, key=int):
+        mine = [s for s in scores if s.version == version]
+        for step in range(len(mine[0].step_mae)):
+            row = {"version": version, "step": step + 1, "forecasts": len(mine)}
+            row["mae"] = float(np.mean([s.step_mae[step] for s in mine]))
+            for level in mine[0].step_coverage:
+                row[f"coverage_{level}"] = float(
+                    np.mean([s.step_coverage[level][step] for s in mine])
+                )
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def write_live(root: Path, assessment: Assessment) -> list[Path]:
-    """reports/live/live.csv and live.png: live error against the backtest's, coverage."""
+    """reports/live/: live.csv and live_steps.csv, and live.png (error and coverage)."""
     frame = live_frame(assessment)
     folder = Path(root) / LIVE
     with io.atomic_dir(folder) as out:
         frame.to_csv(out / "live.csv", index=False)
+        step_frame(assessment.scores).to_csv(out / "live_steps.csv", index=False)
         if not frame.empty:
             _plot(frame, assessment).savefig(out / "live.png", dpi=100, bbox_inches="tight")
     return sorted(folder.iterdir())
