@@ -352,7 +352,9 @@ def seqcast_pipeline(root: str | None = None) -> State:
                 return _failed(stages)
             stages = stages.result()
         recorded = record_forecast(cfg, str(path))
+        fresh = []
         if monitoring.store_exists(path):
+            fresh = monitoring.new_alarms(cfg, path, assessment)  # before this run's record
             monitoring.record_check(cfg, path, assessment, decision, decision.retrain)
         checked = (assessment, decision)
         artifact = publish_report(str(path), stages, ingested, cfg.promotion.metric, checked)
@@ -366,16 +368,17 @@ def seqcast_pipeline(root: str | None = None) -> State:
         "reason": decision.reason,
         "ledger": recorded,
     }
-    if assessment.alarm:
-        return _alarm(assessment, decision, result)
-    return Completed(message=f"retrain: {decision.reason}", data=result)
+    if fresh:
+        return _alarm(fresh, decision, result)
+    ongoing = [c.name for c in (assessment.decay, assessment.drift) if c.status == monitoring.ALARM]
+    still = f"; {' and '.join(ongoing)} alarm still raised (notified before)" if ongoing else ""
+    return Completed(message=f"retrain: {decision.reason}{still}", data=result)
 
 
 def _alarm(
-    assessment: monitoring.Assessment, decision: monitoring.Decision, result: dict[str, Any]
+    checks: list[monitoring.Check], decision: monitoring.Decision, result: dict[str, Any]
 ) -> State:
-    """An `Alarm` state and artifact: what a Prefect automation notifies on."""
-    checks = [c for c in (assessment.decay, assessment.drift) if c.status == monitoring.ALARM]
+    """An `Alarm` state and artifact, once per incident: what a Prefect automation notifies on."""
     message = "; ".join(f"{c.name} alarm: {c.message}" for c in checks)
     create_markdown_artifact(
         markdown="\n\n".join(

@@ -117,6 +117,10 @@ def test_a_level_shift_raises_the_alarm_and_records_why(store: str, tmp_path: Pa
         filter_string="tags.`seqcast.check.reason` LIKE '%alarm'",
     )
     assert runs and runs[0].data.tags["seqcast.check.retrained"] == "false"
+    # One notice per incident: an alarm the previous check already raised is not new.
+    assert [c.name for c in monitoring.new_alarms(cfg, tmp_path, assessment)] == ["drift"]
+    monitoring.record_check(cfg, tmp_path, assessment, decision, retrained=True)
+    assert monitoring.new_alarms(cfg, tmp_path, assessment) == []
     live = pd.read_csv(tmp_path / "reports/live/live.csv")
     assert len(live) == 5 and (tmp_path / "reports/live/live.png").is_file()  # night 0's .. 4's
     assert live["mae"].iloc[3] > 3 * live["mae"].iloc[0]  # the forecast across the shift

@@ -476,6 +476,23 @@ def _plot(frame: pd.DataFrame, assessment: Assessment):
     return figure
 
 
+def new_alarms(cfg: Config, root: Path, assessment: Assessment) -> list[Check]:
+    """This run's alarms that the previous check did not already raise: one notice per incident."""
+    from mlflow import MlflowClient
+
+    alarms = [c for c in (assessment.decay, assessment.drift) if c.status == ALARM]
+    if not alarms:
+        return []
+    found = MlflowClient().search_runs(
+        [ledger.experiment_id(cfg, root)],
+        filter_string=f"tags.`{CHECK}reason` != ''",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    before = found[0].data.tags if found else {}
+    return [c for c in alarms if before.get(f"{CHECK}{c.name}") != ALARM]
+
+
 def record_check(
     cfg: Config, root: Path, assessment: Assessment, decision: Decision, retrained: bool
 ) -> str:
