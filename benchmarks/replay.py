@@ -44,6 +44,47 @@ def pipeline(root: Path, timeout: float) -> dict:
     return streamed(command, root, timeout)
 
 
+def pipeline_from(code: Path, root: Path, timeout: float) -> float:
+    """Seconds of `make pipeline` on root with the pipelines/ of another checkout (before)."""
+    command = [str(BIN / "python"), "-m", "pipelines.server", "run", "--port", str(free_port())]
+    command += ["--", str(BIN / "python"), "-m", "pipelines.pipeline", "--root", str(root)]
+    ran = streamed(command, code, timeout)
+    if ran["returncode"] != 0:
+        raise RuntimeError(f"{code}: make pipeline failed:\n{ran['tail']}")
+    return ran["seconds"]
+
+
+STEPS = """
+import json, sys, time
+from pathlib import Path
+start = time.perf_counter()
+from seqcast import ledger, monitoring
+from seqcast.config import load_config
+root = Path(sys.argv[1]); cfg = load_config(root / "params.yaml"); out = {}
+out["import"] = time.perf_counter() - start; at = time.perf_counter()
+assessment, decision = monitoring.check(cfg, root, False)
+out["check"] = time.perf_counter() - at; at = time.perf_counter()
+ledger.record_champion(cfg, root)
+out["record_forecast"] = time.perf_counter() - at; at = time.perf_counter()
+monitoring.new_alarms(cfg, root, assessment)
+monitoring.record_check(cfg, root, assessment, decision, False)
+out["record_check"] = time.perf_counter() - at
+print(json.dumps(out))
+"""
+
+
+def monitoring_steps(root: Path) -> dict:
+    """Seconds of each step a night adds, in a fresh process as the flow runs them."""
+    import subprocess
+
+    done = subprocess.run(
+        [str(BIN / "python"), "-c", STEPS, str(root)], capture_output=True, text=True, cwd=root
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"monitoring steps failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def noop_repro(root: Path, timeout: float) -> float:
     """Seconds of `make repro` with nothing stale: today's cost of a night with nothing to do."""
     command = [str(BIN / "python"), "-m", "pipelines.server", "run", "--port", str(free_port())]
@@ -128,6 +169,14 @@ def bench(args: argparse.Namespace) -> dict:
             raise RuntimeError(f"cold pipeline run failed:\n{cold['tail']}")
         result = {"cold_seconds": time.perf_counter() - start, "rows_history": cut}
         result["noop_repro_seconds"] = [noop_repro(base, args.timeout) for _ in range(2)]
+        result["steps"] = [monitoring_steps(base) for _ in range(2)]
+        if args.before:
+            # Alternated, on the same workspace with nothing new: before and after, like for like.
+            for _ in range(2):
+                before = pipeline_from(args.before, base, args.timeout)
+                result.setdefault("noop_pipeline_before", []).append(before)
+                after = pipeline(base, args.timeout)["seconds"]
+                result.setdefault("noop_pipeline_after", []).append(after)
         future = full.iloc[cut:].reset_index(drop=True)
         for name in ("unchanged", "shift"):
             result[name] = replay(base, work, name, future, args)
@@ -153,10 +202,19 @@ def report(result: dict) -> tuple[list[str], list[list[object]]]:
         rows.append([f"live {level.replace('_', ' ')}% (unchanged)", f"{100 * value:.1f}%"])
     noop = median(result["noop_repro_seconds"])
     rows += [
-        ["`make repro` with nothing stale (today's no-op), s", f"{noop:.1f}"],
+        ["`make repro` with nothing stale, s", f"{noop:.1f}"],
         ["night without retrain (`make pipeline`), median s", f"{median(quiet):.1f}"],
-        ["extra cost of a no-retrain night, s", f"{median(quiet) - noop:+.1f}"],
     ]
+    for step in result["steps"][0]:
+        seconds = median(s[step] for s in result["steps"])
+        rows.append([f"  of which monitoring step `{step}` (fresh process), s", f"{seconds:.1f}"])
+    if "noop_pipeline_before" in result:
+        before, after = (median(result[f"noop_pipeline_{k}"]) for k in ("before", "after"))
+        rows += [
+            ["`make pipeline`, nothing new, before monitoring (today's no-op), s", f"{before:.1f}"],
+            ["`make pipeline`, nothing new, with monitoring (no retrain), s", f"{after:.1f}"],
+            ["extra cost of a no-retrain night, s", f"{after - before:+.1f}"],
+        ]
     return ["figure", "value"], rows
 
 
@@ -168,6 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shift-night", type=int, default=8)
     parser.add_argument("--shift", type=float, default=0.1)
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="a checkout before monitoring (e.g. `git archive <rev> pipelines | tar -x -C DIR`): "
+        "its `make pipeline` no-op is today's cost of a night with nothing to do",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     before = machine()
