@@ -17,17 +17,22 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks import backtest, bigseries, repro, serving, training, windowing
+from benchmarks import backtest, bigseries, replay, repro, serving, training, windowing
 from benchmarks.common import ROOT, machine, median, run_worker, table, write_results
 
 SECTIONS = ("windowing", "training", "bigseries", "repro", "serving", "backtest", "backtest-repro")
+OPT_IN = ("replay",)  # 15-20 min of nightly pipeline runs: only with --only replay
 BASELINE = ("tensorflow", "keras")  # the plain Keras model.fit every ratio is taken against
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options; defaults are what `make bench` runs."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of {SECTIONS}")
+    p.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma list of {SECTIONS}, or the opt-in {OPT_IN}",
+    )
     p.add_argument("--out", type=Path, default=None, help="results folder (benchmarks/results)")
     g = p.add_argument_group("windowing")
     g.add_argument("--sizes", default="1e5,1e6,1e7", help="series lengths")
@@ -204,9 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the chosen sections in order, print their tables, write the JSON."""
     args = parse(argv)
     chosen = [s for s in args.only.split(",") if s]
-    unknown = sorted(set(chosen) - set(SECTIONS))
+    unknown = sorted(set(chosen) - set(SECTIONS) - set(OPT_IN))
     if unknown:
-        print(f"--only: unknown section(s) {unknown}; expected {SECTIONS}", file=sys.stderr)
+        print(
+            f"--only: unknown section(s) {unknown}; expected {SECTIONS + OPT_IN}", file=sys.stderr
+        )
         return 2
     results: dict = {"machine_before": machine(), "sections": {}, "seconds": {}}
     print(
@@ -249,6 +256,9 @@ def run_section(section: str, args: argparse.Namespace, work: Path) -> tuple[dic
     if section == "bigseries":
         result = run_bigseries(args, work)
         return result, table(*bigseries.report(result))
+    if section == "replay":
+        result = run_worker("benchmarks.replay", [], 4 * args.timeout)
+        return result, table(*replay.report(result))
     if section == "backtest":
         result = run_worker("benchmarks.backtest", [], args.timeout)
         return result, table(*backtest.report(result))

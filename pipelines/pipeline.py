@@ -1,8 +1,11 @@
-"""The whole pipeline as one Prefect flow: ingest new data, `dvc repro`, publish the report.
+"""The whole pipeline as one Prefect flow: ingest, check the served forecasts, `dvc repro` when
+the retrain policy says so, record the champion's forecast in the ledger, publish the report.
 
 DVC decides what is stale (the stage flows of pipelines.stages run as its stage commands); this
-flow adds what DVC lacks for unattended runs: ingestion behind validation, retries of transient
-failures, an overall timeout, one run per checkout, and a Markdown artifact in the Prefect UI.
+flow adds what DVC lacks for unattended runs: ingestion behind validation, the forecast ledger
+and its checks (seqcast.monitoring), a recorded reason for every retrain, retries of transient
+failures, an overall timeout, one run per checkout, and artifacts in the Prefect UI (a run
+whose checks raised an alarm ends in a Completed state named `Alarm`).
 
     python -m pipelines.pipeline [--root PATH]
 """
@@ -45,11 +48,13 @@ from pipelines.common import (  # noqa: E402
     is_transient,
 )
 from pipelines.common import resolve_root as _resolve_root  # noqa: E402
-from seqcast import report  # noqa: E402
+from seqcast import ledger, monitoring, report  # noqa: E402
 from seqcast.config import Config, load_config  # noqa: E402
 
 LOCK = Path(".dvc/tmp/seqcast-pipeline.lock")  # .dvc/tmp is git-ignored by DVC itself
 REPORT_KEY = "seqcast-report"
+ALARM_KEY = "seqcast-alarm"  # a Prefect automation can act on it (docs/prefect.md)
+ALARM_STATE = "Alarm"  # a Completed state: the run did its work, and something needs a look
 MODELS_KEY = "seqcast-models"
 
 
@@ -247,6 +252,42 @@ def reproduce(root: str, deadline: float, timeout: int) -> list[str] | State:
     return names
 
 
+@task(name="monitor", task_run_name="monitor", cache_policy=NO_CACHE, persist_result=False)
+def monitor(
+    cfg: Config, root: str, data_changed: bool
+) -> tuple[monitoring.Assessment, monitoring.Decision]:
+    """Score the ledger's forecasts whose actuals are in, check decay and drift, decide."""
+    assessment, decision = monitoring.check(cfg, Path(root), data_changed)
+    logger = get_run_logger()
+    logger.info("Decay: %s: %s", assessment.decay.status, assessment.decay.message)
+    logger.info("Drift: %s: %s", assessment.drift.status, assessment.drift.message)
+    for message in assessment.skipped:
+        logger.warning(message)
+    logger.info("Retrain: %s (%s)", "yes" if decision.retrain else "no", decision.reason)
+    return assessment, decision
+
+
+@task(
+    name="record-forecast",
+    task_run_name="record-forecast",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def record_forecast(cfg: Config, root: str) -> dict[str, Any] | None:
+    """The champion's forecast from the latest rows, into the ledger (once per origin)."""
+    if not monitoring.store_exists(Path(root)):
+        return None
+    recorded = ledger.record_champion(cfg, Path(root), "pipeline")
+    if recorded is None:
+        get_run_logger().info("Ledger: no champion to forecast with")
+    else:
+        done = "recorded" if recorded["added"] else "already in the ledger"
+        get_run_logger().info(
+            "Ledger: v%s from %s %s", recorded["version"], recorded["origin"], done
+        )
+    return recorded
+
+
 @task(
     name="publish-report",
     task_run_name="publish-report",
@@ -254,11 +295,21 @@ def reproduce(root: str, deadline: float, timeout: int) -> list[str] | State:
     persist_result=False,
 )
 def publish_report(
-    root: str, stages: list[str], ingested: dict[str, Any] | None, metric: str
+    root: str,
+    stages: list[str],
+    ingested: dict[str, Any] | None,
+    metric: str,
+    checked: tuple[monitoring.Assessment, monitoring.Decision] | None = None,
 ) -> str:
     """Publish the model comparison as a table and the whole report as Markdown (one Report)."""
     run = report.from_workspace(Path(root), metric, stages)
-    run = run.model_copy(update={"ingestion": _ingestion(ingested)})
+    update: dict[str, Any] = {"ingestion": _ingestion(ingested)}
+    if checked is not None:
+        assessment, decision = checked
+        retrained = decision.retrain
+        update["retrain"] = f"{decision.reason} ({'dvc repro' if retrained else 'no retrain'})"
+        update["monitoring"] = monitoring.summary_lines(assessment, decision, retrained)
+    run = run.model_copy(update=update)
     rows = report.table_rows(run)
     if rows:
         label = report.LABELS.get(metric, metric)
@@ -294,8 +345,8 @@ def _run_name() -> str:
 
 
 @flow(name="seqcast-pipeline", flow_run_name=_run_name, persist_result=False)
-def seqcast_pipeline(root: str | None = None) -> dict[str, Any] | State:
-    """Ingest (if configured), reproduce what DVC finds stale, publish the run report."""
+def seqcast_pipeline(root: str | None = None) -> State:
+    """Ingest (if configured), check the ledger, retrain if the policy says so, record, report."""
     path = _resolve_root(root)
     if not (path / ".dvc").is_dir():
         return Failed(message=f"{path} is not a DVC repository (no .dvc/); run `dvc init`")
@@ -319,14 +370,69 @@ def seqcast_pipeline(root: str | None = None) -> dict[str, Any] | State:
             if ingested.is_failed():
                 return _failed(ingested)
             ingested = ingested.result()
-        stages = reproduce(str(path), deadline, cfg.schedule.timeout_seconds, return_state=True)
-        if stages.is_failed():
-            return _failed(stages)
-        stages = stages.result()
-        artifact = publish_report(str(path), stages, ingested, cfg.promotion.metric)
+        changed = ingested is None or bool(ingested.get("changed"))
+        checked = monitor(cfg, str(path), changed, return_state=True)
+        if checked.is_failed():
+            # The forecasts cannot be checked (e.g. the champion's files are gone): retrain as
+            # before monitoring existed, and say so, rather than leave the night undone.
+            why = f"monitoring failed: {checked.message}"
+            get_run_logger().warning(why)
+            assessment = monitoring.nothing_yet(0, why)
+            decision = monitoring.Decision(True, "schedule", why)
+        else:
+            assessment, decision = checked.result()
+        stages = []
+        if decision.retrain:
+            stages = reproduce(str(path), deadline, cfg.schedule.timeout_seconds, return_state=True)
+            if stages.is_failed():
+                return _failed(stages)
+            stages = stages.result()
+        recorded = record_forecast(cfg, str(path))
+        fresh = []
+        if monitoring.store_exists(path):
+            fresh = monitoring.new_alarms(cfg, path, assessment)  # before this run's record
+            monitoring.record_check(cfg, path, assessment, decision, decision.retrain)
+        checked = (assessment, decision)
+        artifact = publish_report(str(path), stages, ingested, cfg.promotion.metric, checked)
     finally:
         lock.release()
-    return {"stages": stages, "ingested": ingested, "artifact": artifact}
+    result = {
+        "stages": stages,
+        "ingested": ingested,
+        "artifact": artifact,
+        "retrain": decision.retrain,
+        "reason": decision.reason,
+        "ledger": recorded,
+    }
+    if fresh:
+        return _alarm(fresh, decision, result)
+    ongoing = [c.name for c in (assessment.decay, assessment.drift) if c.status == monitoring.ALARM]
+    still = f"; {' and '.join(ongoing)} alarm still raised (notified before)" if ongoing else ""
+    return Completed(message=f"retrain: {decision.reason}{still}", data=result)
+
+
+def _alarm(
+    checks: list[monitoring.Check], decision: monitoring.Decision, result: dict[str, Any]
+) -> State:
+    """An `Alarm` state and artifact, once per incident: what a Prefect automation notifies on."""
+    message = "; ".join(f"{c.name} alarm: {c.message}" for c in checks)
+    create_markdown_artifact(
+        markdown="\n\n".join(
+            [
+                "# seqcast alarm",
+                *[f"**{c.name}** (p {c.p_value:.3g}): {c.message}" for c in checks],
+                f"**Decision:** {decision.reason}: "
+                + ("retrained" if decision.retrain else "no retrain")
+                + f"; {decision.detail}",
+            ]
+        ),
+        key=ALARM_KEY,
+        description="seqcast: a decay or drift check raised an alarm",
+    )
+    get_run_logger().warning("Alarm: %s", message)
+    return Completed(
+        name=ALARM_STATE, message=f"{message} (retrain: {decision.reason})", data=result
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

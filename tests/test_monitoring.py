@@ -14,6 +14,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from mlflow import MlflowClient
 
 from seqcast import ledger, monitoring, serving, tracking
@@ -74,15 +75,15 @@ def champion(tmp: Path, name: str, history: pd.DataFrame) -> str:
 def setup(tmp_path: Path, name: str, retrain: str = "on_alarm"):
     """A workspace with its config; the raw data is written per night by `night`."""
     (tmp_path / "data/raw").mkdir(parents=True)
-    return parse_config(
-        {
-            "data": {"path": "data/raw/series.csv", "targets": ["y"], "frequency": "h"},
-            "window": {"input_width": SEASON, "horizon": HORIZON},
-            "baselines": {"seasons": [SEASON]},
-            "tracking": {"experiment": "seqcast", "registered_model": name},
-            "monitoring": {"retrain": retrain, "decay_window": 3, "cooldown_rows": 0},
-        }
-    )
+    params = {
+        "data": {"path": "data/raw/series.csv", "targets": ["y"], "frequency": "h"},
+        "window": {"input_width": SEASON, "horizon": HORIZON},
+        "baselines": {"seasons": [SEASON]},
+        "tracking": {"experiment": "seqcast", "registered_model": name},
+        "monitoring": {"retrain": retrain, "decay_window": 3, "cooldown_rows": 0},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return parse_config(params)
 
 
 def night(cfg, root: Path, data: pd.DataFrame) -> tuple:
@@ -116,9 +117,16 @@ def test_a_level_shift_raises_the_alarm_and_records_why(store: str, tmp_path: Pa
         filter_string="tags.`seqcast.check.reason` LIKE '%alarm'",
     )
     assert runs and runs[0].data.tags["seqcast.check.retrained"] == "false"
+    # One notice per incident: an alarm the previous check already raised is not new.
+    assert [c.name for c in monitoring.new_alarms(cfg, tmp_path, assessment)] == ["drift"]
+    monitoring.record_check(cfg, tmp_path, assessment, decision, retrained=True)
+    assert monitoring.new_alarms(cfg, tmp_path, assessment) == []
     live = pd.read_csv(tmp_path / "reports/live/live.csv")
     assert len(live) == 5 and (tmp_path / "reports/live/live.png").is_file()  # night 0's .. 4's
     assert live["mae"].iloc[3] > 3 * live["mae"].iloc[0]  # the forecast across the shift
+    steps = pd.read_csv(tmp_path / "reports/live/live_steps.csv")
+    assert list(steps["step"]) == list(range(1, HORIZON + 1)) and set(steps["forecasts"]) == {5}
+    assert steps["mae"].mean() == pytest.approx(live["mae"].mean())
 
 
 def test_an_unchanged_replay_never_alarms_and_a_night_rerun_adds_nothing(
@@ -183,3 +191,89 @@ def test_a_deleted_version_is_named_and_skipped(store: str, tmp_path: Path) -> N
         f"v{version} was deleted from the registry: its 1 ledger forecast(s) are kept but not "
         "scored"
     ]
+
+
+def test_seqcast_forecast_records_the_champion_once(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`seqcast forecast` of the champion lands in the ledger; the same history again does not."""
+    from seqcast.cli import main
+
+    cfg = setup(tmp_path, "mon-cli")
+    full = series(HISTORY)
+    version = champion(tmp_path, "mon-cli", full)
+    full.to_csv(tmp_path / "history.csv", index=False)
+    argv = ["forecast", "--input", str(tmp_path / "history.csv")]
+    argv += ["--params", str(tmp_path / "params.yaml")]
+    assert main(argv) == 0 and main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"v{version} from {full['timestamp'].iloc[-1]} recorded in the forecast ledger" in err
+    assert "already in the forecast ledger" in err
+    (entry,) = ledger.entries(cfg, tmp_path)
+    assert entry.source == "forecast" and list(entry.table["step"]) == list(range(1, 7))
+    assert {"lower_80", "upper_80", "lower_95", "upper_95"} <= set(entry.table.columns)
+    assert main([*argv, "--no-ledger"]) == 0 and "ledger" not in capsys.readouterr().err
+
+
+def test_serve_records_each_origin_once_when_the_setting_says_so(
+    store: str, tmp_path: Path
+) -> None:
+    """monitoring.ledger_on_serve: two requests with the same history, one ledger forecast."""
+    import json
+
+    from seqcast import server
+    from seqcast.cli import _ledger_on_serve
+
+    cfg = setup(tmp_path, "mon-serve")
+    full = series(HISTORY)
+    champion(tmp_path, "mon-serve", full)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["monitoring"]["ledger_on_serve"] = True
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    uri = "models:/mon-serve@champion"
+    checked = server.CheckedModel(
+        mlflow.pyfunc.load_model(uri), _ledger_on_serve(tmp_path / "params.yaml", uri)
+    )
+    recent = full.tail(2 * SEASON)
+    body = json.dumps({"dataframe_split": recent.to_dict(orient="split", index=False)})
+    for _ in range(2):
+        assert server.score(body.encode(), "application/json", checked).status_code == 200
+    (entry,) = ledger.entries(cfg, tmp_path)
+    assert entry.source == "serve" and entry.origin == pd.Timestamp(full["timestamp"].iloc[-1])
+
+
+def test_the_pipeline_flow_ends_in_alarm_retrains_and_says_why(
+    store: str, tmp_path: Path, prefect_api: str
+) -> None:
+    """The shifted night through the real flow: state Alarm, an alarm artifact, dvc repro run."""
+    from dvc.repo import Repo
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from test_pipeline_flow import drain_prefect
+
+    from pipelines.pipeline import ALARM_KEY, ALARM_STATE, seqcast_pipeline
+
+    cfg = setup(tmp_path, "mon-flow")
+    full = series(HISTORY + 5 * NIGHT, shift_at=HISTORY + 4 * NIGHT)
+    champion(tmp_path, "mon-flow", full.iloc[:HISTORY])
+    replay(cfg, tmp_path, full, 5)  # quiet nights through the library: no alarm yet
+    full.to_csv(tmp_path / cfg.data.path, index=False)  # night 5: the shifted rows
+    stage = {"cmd": "echo retrained > retrained.txt", "deps": [cfg.data.path]}
+    stage["outs"] = [{"retrained.txt": {"cache": False}}]
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"retrain": stage}}))
+    Repo.init(str(tmp_path), no_scm=True).close()
+    with temporary_settings(updates={PREFECT_API_URL: prefect_api}):
+        state = seqcast_pipeline(root=str(tmp_path), return_state=True)
+        drain_prefect()
+        with get_client(sync_client=True) as client:
+            run = state.state_details.flow_run_id
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run]))
+            )
+    assert state.is_completed() and state.name == ALARM_STATE, state
+    assert "drift alarm" in state.message and (tmp_path / "retrained.txt").is_file()
+    keys = {a.key: a for a in artifacts}
+    assert {"seqcast-report", ALARM_KEY} <= set(keys)
+    assert "retrain: drift alarm (dvc repro)" in keys["seqcast-report"].data
+    assert "- stages run: `retrain`" in keys["seqcast-report"].data

@@ -44,7 +44,36 @@ def _forecast(args: argparse.Namespace) -> int:
         frame.to_csv(args.output, index=False)
     else:
         print(frame.to_csv(index=False), end="")
+    if not args.no_ledger:
+        note = _to_ledger(args.params, model, args.input, frame)
+        if note:
+            print(f"seqcast forecast: {note}", file=sys.stderr)
     return 0
+
+
+def _to_ledger(params: Path, model: str, history: Path, frame) -> str | None:
+    """Record a registered version's forecast in the ledger; a line saying so, or why not."""
+    import pandas as pd
+
+    from seqcast import ledger
+    from seqcast.config import load_config
+
+    if not params.is_file():
+        return None  # no project here: nothing says which registered model the ledger follows
+    cfg = load_config(params)
+    try:
+        version = ledger.registered_version(cfg, model)
+        if version is None:
+            return None
+        origin = pd.read_csv(history)[cfg.data.timestamp].iloc[-1]
+        timestamp, targets = frame.columns[0], list(cfg.data.targets)
+        run_id, added = ledger.record(
+            cfg, frame, version, origin, "forecast", timestamp, targets, params.resolve().parent
+        )
+    except Exception as err:  # the forecast is out; the ledger is a record of it, not a gate
+        return f"not recorded in the forecast ledger: {type(err).__name__}: {err}"
+    said = "recorded in" if added else "already in"
+    return f"v{version} from {origin} {said} the forecast ledger (run {run_id})"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -56,11 +85,31 @@ def _serve(args: argparse.Namespace) -> int:
     _import_keras()
     model = args.model or _champion(args.params)
     try:
-        server.serve(model, args.host, args.port)
+        server.serve(model, args.host, args.port, _ledger_on_serve(args.params, model))
     except MlflowException as err:
         # e.g. no such model or alias in the registry: a message, not a traceback.
         raise ValueError(_cannot_load(model, err)) from None
     return 0
+
+
+def _ledger_on_serve(params: Path, model: str):
+    """With monitoring.ledger_on_serve: a callback recording each served forecast, else None."""
+    from seqcast import ledger
+    from seqcast.config import load_config
+
+    if not params.is_file():
+        return None
+    cfg = load_config(params)
+    version = ledger.registered_version(cfg, model) if cfg.monitoring.ledger_on_serve else None
+    if version is None:
+        return None
+    root, targets = params.resolve().parent, list(cfg.data.targets)
+
+    def record(origin: str, answer) -> None:
+        ledger.record(cfg, answer, version, origin, "serve", answer.columns[0], targets, root)
+
+    print(f"seqcast serve: v{version}'s forecasts are recorded in the forecast ledger", flush=True)
+    return record
 
 
 def _cannot_load(model: str, err: Exception) -> str:
@@ -139,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     forecast.add_argument("--model", help="model URI or forecaster folder (default: champion)")
     forecast.add_argument("--output", type=Path, help="write the forecast CSV here")
     forecast.add_argument("--params", default="params.yaml", type=Path)
+    forecast.add_argument(
+        "--no-ledger", action="store_true", help="do not record the forecast in the ledger"
+    )
     forecast.set_defaults(run=_forecast)
     serve = sub.add_parser(
         "serve", help="serve a model's forecasts over HTTP (MLflow's scoring protocol)"

@@ -255,8 +255,9 @@ class MonitoringConfig(_Section):
     # on_alarm: only on a decay or drift alarm; every_n_rows: after that many new rows, or on alarm.
     retrain: Literal["always", "on_alarm", "every_n_rows"] = "always"
     every_n_rows: PositiveInt = 336
-    # After a retrain, no alarm retrains again until this many rows have arrived.
-    cooldown_rows: Annotated[int, Field(ge=0)] = 48
+    # After a retrain, no alarm retrains again until this many rows have arrived: the seasonal
+    # drift check keeps alarming for a season after a level shift the retrain already saw.
+    cooldown_rows: Annotated[int, Field(ge=0)] = 336
     # The champion's latest scored ledger forecasts the decay test reads.
     decay_window: Annotated[int, Field(ge=1, le=1000)] = 7
     warn_p: Fraction = 0.05

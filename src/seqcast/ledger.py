@@ -199,6 +199,26 @@ def load_version(model: str, version: str) -> Forecaster:
     return serving.load(f"models:/{model}/{version}")
 
 
+def registered_version(cfg: Config, model_uri: str) -> str | None:
+    """The version of tracking.registered_model a models:/ URI names (by alias or number)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    prefix = f"models:/{cfg.tracking.registered_model}"
+    if not model_uri.startswith(prefix) or len(model_uri) == len(prefix):
+        return None
+    rest = model_uri[len(prefix) :]
+    if rest.startswith("/") and rest[1:].isdigit():
+        return rest[1:]
+    if not rest.startswith("@"):
+        return None
+    try:
+        found = MlflowClient().get_model_version_by_alias(cfg.tracking.registered_model, rest[1:])
+    except MlflowException:
+        return None
+    return str(found.version)
+
+
 def record_champion(cfg: Config, root: Path, source: str = "pipeline") -> dict | None:
     """The champion's forecast from the latest rows of the raw data, recorded in the ledger."""
     tracking.setup(cfg.tracking.experiment, root)

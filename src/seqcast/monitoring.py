@@ -9,7 +9,7 @@ forecast twice; live metrics are logged once per (version, origin) whatever re-r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ class Score:
     mase: float
     coverage: dict[str, float]  # level -> share of steps inside the band
     step_mae: list[float]  # per horizon step, mean over targets
+    step_coverage: dict[str, list[float]]  # level -> per horizon step, share over targets
     first_miss: dict[str, int]  # level -> targets whose first step fell outside the band
     targets: int
 
@@ -135,6 +136,10 @@ def score(entry: ledger.Entry, actual: pd.DataFrame, season: int) -> Score | Non
         mase=float((error / scale).mean()),
         coverage={lv: float(ok.mean()) for lv, ok in inside.items()},
         step_mae=[float(v) for v in steps.to_numpy()],
+        step_coverage={
+            lv: [float(v) for v in pd.Series(ok).groupby(table["step"].to_numpy()).mean()]
+            for lv, ok in inside.items()
+        },
         first_miss={lv: int((~ok[first]).sum()) for lv, ok in inside.items()},
         targets=int(first.sum()),
     )
@@ -294,8 +299,25 @@ def assess(cfg: Config, root: Path) -> Assessment:
     )
 
 
+def store_exists(root: Path) -> bool:
+    """False for a local store not created yet: nothing trained, nothing to score."""
+    from seqcast import paths
+
+    database = paths.sqlite_file(paths.tracking_uri(root))
+    return database is None or database.is_file()
+
+
+def nothing_yet(rows: int, why: str = "no tracking store yet") -> Assessment:
+    """The assessment of a run that could not check anything, and why."""
+    empty = Check("decay", OK, None, why)
+    return Assessment(None, [], 0, [], empty, replace(empty, name="drift"), rows, 0, None)
+
+
 def check(cfg: Config, root: Path, data_changed: bool) -> tuple[Assessment, Decision]:
     """A scheduled run's checks: score and check, log live metrics and plots, then decide."""
+    if not store_exists(root):
+        assessment = nothing_yet(0)
+        return assessment, decide(cfg, assessment, data_changed, None)
     assessment = assess(cfg, root)
     log_live(cfg, root, assessment.scores)
     write_live(root, assessment)
@@ -398,12 +420,29 @@ def live_frame(assessment: Assessment) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def step_frame(scores: list[Score]) -> pd.DataFrame:
+    """reports/live/live_steps.csv: per version and horizon step, MAE and band coverage."""
+    rows = []
+    for version in sorted({s.version for s in scores}, key=int):
+        mine = [s for s in scores if s.version == version]
+        for step in range(len(mine[0].step_mae)):
+            row = {"version": version, "step": step + 1, "forecasts": len(mine)}
+            row["mae"] = float(np.mean([s.step_mae[step] for s in mine]))
+            for level in mine[0].step_coverage:
+                row[f"coverage_{level}"] = float(
+                    np.mean([s.step_coverage[level][step] for s in mine])
+                )
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def write_live(root: Path, assessment: Assessment) -> list[Path]:
-    """reports/live/live.csv and live.png: live error against the backtest's, coverage."""
+    """reports/live/: live.csv and live_steps.csv, and live.png (error and coverage)."""
     frame = live_frame(assessment)
     folder = Path(root) / LIVE
     with io.atomic_dir(folder) as out:
         frame.to_csv(out / "live.csv", index=False)
+        step_frame(assessment.scores).to_csv(out / "live_steps.csv", index=False)
         if not frame.empty:
             _plot(frame, assessment).savefig(out / "live.png", dpi=100, bbox_inches="tight")
     return sorted(folder.iterdir())
@@ -435,6 +474,23 @@ def _plot(frame: pd.DataFrame, assessment: Assessment):
     cover.legend(fontsize=8)
     figure.suptitle(f"seqcast live forecasts (champion v{assessment.champion})")
     return figure
+
+
+def new_alarms(cfg: Config, root: Path, assessment: Assessment) -> list[Check]:
+    """This run's alarms that the previous check did not already raise: one notice per incident."""
+    from mlflow import MlflowClient
+
+    alarms = [c for c in (assessment.decay, assessment.drift) if c.status == ALARM]
+    if not alarms:
+        return []
+    found = MlflowClient().search_runs(
+        [ledger.experiment_id(cfg, root)],
+        filter_string=f"tags.`{CHECK}reason` != ''",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    before = found[0].data.tags if found else {}
+    return [c for c in alarms if before.get(f"{CHECK}{c.name}") != ALARM]
 
 
 def record_check(

@@ -222,7 +222,10 @@ def markdown(report: Report, title: str = "# seqcast: model comparison") -> str:
     if report.ingestion is not None:
         lines.append(f"- ingestion: {report.ingestion}")
     if report.stages is not None:
-        ran = ", ".join(f"`{s}`" for s in report.stages) or "none (everything was up to date)"
+        skipped = (report.retrain or "").endswith("(no retrain)")
+        ran = ", ".join(f"`{s}`" for s in report.stages) or (
+            "none (not retrained this run)" if skipped else "none (everything was up to date)"
+        )
         lines.append(f"- stages run: {ran}")
     if report.retrain is not None:
         lines.append(f"- retrain: {report.retrain}")

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -43,14 +44,17 @@ FORMATS = (
 _PREDICT_PREFIX = re.compile(r"^Failed to predict data .*?\nError: ", re.DOTALL)
 
 _logger = logging.getLogger(__name__)
+# Called with the origin (the last history timestamp) and the answer of every forecast served.
+OnForecast = Callable[[str, pd.DataFrame], None]
 
 
 class CheckedModel:
     """The served pyfunc model behind Forecaster.check_history, run on the history as sent."""
 
-    def __init__(self, model: PyFuncModel) -> None:
+    def __init__(self, model: PyFuncModel, on_forecast: OnForecast | None = None) -> None:
         self.model = model
         self.forecaster = model.unwrap_python_model().forecaster
+        self.on_forecast = on_forecast  # e.g. the forecast ledger (monitoring.ledger_on_serve)
 
     @property
     def metadata(self) -> Any:
@@ -73,7 +77,7 @@ class CheckedModel:
         stamps = history[forecaster.timestamp].iloc[-forecaster.min_history :]
         recent.insert(0, forecaster.timestamp, stamps.astype(str).to_numpy())
         try:
-            return self.model.predict(recent, params=params)
+            answer = self.model.predict(recent, params=params)
         except MlflowException:
             raise
         except Exception as err:
@@ -81,6 +85,12 @@ class CheckedModel:
             raise serving.ForecastServerError(
                 f"unexpected {type(err).__name__} while forecasting; the server log has details"
             ) from None
+        if self.on_forecast is not None:
+            try:
+                self.on_forecast(str(recent[forecaster.timestamp].iloc[-1]), answer)
+            except Exception:  # a record of the answer, never a reason to withhold it
+                _logger.exception("the forecast could not be recorded in the ledger")
+        return answer
 
 
 def max_request_bytes() -> int:
@@ -181,10 +191,11 @@ def build_app(
     model: PyFuncModel,
     max_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     identity: serving.ModelIdentity | None = None,
+    on_forecast: OnForecast | None = None,
 ) -> FastAPI:
     """MLflow's scoring app for a loaded pyfunc model, with the checked /invocations."""
     app = scoring_server.init(model)
-    checked = CheckedModel(model)
+    checked = CheckedModel(model, on_forecast)
     # MLflow's /invocations gives way to this one: same protocol, checked input, clean errors.
     app.router.routes[:] = [
         route for route in app.router.routes if getattr(route, "path", None) != "/invocations"
@@ -218,7 +229,7 @@ def build_app(
     return app
 
 
-def serve(model_uri: str, host: str, port: int) -> None:
+def serve(model_uri: str, host: str, port: int, on_forecast: OnForecast | None = None) -> None:
     """Load a model as `mlflow models serve` would (e.g. models:/name@champion) and serve it."""
     import uvicorn
 
@@ -231,4 +242,4 @@ def serve(model_uri: str, host: str, port: int) -> None:
         f"(body limit {limit} B)",
         flush=True,
     )
-    uvicorn.run(build_app(model, limit, identity), host=host, port=port)
+    uvicorn.run(build_app(model, limit, identity, on_forecast), host=host, port=port)
