@@ -17,10 +17,19 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks import backtest, bigseries, repro, serving, training, windowing
+from benchmarks import backtest, bigseries, repro, search, serving, training, windowing
 from benchmarks.common import ROOT, machine, median, run_worker, table, write_results
 
-SECTIONS = ("windowing", "training", "bigseries", "repro", "serving", "backtest", "backtest-repro")
+SECTIONS = (
+    "windowing",
+    "training",
+    "bigseries",
+    "repro",
+    "serving",
+    "backtest",
+    "backtest-repro",
+    "search",
+)
 BASELINE = ("tensorflow", "keras")  # the plain Keras model.fit every ratio is taken against
 
 
@@ -70,6 +79,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="a saved Forecaster folder (default: the GRU of the repro section)",
     )
+    g = p.add_argument_group("search")
+    g.add_argument("--search-trials", type=int, default=4, help="trials per fan-out")
+    g.add_argument("--search-epochs", type=int, default=6, help="train.epochs of every trial")
     g.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
     return p.parse_args(argv)
 
@@ -255,6 +267,10 @@ def run_section(section: str, args: argparse.Namespace, work: Path) -> tuple[dic
     if section == "backtest-repro":
         result = backtest.cold_pair(args.timeout)
         return result, table(*backtest.cold_report(result))
+    if section == "search":
+        worker = ["--trials", str(args.search_trials), "--epochs", str(args.search_epochs)]
+        result = run_worker("benchmarks.search", worker, args.timeout)
+        return result, table(*search.report(result))
     if section == "repro":
         result = repro.bench(
             args.noop_repeats,
