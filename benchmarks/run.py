@@ -29,6 +29,7 @@ SECTIONS = (
     "backtest",
     "backtest-repro",
     "search",
+    "search-quality",
 )
 BASELINE = ("tensorflow", "keras")  # the plain Keras model.fit every ratio is taken against
 
@@ -82,6 +83,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     g = p.add_argument_group("search")
     g.add_argument("--search-trials", type=int, default=4, help="trials per fan-out")
     g.add_argument("--search-epochs", type=int, default=6, help="train.epochs of every trial")
+    g.add_argument("--search-minutes", type=float, default=40, help="search-quality time budget")
     g.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
     return p.parse_args(argv)
 
@@ -271,6 +273,10 @@ def run_section(section: str, args: argparse.Namespace, work: Path) -> tuple[dic
         worker = ["--trials", str(args.search_trials), "--epochs", str(args.search_epochs)]
         result = run_worker("benchmarks.search", worker, args.timeout)
         return result, table(*search.report(result))
+    if section == "search-quality":
+        worker = ["quality", "--timeout-minutes", str(args.search_minutes)]
+        result = run_worker("benchmarks.search", worker, args.timeout + 60 * args.search_minutes)
+        return result, table(*search.quality_report(result))
     if section == "repro":
         result = repro.bench(
             args.noop_repeats,

@@ -80,6 +80,19 @@ def test_overrides_are_the_dvc_exp_run_keys_and_apply_to_the_config() -> None:
         tune.apply(cfg, {"models.lstm.dropout": 1.5})
 
 
+def test_the_first_trial_is_params_yaml_when_it_lies_in_the_space() -> None:
+    from seqcast import tune
+
+    space = {"units": [8, 50], "learning_rate": {"low": 0.001, "high": 0.01}}
+    assert tune.current(make_config(search={"space": space})) == {
+        "units": 50,
+        "learning_rate": 0.002,
+    }
+    both = make_config(search={"models": ["lstm", "gru"], "space": {"layers": [1, 2]}})
+    assert tune.current(both) == {"model": "lstm", "layers": 1}
+    assert tune.current(make_config(search={"space": {"units": [8, 16]}})) is None
+
+
 def test_unreachable_ray_address_is_one_line(monkeypatch) -> None:
     from seqcast import tune
 
