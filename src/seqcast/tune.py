@@ -603,6 +603,8 @@ def plot_effects(path: Path, trials: list[Trial], space: SearchSpace, metric: st
             x = values
             if dim is not None and dim.log:
                 ax.set_xscale("log")
+                # Minor ticks' labels overlap over a narrow log range: keep the major ones.
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.plot(x, [t.value for t in complete], "o", alpha=0.7)
         ax.set(xlabel=name, ylabel=metric)
     for ax in list(axes.flat)[len(names) :]:
