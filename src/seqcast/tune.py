@@ -214,6 +214,8 @@ def run_trial(objective: Objective, cfg: Config, loaded: dict, kind: str, number
     def report(step: int, value: float) -> bool:
         return ray.get(host.report.remote(number, step, value))
 
+    one_thread(cfg)
+
     started = time.perf_counter()
     try:
         value = float(objective(cfg, loaded, kind, report))
@@ -222,6 +224,23 @@ def run_trial(objective: Objective, cfg: Config, loaded: dict, kind: str, number
     if not math.isfinite(value):
         raise ValueError(f"the objective is {value}")
     return {"state": COMPLETE, "value": value, "seconds": time.perf_counter() - started}
+
+
+def one_thread(cfg: Config) -> None:
+    """TensorFlow on the one CPU Ray gave the trial, not one thread per core of the machine."""
+    # Two trials on two cores each with a pool per core would oversubscribe them.
+    if cfg.train.backend != "tensorflow":
+        return
+    from seqcast import training
+
+    training.use_backend(cfg.train.backend)
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # this worker's TensorFlow already runs: set by its first trial
+        pass
 
 
 @dataclass
