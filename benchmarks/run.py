@@ -17,11 +17,21 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks import backtest, bigseries, replay, repro, serving, training, windowing
+from benchmarks import backtest, bigseries, replay, repro, search, serving, training, windowing
 from benchmarks.common import ROOT, machine, median, run_worker, table, write_results
 
-SECTIONS = ("windowing", "training", "bigseries", "repro", "serving", "backtest", "backtest-repro")
-OPT_IN = ("replay",)  # 15-20 min of nightly pipeline runs: only with --only replay
+SECTIONS = (
+    "windowing",
+    "training",
+    "bigseries",
+    "repro",
+    "serving",
+    "backtest",
+    "backtest-repro",
+    "search",
+)
+# Only with --only: replay is 15-20 min of nightly pipeline runs, search-quality a 30-trial search.
+OPT_IN = ("replay", "search-quality")
 BASELINE = ("tensorflow", "keras")  # the plain Keras model.fit every ratio is taken against
 
 
@@ -75,6 +85,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="a saved Forecaster folder (default: the GRU of the repro section)",
     )
+    g = p.add_argument_group("search")
+    g.add_argument("--search-trials", type=int, default=4, help="trials per fan-out")
+    g.add_argument("--search-epochs", type=int, default=6, help="train.epochs of every trial")
+    g.add_argument("--search-minutes", type=float, default=40, help="search-quality time budget")
     g.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
     return p.parse_args(argv)
 
@@ -265,6 +279,14 @@ def run_section(section: str, args: argparse.Namespace, work: Path) -> tuple[dic
     if section == "backtest-repro":
         result = backtest.cold_pair(args.timeout)
         return result, table(*backtest.cold_report(result))
+    if section == "search":
+        worker = ["--trials", str(args.search_trials), "--epochs", str(args.search_epochs)]
+        result = run_worker("benchmarks.search", worker, args.timeout)
+        return result, table(*search.report(result))
+    if section == "search-quality":
+        worker = ["quality", "--timeout-minutes", str(args.search_minutes)]
+        result = run_worker("benchmarks.search", worker, args.timeout + 60 * args.search_minutes)
+        return result, table(*search.quality_report(result))
     if section == "repro":
         result = repro.bench(
             args.noop_repeats,

@@ -130,6 +130,25 @@ def backtest_objective(cfg: Config, loaded: dict, kind: str, report: Report | No
     return scores.means(cfg.promotion.metric)[kind]
 
 
+def current(cfg: Config) -> dict[str, Any] | None:
+    """params.yaml's own settings as a first trial, when every one lies in the space."""
+    kind = cfg.search.models[0]
+    values = {
+        "input_width": cfg.window.input_width,
+        "learning_rate": cfg.train.learning_rate,
+        "batch_size": cfg.train.batch_size,
+        **cfg.models.get(kind).model_dump(),
+    }
+    start: dict[str, Any] = {KIND: kind} if len(cfg.search.models) > 1 else {}
+    for name, dim in cfg.search.space.dimensions().items():
+        value = values[name]
+        inside = value in dim if isinstance(dim, list) else dim.low <= value <= dim.high
+        if not inside:
+            return None
+        start[name] = value
+    return start
+
+
 def suggest(trial, name: str, dimension: list | IntRange | FloatRange) -> Any:
     """Ask Optuna's trial for one setting from its list or range."""
     if isinstance(dimension, list):
@@ -142,7 +161,9 @@ def suggest(trial, name: str, dimension: list | IntRange | FloatRange) -> Any:
 class StudyHost:
     """The in-memory Optuna study, held by one Ray actor that the trials report to."""
 
-    def __init__(self, search: SearchConfig, warmup_steps: int) -> None:
+    def __init__(
+        self, search: SearchConfig, warmup_steps: int, start: dict[str, Any] | None = None
+    ) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -158,6 +179,8 @@ class StudyHost:
             else optuna.pruners.NopPruner()
         )
         self.study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
+        if start:  # trial 0: the settings params.yaml holds, the yardstick of the search
+            self.study.enqueue_trial(start)
         self.running: dict[int, Any] = {}
 
     def ask(self) -> tuple[int, str, dict[str, Any]]:
@@ -191,6 +214,8 @@ def run_trial(objective: Objective, cfg: Config, loaded: dict, kind: str, number
     def report(step: int, value: float) -> bool:
         return ray.get(host.report.remote(number, step, value))
 
+    one_thread(cfg)
+
     started = time.perf_counter()
     try:
         value = float(objective(cfg, loaded, kind, report))
@@ -199,6 +224,23 @@ def run_trial(objective: Objective, cfg: Config, loaded: dict, kind: str, number
     if not math.isfinite(value):
         raise ValueError(f"the objective is {value}")
     return {"state": COMPLETE, "value": value, "seconds": time.perf_counter() - started}
+
+
+def one_thread(cfg: Config) -> None:
+    """TensorFlow on the one CPU Ray gave the trial, not one thread per core of the machine."""
+    # Two trials on two cores each with a pool per core would oversubscribe them.
+    if cfg.train.backend != "tensorflow":
+        return
+    from seqcast import training
+
+    training.use_backend(cfg.train.backend)
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # this worker's TensorFlow already runs: set by its first trial
+        pass
 
 
 @dataclass
@@ -312,7 +354,7 @@ def search(
     say(f"search: {connect(s)}; {s.trials} trials, {s.parallel} at a time, models {s.models}")
     try:
         started = time.perf_counter()
-        host = ray.remote(num_cpus=0)(StudyHost).remote(s, cfg.train.patience)
+        host = ray.remote(num_cpus=0)(StudyHost).remote(s, cfg.train.patience, current(cfg))
         task = ray.remote(num_cpus=1, max_retries=0)(run_trial)
         shared = ray.put(loaded)
         experiment_id = tracking.setup(f"{cfg.tracking.experiment}-search", root)
@@ -478,12 +520,18 @@ def _finish(cfg: Config, trials: list[Trial], seconds: float, root: Path, parent
             "tune/ is left as it was. The failed trials' errors are in MLflow (tag "
             "seqcast.trial_error) and above"
         )
+    start = current(cfg)
+    first = trials[0] if trials and start is not None and trials[0].number == 0 else None
+    baseline = first.value if first is not None and first.state == COMPLETE else None
     summary = {
         "metric": cfg.promotion.metric,
         "objective": float(best.value),
         "trial": best.number,
         "model": best.kind,
         "overrides": overrides(best.settings, best.kind),
+        # Trial 0 ran params.yaml's own settings (when they lie in the space): the yardstick.
+        "params_yaml_objective": baseline,
+        "improvement": None if not baseline else round(1.0 - float(best.value) / baseline, 4),
         "trials": counts,
         "seconds": round(seconds, 1),
         "mlflow_run_id": parent,
@@ -496,9 +544,10 @@ def _finish(cfg: Config, trials: list[Trial], seconds: float, root: Path, parent
         plot_objective(out / "objective.png", trials, cfg.promotion.metric)
         plot_effects(out / "effects.png", trials, cfg.search.space, cfg.promotion.metric)
     mlflow.log_artifacts(str(root / OUT), "search", run_id=parent)
+    than = f" (params.yaml's settings, trial 0: {baseline:.4f})" if baseline else ""
     say(
         f"search: best trial {best.number} ({best.kind}) {cfg.promotion.metric} "
-        f"{best.value:.4f}; {counts[COMPLETE]} complete, {counts[PRUNED]} pruned, "
+        f"{best.value:.4f}{than}; {counts[COMPLETE]} complete, {counts[PRUNED]} pruned, "
         f"{counts[FAILED]} failed in {seconds:.0f} s; apply with `make tune-apply`"
     )
     return summary
@@ -573,6 +622,8 @@ def plot_effects(path: Path, trials: list[Trial], space: SearchSpace, metric: st
             x = values
             if dim is not None and dim.log:
                 ax.set_xscale("log")
+                # Minor ticks' labels overlap over a narrow log range: keep the major ones.
+                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.plot(x, [t.value for t in complete], "o", alpha=0.7)
         ax.set(xlabel=name, ylabel=metric)
     for ax in list(axes.flat)[len(names) :]:
