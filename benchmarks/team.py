@@ -171,7 +171,7 @@ class TeamServers:
             stderr=subprocess.STDOUT,
         )
         _wait(lambda: _listening(self.s3_port), "moto_server", 60, log)
-        client = boto3.client("s3", endpoint_url=self.s3_url, **_boto_credentials())
+        client = boto3.client("s3", endpoint_url=self.s3_url, **boto_credentials())
         client.create_bucket(Bucket=BUCKET)
         self.seconds["s3"] = time.perf_counter() - started
 
@@ -205,7 +205,7 @@ class TeamServers:
             # mlflow server forks its workers into the session it leads.
             os.killpg(proc.pid, signal.SIGTERM) if name == "mlflow" else proc.terminate()
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL) if name == "mlflow" else proc.kill()
@@ -231,7 +231,7 @@ class TeamServers:
             self.stop(name)
 
 
-def _boto_credentials() -> dict[str, str]:
+def boto_credentials() -> dict[str, str]:
     """boto3 client keyword arguments for moto."""
     return {
         "aws_access_key_id": AWS["AWS_ACCESS_KEY_ID"],
