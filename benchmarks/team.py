@@ -111,7 +111,11 @@ class TeamServers:
 
     def env(self) -> dict[str, str]:
         """What a client of the team set-up exports."""
-        return {**AWS, "MLFLOW_TRACKING_URI": self.tracking_uri, "AWS_ENDPOINT_URL": self.s3_url}
+        return {
+            **AWS,
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "MLFLOW_S3_ENDPOINT_URL": self.s3_url,
+        }
 
     def start(self) -> TeamServers:
         """Start all three; each start time lands in self.seconds."""
@@ -179,7 +183,8 @@ class TeamServers:
         """`mlflow server` on PostgreSQL, artifacts proxied to the bucket (--serve-artifacts)."""
         started = time.perf_counter()
         log = self.home / "mlflow.log"
-        env = {**os.environ, **AWS, "MLFLOW_S3_ENDPOINT_URL": self.s3_url}
+        # One attempt per S3 call: with the endpoint gone, fail in seconds, not after retries.
+        env = {**os.environ, **AWS, "MLFLOW_S3_ENDPOINT_URL": self.s3_url, "AWS_MAX_ATTEMPTS": "1"}
         env.pop("MLFLOW_TRACKING_URI", None)
         self._procs["mlflow"] = subprocess.Popen(
             [str(BIN / "mlflow"), "server", "--backend-store-uri", self.db_uri]
