@@ -17,10 +17,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks import backtest, bigseries, repro, serving, training, windowing
+from benchmarks import backtest, bigseries, repro, serving, team, training, windowing
 from benchmarks.common import ROOT, machine, median, run_worker, table, write_results
 
-SECTIONS = ("windowing", "training", "bigseries", "repro", "serving", "backtest", "backtest-repro")
+SECTIONS = (
+    "windowing", "training", "bigseries", "repro", "serving", "backtest", "backtest-repro", "team",
+)  # fmt: skip
 BASELINE = ("tensorflow", "keras")  # the plain Keras model.fit every ratio is taken against
 
 
@@ -61,6 +63,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     g = p.add_argument_group("repro")
     g.add_argument("--noop-repeats", type=int, default=3)
     g.add_argument("--repro-dry", action="store_true", help="dvc repro --dry only (smoke tests)")
+    g = p.add_argument_group("team")
+    g.add_argument("--team-writers", type=int, default=team.WRITERS, help="concurrent writers")
+    g.add_argument("--team-runs", type=int, default=team.RUNS_PER_WRITER, help="runs per writer")
+    g.add_argument("--team-no-dvc", action="store_true", help="skip the DVC push/pull part")
     g = p.add_argument_group("serving")
     g.add_argument("--requests", type=int, default=100)
     g.add_argument("--series", type=int, default=1000)
@@ -255,6 +261,9 @@ def run_section(section: str, args: argparse.Namespace, work: Path) -> tuple[dic
     if section == "backtest-repro":
         result = backtest.cold_pair(args.timeout)
         return result, table(*backtest.cold_report(result))
+    if section == "team":
+        result = team.bench(work / "team", args.team_writers, args.team_runs, not args.team_no_dvc)
+        return result, table(*team.report(result))
     if section == "repro":
         result = repro.bench(
             args.noop_repeats,

@@ -20,18 +20,10 @@ from pathlib import Path
 import pytest
 
 from benchmarks.repro import git_copy
-from benchmarks.team import BUCKET, TeamServers, boto_credentials, missing
+from benchmarks.team import BUCKET, TINY, TeamServers, boto_credentials, missing
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
-TINY = {
-    "window": {"input_width": 48, "horizon": 12},
-    "features": {"calendar": ["time_of_day"], "reference": "auto", "reference_season": None},
-    "baselines": {"seasons": [48]},
-    "train": {"epochs": 1, "batch_size": 128, "patience": 1, "jit_compile": False},
-    "models": {"gru": {"units": 8}, "lstm": {"units": 8}},
-    "backtest": {"origins": 0},  # the validation split decides: folds are not what is tested
-}
 MODEL = "seqcast-forecaster"
 LOCK = f"{MODEL}.promote-lock"
 
