@@ -140,6 +140,10 @@ def acquire(client, name: str) -> Holder:
                 tags[f"{TAG}host"], os.getpid(), token, created.creation_timestamp / 1000.0
             )
         except MlflowException as err:
+            # The server reads the holder back after a duplicate insert: RESOURCE_DOES_NOT_EXIST
+            # when the holder released it in between, so try again.
+            if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+                continue
             if err.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         holder = read_holder(client, name)
