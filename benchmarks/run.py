@@ -17,7 +17,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks import backtest, bigseries, replay, repro, search, serving, training, windowing
+from benchmarks import (
+    backtest,
+    bigseries,
+    replay,
+    repro,
+    search,
+    serving,
+    team,
+    training,
+    windowing,
+)
 from benchmarks.common import ROOT, machine, median, run_worker, table, write_results
 
 SECTIONS = (
@@ -29,6 +39,7 @@ SECTIONS = (
     "backtest",
     "backtest-repro",
     "search",
+    "team",
 )
 # Only with --only: replay is 15-20 min of nightly pipeline runs, search-quality a 30-trial search.
 OPT_IN = ("replay", "search-quality")
@@ -76,6 +87,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     g = p.add_argument_group("repro")
     g.add_argument("--noop-repeats", type=int, default=3)
     g.add_argument("--repro-dry", action="store_true", help="dvc repro --dry only (smoke tests)")
+    g = p.add_argument_group("team")
+    g.add_argument("--team-writers", type=int, default=team.WRITERS, help="concurrent writers")
+    g.add_argument("--team-runs", type=int, default=team.RUNS_PER_WRITER, help="runs per writer")
+    g.add_argument("--team-no-dvc", action="store_true", help="skip the DVC push/pull part")
     g = p.add_argument_group("serving")
     g.add_argument("--requests", type=int, default=100)
     g.add_argument("--series", type=int, default=1000)
@@ -287,6 +302,9 @@ def run_section(section: str, args: argparse.Namespace, work: Path) -> tuple[dic
         worker = ["quality", "--timeout-minutes", str(args.search_minutes)]
         result = run_worker("benchmarks.search", worker, args.timeout + 60 * args.search_minutes)
         return result, table(*search.quality_report(result))
+    if section == "team":
+        result = team.bench(work / "team", args.team_writers, args.team_runs, not args.team_no_dvc)
+        return result, table(*team.report(result))
     if section == "repro":
         result = repro.bench(
             args.noop_repeats,

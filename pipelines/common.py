@@ -210,6 +210,8 @@ def call_stage(stage: str, root: Path, kind: str | None = None) -> dict[str, Any
             print(f"{stage}: kept the last good {', '.join(restored)}", file=sys.stderr)
         if store_error := _store_error(exc):
             raise store_error from None  # one line, exit 2: not a traceback of SQLAlchemy's
+        if down := _server_down(exc):
+            raise down from None  # one line, still transient (exit 75): worth running again
         raise
 
 
@@ -222,6 +224,16 @@ def _store_error(exc: BaseException) -> Exception | None:
 
     line = None if is_expected(exc) else store_failure(exc)
     return StoreError(line) if line else None
+
+
+def _server_down(exc: BaseException) -> ConnectionError | None:
+    """A ConnectionError naming the MLflow tracking server that did not answer, else None."""
+    if "seqcast.tracking" not in sys.modules or not is_transient(exc):
+        return None
+    from seqcast.tracking import server_failure
+
+    line = server_failure(exc)
+    return ConnectionError(line) if line else None
 
 
 def end_own_runs(stage: str, exc: BaseException) -> None:

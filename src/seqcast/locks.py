@@ -130,6 +130,7 @@ def acquire(client, name: str) -> Holder:
     token = uuid.uuid4().hex
     tags = {f"{TAG}host": socket.gethostname(), f"{TAG}pid": str(os.getpid()), f"{TAG}token": token}
     deadline = time.monotonic() + wait
+    told = False
     while True:
         try:
             created = client.create_registered_model(
@@ -139,6 +140,10 @@ def acquire(client, name: str) -> Holder:
                 tags[f"{TAG}host"], os.getpid(), token, created.creation_timestamp / 1000.0
             )
         except MlflowException as err:
+            # The server reads the holder back after a duplicate insert: RESOURCE_DOES_NOT_EXIST
+            # when the holder released it in between, so try again.
+            if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+                continue
             if err.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         holder = read_holder(client, name)
@@ -149,6 +154,9 @@ def acquire(client, name: str) -> Holder:
             print(f"promote: taking over the promotion lock {name}: {reason}", flush=True)
             release(client, name, holder.token)
             continue
+        if not told:
+            print(f"promote: waiting for the lock {name}, held by {holder.describe()}", flush=True)
+            told = True
         if time.monotonic() >= deadline:
             raise LockHeld(
                 f"promote: the promotion lock {name} on {where()} is held by "

@@ -108,6 +108,41 @@ def store_failure(exc: BaseException) -> str | None:
     return None
 
 
+def server_failure(exc: BaseException) -> str | None:
+    """One line naming the tracking server that did not answer, else None (not that failure)."""
+    # MLflow's own message holds the whole urllib3 retry story and every request path.
+    import re
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = str(exc)
+        found = re.match(r"API request to (https?://[^/\s]+)(\S*) failed with exception", text)
+        if found and "/mlflow-artifacts/" in found.group(2):
+            # The server proxies artifacts (--serve-artifacts): the store behind it failed.
+            bucket = os.environ.get("MLFLOW_S3_ENDPOINT_URL") or "its --artifacts-destination"
+            return (
+                f"the MLflow tracking server {found.group(1)} could not store or read artifacts "
+                f"(connection dropped): is its artifact store up (S3 endpoint {bucket})? Then "
+                "run the stage again"
+            )
+        if found:
+            reason = next(
+                (
+                    word
+                    for word in ("Connection refused", "timed out", "Name or service not known")
+                    if word in text
+                ),
+                "no answer",
+            )
+            return (
+                f"the MLflow tracking server {found.group(1)} did not answer ({reason}); start "
+                "it or fix MLFLOW_TRACKING_URI, then run the stage again"
+            )
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def _require_writable(database: Path) -> None:
     """A clear error for a store this process cannot write, before SQLAlchemy's tracebacks."""
     from seqcast.errors import StoreError
