@@ -20,13 +20,28 @@ over that stage's time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.common import emit
+
+
+@contextlib.contextmanager
+def shipped_workspace() -> Iterator[tuple[Path, Path, dict]]:
+    """A temporary workspace with the shipped windows, its own MLflow store, local Ray."""
+    from benchmarks.data import shipped_windows
+    from seqcast.config import load_config
+
+    with tempfile.TemporaryDirectory(prefix="seqcast-bench-search-") as tmp:
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
+        os.environ.pop("RAY_ADDRESS", None)
+        root = shipped_windows(Path(tmp) / "repo")
+        yield Path(tmp), root, load_config(root / "params.yaml").model_dump(mode="json")
 
 
 def fixed_space(cfg) -> dict:
@@ -49,15 +64,10 @@ def worker(argv: list[str]) -> int:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--parallel", default="1,2")
     args = parser.parse_args(argv)
-    from benchmarks.data import shipped_windows
     from seqcast import training, tune
-    from seqcast.config import load_config, parse_config
+    from seqcast.config import parse_config
 
-    with tempfile.TemporaryDirectory(prefix="seqcast-bench-search-") as tmp:
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
-        os.environ.pop("RAY_ADDRESS", None)
-        root = shipped_windows(Path(tmp) / "repo")
-        raw = load_config(root / "params.yaml").model_dump(mode="json")
+    with shipped_workspace() as (tmp, root, raw):
         raw["train"]["epochs"] = args.epochs
         base = parse_config(raw)
         training.use_backend(base.train.backend)
@@ -128,15 +138,10 @@ def quality(argv: list[str]) -> int:
     parser.add_argument("--timeout-minutes", type=float, default=None)
     parser.add_argument("--parallel", type=int, default=2)
     args = parser.parse_args(argv)
-    from benchmarks.data import shipped_windows
     from seqcast import tune
-    from seqcast.config import load_config, parse_config
+    from seqcast.config import parse_config
 
-    with tempfile.TemporaryDirectory(prefix="seqcast-bench-search-") as tmp:
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
-        os.environ.pop("RAY_ADDRESS", None)
-        root = shipped_windows(Path(tmp) / "repo")
-        raw = load_config(root / "params.yaml").model_dump(mode="json")
+    with shipped_workspace() as (tmp, root, raw):
         raw["search"] |= {
             "trials": args.trials,
             "timeout_minutes": args.timeout_minutes,

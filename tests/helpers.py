@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,3 +140,9 @@ def module_store(tmp_path_factory, name: str) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{database}")
         yield
+
+
+def ran(done: subprocess.CompletedProcess) -> set[str]:
+    """Stages DVC ran, read off its output."""
+    text = done.stdout + done.stderr
+    return {line.split("'")[1] for line in text.splitlines() if line.startswith("Running stage '")}

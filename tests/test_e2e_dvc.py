@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import ran
 
 from benchmarks.repro import git_copy
 
@@ -73,12 +74,6 @@ def run(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
     if check and done.returncode != 0:
         raise AssertionError(f"{args} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
     return done
-
-
-def ran(done: subprocess.CompletedProcess) -> set[str]:
-    """Stages DVC ran, read off its output."""
-    text = done.stdout + done.stderr
-    return {line.split("'")[1] for line in text.splitlines() if line.startswith("Running stage '")}
 
 
 def restored(done: subprocess.CompletedProcess) -> set[str]:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import ran
 
 from benchmarks.repro import git_copy
 from benchmarks.team import BUCKET, TINY, TeamServers, boto_credentials, missing
@@ -67,12 +68,6 @@ def run(where: Path, env: dict, *args: str, check: bool = True) -> subprocess.Co
     if check and done.returncode != 0:
         raise AssertionError(f"{args} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
     return done
-
-
-def ran(done: subprocess.CompletedProcess) -> set[str]:
-    """Stages DVC ran, read off its output."""
-    text = done.stdout + done.stderr
-    return {line.split("'")[1] for line in text.splitlines() if line.startswith("Running stage '")}
 
 
 @pytest.fixture(scope="module")
