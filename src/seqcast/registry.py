@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from seqcast import features, interrupts, io, locks, metrics, paths, report, tracking
+from seqcast import console, features, interrupts, io, locks, metrics, paths, report, tracking
 from seqcast.config import Config
 from seqcast.errors import SeqcastError
 from seqcast.features import InputSpec
@@ -461,7 +461,9 @@ def _check_servable(name: str, version: str, root: Path) -> None:
 
     uri = f"models:/{name}/{version}"
     try:
-        model = mlflow.pyfunc.load_model(uri)
+        # Loading imports TensorFlow here, not in the stage's warm-up: hide its oneDNN notice too.
+        with console.native_notices_hidden():
+            model = mlflow.pyfunc.load_model(uri)
         forecaster = model.unwrap_python_model().forecaster
         windows = load_windows(root / paths.WINDOWS)
         rows = slice(len(windows.times) - forecaster.min_history, None)
