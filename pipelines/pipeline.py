@@ -133,7 +133,7 @@ def ingest(cfg: Config, root: str) -> dict[str, Any] | State:
 def _in_checkout(root: str) -> Iterator[None]:
     """Work as `dvc repro` typed in root, with stages reporting to this run's Prefect API."""
     saved = dict(os.environ)
-    # dvc.yaml says `python -m pipelines.stages ...`: make that this environment's python.
+    # dvc.yaml says `exec python -m pipelines.stages ...`: make that this environment's python.
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + saved.get("PATH", "")
     context = FlowRunContext.get()
     url = str(context.client.api_url) if context else ""

@@ -67,11 +67,19 @@ RACE = textwrap.dedent(
 )
 
 
-def environment() -> dict[str, str]:
-    """This environment for a stage process: no Prefect, no outside tracking URI or stop file."""
-    drop = {"MLFLOW_TRACKING_URI", "SEQCAST_STOP_FILE"}
+def environment(shell: str | None = None) -> dict[str, str]:
+    """This environment for a stage process: no Prefect, no outside tracking URI or stop file.
+
+    `shell` is the SHELL DVC runs stage commands with; None leaves SHELL unset (cron, CI), and
+    DVC then uses /bin/sh.
+    """
+    drop = {"MLFLOW_TRACKING_URI", "SEQCAST_STOP_FILE", "SHELL"}
     env = {k: v for k, v in os.environ.items() if k not in drop}
-    return env | {"SEQCAST_PREFECT": "off", "PYTHONPATH": str(ROOT)}
+    return (
+        env
+        | {"SEQCAST_PREFECT": "off", "PYTHONPATH": str(ROOT)}
+        | ({"SHELL": shell} if shell else {})
+    )
 
 
 @pytest.mark.parametrize("where", ["weakref", "__del__", "library", "atexit"])
@@ -172,11 +180,11 @@ def dvc_repo(tmp_path: Path) -> tuple[Path, str]:
             f"""
             stages:
               evaluate:
-                cmd: {python} evaluate.py {uri}
+                cmd: exec {python} evaluate.py {uri}
                 deps: [evaluate.py]
                 outs: [{{evaluated: {{cache: false}}}}]
               promote:
-                cmd: {python} promote.py {uri}
+                cmd: exec {python} promote.py {uri}
                 deps: [evaluated, promote.py]
                 outs: [{{promoted: {{cache: false}}}}]
             """
@@ -187,15 +195,25 @@ def dvc_repo(tmp_path: Path) -> tuple[Path, str]:
     return repo, uri
 
 
-def test_ctrl_c_while_mlflow_logs_models_never_reaches_promote(tmp_path: Path) -> None:
-    """Real `dvc repro`, Ctrl-C to its process group at several points of model logging."""
+SHELLS = [None] + [s for s in ("/bin/bash",) if Path(s).exists()]
+
+
+@pytest.mark.parametrize("shell", SHELLS, ids=lambda s: f"SHELL={s or 'unset'}")
+def test_ctrl_c_while_mlflow_logs_models_never_reaches_promote(
+    tmp_path: Path, shell: str | None
+) -> None:
+    """Real `dvc repro`, Ctrl-C to its process group at several points of model logging.
+
+    With SHELL unset DVC runs commands with /bin/sh: dash on Debian, which does not exec a
+    `-c` command and dies of the Ctrl-C before the stage ends; dvc.yaml's `exec` removes it.
+    """
     repo, uri = dvc_repo(tmp_path)
     database = tmp_path / "mlflow.db"
     for delay in (0.0, 0.4, 1.1):
         proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "dvc"), "repro"],
             cwd=repo,
-            env=environment(),
+            env=environment(shell),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
