@@ -186,6 +186,32 @@ def test_a_planted_future_changes_no_network_fold_forecast() -> None:
     assert runs[0].folds[0]["fit_to"] == folds[0].cutoff and runs[0].folds[0]["epochs"] == 1
 
 
+def test_folds_sharing_one_compiled_network_fit_as_new_networks_would() -> None:
+    """Reusing the traced model across folds changes nothing: dropout masks and Adam included."""
+    base = cfg(origins=2)
+    gru = base.models.get("gru").model_copy(update={"dropout": 0.2})
+    config = base.model_copy(
+        update={
+            "train": base.train.model_copy(update={"epochs": 2, "jit_compile": False}),
+            "models": base.models.model_copy(update={"gru": gru}),
+        }
+    )
+    loaded = loaded_for(seasonal(600), config)
+    folds = windowing.layout(loaded["meta"]["rows"], config)
+
+    def fresh(data):  # a new predictor, so a new model compiled and traced, at every fold
+        return backtest.network_predictor("gru", config)(data)
+
+    shared = backtest.run("gru", folds, loaded, config, backtest.network_predictor("gru", config))
+    new = backtest.run("gru", folds, loaded, config, fresh)
+    np.testing.assert_array_equal(shared.forecast, new.forecast)
+    assert [f["refit"] for f in shared.folds] == [True, True]
+    timing = ("seconds", "fit_seconds")
+    assert [{k: v for k, v in f.items() if k not in timing} for f in shared.folds] == [
+        {k: v for k, v in f.items() if k not in timing} for f in new.folds
+    ]
+
+
 def test_fold_preprocessing_is_fit_on_the_fold_history_only() -> None:
     config = cfg(origins=2)
     units = seasonal(1000)

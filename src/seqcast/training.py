@@ -62,6 +62,28 @@ def compile_model(model, cfg: TrainConfig, steps_per_execution: int | None = Non
     )
 
 
+def reset_optimizer(model) -> None:
+    """A compiled model's optimizer as a new one starts: step 0, zero moments, the same rate."""
+    optimizer = model.optimizer
+    rate = getattr(optimizer, "_learning_rate", None)
+    for variable in optimizer.variables:
+        if variable is not rate:
+            variable.assign(np.zeros(variable.shape, variable.dtype))
+
+
+def copy_state(source, target) -> None:
+    """Give target (same architecture) source's weights and random-seed states."""
+    # `variables`, not get_weights(): the dropout layers' seed states make the fits identical.
+    pairs = zip(_model_state(source), _model_state(target), strict=True)
+    for from_, to in pairs:
+        to.assign(from_)
+
+
+def _model_state(model) -> list:
+    """The model's layer weights and seed-generator states, without compile metrics."""
+    return [v for layer in model.layers for v in layer.variables]
+
+
 def make_batches(
     spec: InputSpec,
     series: np.ndarray,
@@ -128,12 +150,20 @@ def fit(
     val_origins: np.ndarray,
     cfg: TrainConfig,
     callbacks: list | None = None,
+    recompile: bool = True,
 ) -> FitResult:
-    """Compile and fit with early stopping on validation loss, restoring the best weights."""
+    """Compile and fit with early stopping on validation loss, restoring the best weights.
+
+    recompile=False keeps a compiled model's traced steps and resets its optimizer instead: a
+    compile drops them, and tracing them again costs seconds per fit (more with XLA).
+    """
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
-    compile_model(model, cfg)
+    if recompile or not model.compiled:
+        compile_model(model, cfg)
+    else:
+        reset_optimizer(model)
     stop = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=cfg.patience, restore_best_weights=True
     )

@@ -182,7 +182,13 @@ def linear_predictor(alpha: float) -> Predictor:
 
 
 def network_predictor(kind: str, cfg: Config, callbacks: list | None = None) -> Predictor:
-    """A network refit on a fold as the train stage fits it, early-stopped on the fold's tail."""
+    """A network refit on a fold as the train stage fits it, early-stopped on the fold's tail.
+
+    Every fold starts from a new model's weights, but the folds share one compiled model: its
+    traced train, test and predict steps (XLA-compiled by default) are reused instead of being
+    traced again at each origin, which cost seconds per fold.
+    """
+    compiled: list = []
 
     def fit(data: FoldFit) -> tuple[Any, dict]:
         import keras
@@ -191,13 +197,17 @@ def network_predictor(kind: str, cfg: Config, callbacks: list | None = None) -> 
 
         keras.utils.set_random_seed(cfg.train.seed)
         model = models.build(kind, data.spec, cfg.models.get(kind))
+        if compiled:
+            training.copy_state(model, compiled[0])
+            model = compiled[0]
         models.start_from_linear(
             model, models.fit_linear_rival(_as_loaded(data), cfg.baselines.linear_alpha)
         )
         result = training.fit(
             model, data.spec, data.series, data.calendar, data.fit, data.val, cfg.train,
-            callbacks=callbacks,
+            callbacks=callbacks, recompile=not compiled,
         )  # fmt: skip
+        compiled[:] = [model]
         return model, {
             "fit_windows": int(len(data.fit)),
             "val_windows": int(len(data.val)),
