@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers import TINY_PARAMS, make_config, run_all, stage_root
+from helpers import ROOT, TINY_PARAMS, make_config, run_all, stage_root
 
 from seqcast.errors import ConfigError
 
@@ -51,7 +51,7 @@ def test_bad_search_settings_name_the_key(search: dict, expected: str) -> None:
 def test_shipped_search_space() -> None:
     from seqcast.config import FloatRange, IntRange, load_config
 
-    space = load_config(Path(__file__).resolve().parents[1] / "params.yaml").search.space
+    space = load_config(ROOT / "params.yaml").search.space
     assert space.dimensions() == {
         "input_width": [48, 96, 192],
         "units": IntRange(low=16, high=128, log=True),
@@ -112,14 +112,11 @@ def test_the_flow_fails_in_one_line_before_anything_runs(prefect_api, tmp_path) 
     import subprocess
     import sys
 
-    (tmp_path / "params.yaml").write_text(
-        (Path(__file__).resolve().parents[1] / "params.yaml").read_text()
-    )
-    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     done = subprocess.run(
         [sys.executable, "-m", "pipelines.tune", "--root", str(tmp_path)],
-        cwd=root,
-        env=os.environ | {"PREFECT_API_URL": prefect_api, "PYTHONPATH": str(root)},
+        cwd=ROOT,
+        env=os.environ | {"PREFECT_API_URL": prefect_api, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=300,
