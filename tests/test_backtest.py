@@ -206,7 +206,8 @@ def test_folds_sharing_one_compiled_network_fit_as_new_networks_would() -> None:
     new = backtest.run("gru", folds, loaded, config, fresh)
     np.testing.assert_array_equal(shared.forecast, new.forecast)
     assert [f["refit"] for f in shared.folds] == [True, True]
-    timing = ("seconds", "fit_seconds")
+    assert [f["compiled_reused"] for f in shared.folds] == [False, True]
+    timing = ("seconds", "fit_seconds", "compiled_reused")
     assert [{k: v for k, v in f.items() if k not in timing} for f in shared.folds] == [
         {k: v for k, v in f.items() if k not in timing} for f in new.folds
     ]
@@ -276,3 +277,55 @@ def test_diebold_mariano_by_hand() -> None:
     assert 0.0 < test["p_value"] < 0.05 and test["windows"] == 6
     same = backtest.diebold_mariano(d, d, horizon=1)
     assert np.isnan(same["statistic"])
+
+
+def test_folds_choosing_different_references_each_fit_a_network_of_their_shape() -> None:
+    """A fold whose reference differs from the previous fold's gets a network of its own shape.
+
+    The series is a random walk until a daily cycle starts at the first fold's cutoff (row 560):
+    the first fold's history picks naive, the second's the seasonal reference, which adds
+    seasonal-difference inputs. Sharing one compiled network crashed here (issue 31).
+    """
+    rng = np.random.default_rng(3)
+    n = 1000
+    walk = 100 + np.cumsum(rng.normal(0, 1, n))
+    cycle = np.where(np.arange(n) >= 560, 40 * np.sin(2 * np.pi * np.arange(n) / SEASON), 0.0)
+    units = (walk + cycle)[:, None]
+    base = cfg(origins=2, step=120)
+    config = base.model_copy(update={"train": base.train.model_copy(update={"epochs": 1})})
+    loaded = loaded_for(units, config)
+    folds = windowing.layout(loaded["meta"]["rows"], config)
+    result = backtest.run("gru", folds, loaded, config, backtest.network_predictor("gru", config))
+    assert [f["reference"] for f in result.folds] == ["naive", "seasonal_naive"]
+    assert [f["compiled_reused"] for f in result.folds] == [False, False]
+    assert np.isfinite(result.forecast).all()
+    # Each fold forecasts as a network fit on that fold alone would.
+    alone = backtest.run(
+        "gru", folds[1:], loaded, config, backtest.network_predictor("gru", config)
+    )
+    np.testing.assert_allclose(result.forecast[result.fold == 1], alone.forecast, atol=1e-6)
+
+
+def test_fold_seasons_come_from_the_fold_history_alone() -> None:
+    """A cycle that starts after a fold's cutoff is not one of that fold's seasons."""
+    config = cfg(origins=2, step=120)
+    t = np.arange(1000)
+    rng = np.random.default_rng(5)
+    plain = 100 + 10 * np.sin(2 * np.pi * t / SEASON) + rng.normal(0, 1, len(t))
+    planted = plain + np.where(t >= 560, 30 * np.sin(2 * np.pi * t / 40), 0.0)
+    seasons = []
+    for units in (plain[:, None], planted[:, None]):
+        loaded = loaded_for(units, config)
+        loaded["meta"]["season_detection"] = {"defaults": [SEASON]}
+        folds = windowing.layout(loaded["meta"]["rows"], config)
+        seasons.append(
+            [
+                backtest.prepare(f, units, loaded["calendar"], loaded["meta"], config).reference[
+                    "seasons"
+                ]
+                for f in folds
+            ]
+        )
+    assert seasons[0] == [[SEASON], [SEASON]]
+    # Fold 0 (cutoff 560) cannot see the planted cycle; fold 1's history holds 80 rows of it.
+    assert seasons[1][0] == [SEASON]

@@ -57,14 +57,14 @@ def prepare(fold: Fold, units: np.ndarray, cal: np.ndarray, meta: dict, cfg: Con
         fit_scaler(units[fold.start : fold.cutoff], cfg.scaling.scaler), units.shape[1]
     )
     series = to_scaled(units, offset, scale)
-    seasons = list(meta["seasons"])
+    inner = fold.start + int(round((fold.cutoff - fold.start) * (1.0 - val_share(cfg))))
+    seasons = fold_seasons(fold, inner, units[:, :n], meta, cfg)
     reference, season = cfg.features.reference, cfg.reference_season
     choice: dict = {}
     if reference == "auto":
         provisional = fold_origins(
             fold, max(w.input_width, *seasons, 1), w.horizon, w.shift, w.stride, val_share(cfg)
         )
-        inner = fold.start + int(round((fold.cutoff - fold.start) * (1.0 - val_share(cfg))))
         fits, _ = baselines.affordable_references(
             seasons, inner - fold.start, w.input_width, w.horizon, w.shift
         )
@@ -76,8 +76,42 @@ def prepare(fold: Fold, units: np.ndarray, cal: np.ndarray, meta: dict, cfg: Con
     found = fold_origins(fold, spec.context, w.horizon, w.shift, w.stride, val_share(cfg))
     return FoldFit(
         fold, spec, offset, scale, series, cal, found["fit"], found["val"],
-        {"reference": reference, "season": season if seasonal else None, "val_mae_scaled": choice},
+        {
+            "reference": reference, "season": season if seasonal else None,
+            "seasons": seasons, "val_mae_scaled": choice,
+        },
     )  # fmt: skip
+
+
+def fold_seasons(fold: Fold, inner: int, targets: np.ndarray, meta: dict, cfg: Config) -> list[int]:
+    """The seasons a fold may use: the frequency's, plus those its own history shows.
+
+    The window stage detects seasons on the whole training split, which holds later folds'
+    blocks; a fold detects them again on its inner training rows and judges them on its inner
+    validation rows, as the window stage does on the splits, so no later row picks its reference.
+    """
+    from seqcast import seasonality
+
+    detected = meta.get("season_detection")
+    if detected is None:  # seasons listed in params: nothing was learnt from the data
+        return list(meta["seasons"])
+    w = cfg.window
+    defaults = [s for s in meta["seasons"] if s in detected["defaults"]]
+    history = inner - fold.start
+    detection = seasonality.detect(targets[fold.start : inner], defaults)
+    new = [s for s in detection.found if s not in defaults]
+    usable, unusable = baselines.applicable_seasons(new, history, w.input_width, w.horizon, w.shift)
+    context = max(w.input_width, *defaults, *usable, 1)
+    val = fold_origins(fold, context, w.horizon, w.shift, w.stride, val_share(cfg))["val"]
+    if not new or len(val) == 0:
+        return sorted(defaults)
+    *_, val_mae = baselines.choose_reference(
+        targets, val, sorted(defaults + usable), w.horizon, w.shift
+    )
+    seasonality.judge(
+        detection, val_mae, {int(k.rsplit("_", 1)[1]): why for k, why in unusable.items()}
+    )
+    return sorted(defaults + detection.kept)
 
 
 Predictor = Callable[[FoldFit], tuple[Any, dict]]
@@ -152,6 +186,7 @@ def run(
             "windows": int(len(block)),
             "reference": current.reference["reference"],
             "season": current.reference["season"],
+            "seasons": current.reference["seasons"],
             "seconds": round(time.perf_counter() - started, 3),
         } | fitted
         info.append(entry)
@@ -184,11 +219,12 @@ def linear_predictor(alpha: float) -> Predictor:
 def network_predictor(kind: str, cfg: Config, callbacks: list | None = None) -> Predictor:
     """A network refit on a fold as the train stage fits it, early-stopped on the fold's tail.
 
-    Every fold starts from a new model's weights, but the folds share one compiled model: its
-    traced train, test and predict steps (XLA-compiled by default) are reused instead of being
-    traced again at each origin, which cost seconds per fold.
+    Every fold starts from a new model's weights, but folds whose inputs have the same shapes
+    share one compiled model: its traced train, test and predict steps (XLA-compiled by default)
+    are reused instead of being traced again at each origin, which cost seconds per fold. A fold
+    whose reference, seasons or calendar inputs differ gets (and keeps) a compiled model of its own.
     """
-    compiled: list = []
+    compiled: dict[tuple, Any] = {}
 
     def fit(data: FoldFit) -> tuple[Any, dict]:
         import keras
@@ -197,17 +233,19 @@ def network_predictor(kind: str, cfg: Config, callbacks: list | None = None) -> 
 
         keras.utils.set_random_seed(cfg.train.seed)
         model = models.build(kind, data.spec, cfg.models.get(kind))
-        if compiled:
-            training.copy_state(model, compiled[0])
-            model = compiled[0]
+        shapes = input_shapes(data.spec)
+        reuse = shapes in compiled
+        if reuse:
+            training.copy_state(model, compiled[shapes])
+            model = compiled[shapes]
         models.start_from_linear(
             model, models.fit_linear_rival(_as_loaded(data), cfg.baselines.linear_alpha)
         )
         result = training.fit(
             model, data.spec, data.series, data.calendar, data.fit, data.val, cfg.train,
-            callbacks=callbacks, recompile=not compiled,
+            callbacks=callbacks, recompile=not reuse,
         )  # fmt: skip
-        compiled[:] = [model]
+        compiled[shapes] = model
         return model, {
             "fit_windows": int(len(data.fit)),
             "val_windows": int(len(data.val)),
@@ -215,9 +253,15 @@ def network_predictor(kind: str, cfg: Config, callbacks: list | None = None) -> 
             "best_epoch": result.best_epoch,
             "best_val_loss": float(min(result.history["val_loss"])),
             "fit_seconds": round(result.seconds, 3),
+            "compiled_reused": reuse,
         }
 
     return fit
+
+
+def input_shapes(spec: InputSpec) -> tuple[int, ...]:
+    """What fixes a network's variable and input shapes: the same tuple, the same network."""
+    return (spec.input_width, spec.past_width, spec.horizon, spec.future_width, spec.n_targets)
 
 
 def _as_loaded(data: FoldFit) -> dict:
