@@ -166,7 +166,13 @@ class BacktestConfig(_Section):
     window: Literal["expanding", "sliding"] = "expanding"
     # Refit the networks every r origins (1: at each), or once at the first origin.
     refit_every: PositiveInt | Literal["once"] = 1
-    # A model beats the best simple baseline only if it wins on more than this share of origins.
+    # How the candidate with the best mean must beat the best simple baseline to be served:
+    # paired_test (a Diebold-Mariano test over every backtest window, HAC for overlapping
+    # windows: one-sided p below `significance`), min_wins (more than `min_wins` of the origins)
+    # or mean (the best mean alone).
+    rule: Literal["paired_test", "min_wins", "mean"] = "paired_test"
+    significance: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
+    # With rule min_wins: beat the best simple baseline on more than this share of origins.
     min_wins: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.5
 
 

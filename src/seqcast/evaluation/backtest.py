@@ -350,14 +350,16 @@ def diebold_mariano(loss_a: np.ndarray, loss_b: np.ndarray, horizon: int) -> dic
     """Diebold-Mariano test of equal loss, HAC variance to lag horizon-1, HLN small-sample fix.
 
     Negative statistic: a's losses are lower. Overlapping multi-step windows are autocorrelated
-    up to horizon-1 lags, hence the HAC variance.
+    up to horizon-1 lags, hence the HAC variance. p_value is two-sided; p_a_better is the
+    one-sided p-value of "a's losses are lower", from the t distribution (HLN).
     """
     from scipy import stats
 
     d = np.asarray(loss_a, dtype=np.float64) - np.asarray(loss_b, dtype=np.float64)
     n = len(d)
+    nan = {"statistic": float("nan"), "p_value": float("nan"), "p_a_better": float("nan")}
     if n < 3:
-        return {"statistic": float("nan"), "p_value": float("nan"), "windows": n}
+        return nan | {"windows": n}
     lag = min(horizon - 1, n - 2)
     centred = d - d.mean()
     gamma = [float(centred @ centred) / n]
@@ -369,27 +371,38 @@ def diebold_mariano(loss_a: np.ndarray, loss_b: np.ndarray, horizon: int) -> dic
             gamma[0] + 2.0 * sum(w * g for w, g in zip(weights, gamma[1:], strict=True))
         ) / n
     if variance <= 0:
-        return {"statistic": float("nan"), "p_value": float("nan"), "windows": n}
+        # Identical losses: no evidence either way (a constant non-zero gap is certain).
+        if d.mean() == 0:
+            return nan | {"windows": n, "mean_difference": 0.0, "p_a_better": 1.0}
+        sure = 0.0 if d.mean() < 0 else 1.0
+        return nan | {"windows": n, "mean_difference": float(d.mean()), "p_a_better": sure}
     h = lag + 1
     correction = math.sqrt(max((n + 1 - 2 * h + h * (h - 1) / n) / n, 1e-12))
     statistic = float(d.mean() / math.sqrt(variance) * correction)
-    p_value = float(2.0 * stats.t.sf(abs(statistic), df=n - 1))
     return {
         "statistic": statistic,
-        "p_value": p_value,
+        "p_value": float(2.0 * stats.t.sf(abs(statistic), df=n - 1)),
+        "p_a_better": float(stats.t.cdf(statistic, df=n - 1)),
         "windows": n,
         "mean_difference": float(d.mean()),
     }
 
 
 def decide(
-    scores: FoldScores, roles: dict[str, str], metric: str, min_wins: float, horizon: int
+    scores: FoldScores,
+    roles: dict[str, str],
+    metric: str,
+    min_wins: float,
+    horizon: int,
+    rule: str = "paired_test",
+    significance: float = 0.05,
 ) -> dict:
-    """The candidate: best mean over origins; beating the best simple baseline takes a majority.
+    """The candidate: best mean over origins, served only if it is shown to beat the baseline.
 
     roles maps each model to network, linear or simple. A network or the linear rival with the
-    best mean is chosen only if it also wins on more than min_wins of the origins against the
-    best simple baseline; otherwise that baseline is the candidate.
+    best mean is the candidate only if, by `rule`, it beats the best simple baseline: a paired
+    Diebold-Mariano test over every backtest window (one-sided p below `significance`), more
+    than `min_wins` of the origins, or its mean alone; otherwise that baseline is.
     """
     per_origin = scores.series(metric)
     means = {m: float(v.mean()) for m, v in per_origin.items()}
@@ -401,6 +414,11 @@ def decide(
     k = len(scores.folds)
     wins = {m: int(np.sum(per_origin[m] < per_origin[best_simple])) for m in means}
     needed = math.floor(min_wins * k) + 1
+    paired = (
+        diebold_mariano(scores.losses[best], scores.losses[best_simple], horizon)
+        if best != best_simple
+        else {}
+    )
     reasons = [
         f"best mean {metric} over {k} origin(s): {best} ({means[best]:.6g}, spread "
         f"{spread[best]:.3g}); best simple baseline: {best_simple} ({means[best_simple]:.6g})"
@@ -408,34 +426,37 @@ def decide(
     if roles[best] == SIMPLE:
         candidate = best
         reasons.append(f"a simple baseline has the best mean: {best} is the candidate")
-    elif wins[best] >= needed:
+    elif rule == "mean":
         candidate = best
+        reasons.append(f"{best} has the best mean (backtest.rule: mean)")
+    elif rule == "min_wins":
+        ok = wins[best] >= needed
+        candidate = best if ok else best_simple
         reasons.append(
-            f"{best} beats {best_simple} on {wins[best]} of {k} origins (more than "
-            f"backtest.min_wins {min_wins:g} of them: {needed} needed)"
+            f"{best} beats {best_simple} on {wins[best]} of {k} origins ({needed} needed, "
+            f"backtest.min_wins {min_wins:g})"
+            + ("" if ok else f": the candidate falls back to {best_simple}")
         )
     else:
-        candidate = best_simple
+        p = paired["p_a_better"]
+        ok = bool(p < significance)
+        candidate = best if ok else best_simple
         reasons.append(
-            f"{best} beats {best_simple} on only {wins[best]} of {k} origins ({needed} needed): "
-            f"the candidate falls back to {best_simple}"
-        )
-    top_two = ranked[:2]
-    test = (
-        diebold_mariano(scores.losses[top_two[0]], scores.losses[top_two[1]], horizon)
-        if len(ranked) > 1
-        else {}
-    )
-    if test:
-        reasons.append(
-            f"Diebold-Mariano {top_two[0]} vs {top_two[1]} on {test['windows']} backtest windows: "
-            f"statistic {test['statistic']:.3g}, p = {test['p_value']:.3g}"
-            + (" (the difference may be noise)" if not test["p_value"] < 0.05 else "")
+            f"paired test over all {paired['windows']} backtest windows (Diebold-Mariano, HAC "
+            f"to lag {horizon - 1}): {best} beats {best_simple} with one-sided p = {p:.3g}, "
+            + (
+                f"below backtest.significance {significance:g}: {best} is the candidate"
+                if ok
+                else f"not below backtest.significance {significance:g}: {best_simple} is not "
+                f"shown to be worse, so the candidate falls back to it"
+            )
         )
     return {
         "candidate": candidate,
         "role": roles[candidate],
         "metric": metric,
+        "rule": rule,
+        "significance": significance,
         "origins": k,
         "means": means,
         "spread": spread,
@@ -444,7 +465,7 @@ def decide(
         "best": best,
         "best_simple": best_simple,
         "ranking": ranked,
-        "diebold_mariano": {"models": top_two, **test},
+        "paired_test": {"models": [best, best_simple], **paired},
         "reasons": reasons,
     }
 

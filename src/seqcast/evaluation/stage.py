@@ -73,8 +73,9 @@ def evaluate(cfg: Config, root: Path) -> dict:
     units = units_of(loaded)
     fold_scores = backtest.score(runs_bt, folds, units, spec, meta["mase_season"])
     decision = backtest.decide(
-        fold_scores, roles, cfg.promotion.metric, cfg.backtest.min_wins, spec.horizon
-    )
+        fold_scores, roles, cfg.promotion.metric, cfg.backtest.min_wins, spec.horizon,
+        cfg.backtest.rule, cfg.backtest.significance,
+    )  # fmt: skip
     decision["mode"] = "backtest" if cfg.backtest.origins else "validation split"
     comparison["candidate"] = decision
     fallback = decision["best_simple"]
