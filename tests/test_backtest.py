@@ -166,6 +166,32 @@ def test_a_planted_future_changes_no_fold_forecast() -> None:
     assert naive.forecast[first].max() < 200
 
 
+def test_a_planted_block_changes_nothing_the_fold_fit() -> None:
+    """A fold fits on rows before its cutoff only: planting its own block changes no fit.
+
+    The scaler, reference and linear rival of every fold, and the first window of each block
+    (whose inputs end at the cutoff), are the same when the block's rows are replaced.
+    """
+    config = cfg(origins=2)
+    units = seasonal(1000)
+    loaded = loaded_for(units, config)
+    folds = windowing.layout(loaded["meta"]["rows"], config)
+    linear = backtest.linear_predictor(1.0)
+    clean_run = backtest.run("linear", folds, loaded, config, linear)
+    for fold in folds:
+        planted_units = units.copy()
+        planted_units[fold.cutoff : fold.end] = units[fold.cutoff : fold.end] * 3.0 - 200.0
+        planted = loaded_for(planted_units, config)
+        clean = backtest.prepare(fold, units, loaded["calendar"], loaded["meta"], config)
+        dirty = backtest.prepare(fold, planted_units, planted["calendar"], planted["meta"], config)
+        np.testing.assert_array_equal(clean.offset, dirty.offset)
+        np.testing.assert_array_equal(clean.scale, dirty.scale)
+        assert clean.reference == dirty.reference
+        dirty_run = backtest.run("linear", [fold], planted, config, linear)
+        first = np.flatnonzero(clean_run.fold == fold.index)[0]
+        np.testing.assert_allclose(dirty_run.forecast[0], clean_run.forecast[first], atol=1e-9)
+
+
 def test_a_planted_future_changes_no_network_fold_forecast() -> None:
     """The same for a network refit on the fold (1 epoch, seeded): its first block is identical."""
     config = cfg(origins=2).model_copy(

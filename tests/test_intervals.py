@@ -38,6 +38,21 @@ def test_calibration_uses_only_errors_known_at_the_origin() -> None:
     assert half[3, 0, 0, 0] == 1000.0
 
 
+@pytest.mark.parametrize("shift", [1, 2])
+def test_the_latest_known_error_is_exactly_the_one_observed_by_the_origin(shift: int) -> None:
+    """Step h of the window at o' is observed at row o' + shift + h: known at o iff that <= o.
+
+    Each window's error is its own origin, so a band from the one latest known error names the
+    window it read: a one-row leak, or a lost per-step offset, changes the answer.
+    """
+    horizon, n = 4, 60
+    errors = np.repeat(np.arange(n, dtype=float)[:, None, None], horizon, axis=1)
+    origins = np.array([20, 33, 59])
+    half = intervals.rolling_half_widths(np.arange(n), errors, origins, [50.0], 1, shift)
+    expected = origins[:, None] - shift - np.arange(horizon)[None, :]
+    np.testing.assert_array_equal(half[:, :, 0, 0], expected)
+
+
 def test_rolling_window_keeps_the_latest_errors() -> None:
     error_origins = np.arange(100)
     errors = np.arange(100, dtype=float)[:, None, None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -249,6 +250,15 @@ def test_evaluate_logs_parent_and_child_runs(tmp_path: Path, monkeypatch) -> Non
     served = refit.refit(cfg, root)
     assert served["last_row"] == "2000-08-27 23:30:00" and served["rows"] == 4032
     assert served["calibration_errors"] == 500
+    # Its scaler is fit on every row: the served model's affine is the whole series' statistics.
+    import pandas as pd
+
+    from seqcast.forecaster import Forecaster
+
+    whole = pd.read_csv(root / "data/raw/electricity_demand.csv")["demand_mw"].to_numpy()
+    fitted = Forecaster.load(root / "models/served/forecaster")
+    assert fitted.offset[0] == pytest.approx(whole.mean(), rel=1e-9)
+    assert fitted.scale[0] == pytest.approx(whole.std(), rel=1e-9)
     run = client.get_run(served["run_id"])
     assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert run.data.tags["seqcast.fit_rows"].endswith(".. 2000-08-27 23:30:00")
@@ -267,3 +277,28 @@ def evaluation_history(root: Path, rows: int):
 
     frame = pd.read_csv(root / "data/raw/electricity_demand.csv")
     return frame.tail(rows).reset_index(drop=True)
+
+
+@pytest.mark.parametrize(
+    ("best", "expected"), [([6, 7, 3, 1], 4), ([2], 2), ([1, 1, 2], 1), ([5, 8], 6)]
+)
+def test_the_refit_trains_for_the_median_best_epoch_of_the_backtest_refits(
+    tmp_path: Path, best: list[int], expected: int
+) -> None:
+    """No validation is left after the decision: the backtest's early stopping sets the epochs."""
+    folder = tmp_path / "backtest" / "gru"
+    folder.mkdir(parents=True)
+    folds = [{"fold": k, "best_epoch": b} for k, b in enumerate(best)] + [{"fold": 9}]
+    (folder / "folds.json").write_text(json.dumps({"name": "gru", "folds": folds}))
+    epochs, why = refit.epochs_from_backtest("gru", tmp_path)
+    assert epochs == expected
+    assert why == f"median best epoch of {len(best)} backtest refits {best}"
+
+
+def test_the_refit_falls_back_to_the_train_stage_epoch_without_a_backtest(tmp_path: Path) -> None:
+    (tmp_path / "models" / "gru").mkdir(parents=True)
+    (tmp_path / "models" / "gru" / "train.json").write_text(json.dumps({"best_epoch": 7}))
+    assert refit.epochs_from_backtest("gru", tmp_path) == (
+        7,
+        "the train stage's best epoch (backtest off)",
+    )

@@ -91,6 +91,15 @@ def rescore(
 ) -> dict[str, float]:
     """Every metric of a forecaster on these windows (default: test); NotComparable if it cannot."""
     origins = windows.origins if origins is None else np.asarray(origins, dtype=np.int64)
+    actual = features.targets(windows.spec, windows.units, origins)
+    # One number per metric: the mean over targets, as for every model in runs.json.
+    return _scores(windows, actual, forecast_windows(forecaster, windows, origins))
+
+
+def forecast_windows(
+    forecaster: Forecaster, windows: HeldOutWindows, origins: np.ndarray
+) -> np.ndarray:
+    """A forecaster's forecasts of these windows in units; NotComparable if it cannot."""
     spec = forecaster.spec
     if forecaster.targets != windows.targets:
         raise NotComparable(
@@ -114,10 +123,7 @@ def rescore(
             f"it needs {forecaster.min_history} rows of history, the first window has {available}"
         )
     values = windows.units[:, [windows.columns.index(c) for c in forecaster.columns]]
-    forecast = forecaster.forecast_units(values, windows.times, origins)
-    actual = features.targets(windows.spec, windows.units, origins)
-    # One number per metric: the mean over targets, as for every model in runs.json.
-    return _scores(windows, actual, forecast)
+    return forecaster.forecast_units(values, windows.times, origins)
 
 
 def register(model_uri: str, name: str, tags: dict, description: str) -> ModelVersion:
@@ -388,8 +394,12 @@ def _champion(
         if out["fit_last_row"]:
             unseen = _unseen_origins(windows, out["fit_last_row"], root)
             if len(unseen):
-                out["rescored_metrics"] = rescore(forecaster, windows, unseen)
-                out["candidate_metrics"] = _oos_scores(root, windows, candidate["name"], unseen)
+                held_forecast = forecast_windows(forecaster, windows, unseen)
+                theirs = _oos_forecast(root, candidate["name"], unseen)
+                actual = features.targets(windows.spec, windows.units, unseen)
+                out["rescored_metrics"] = _scores(windows, actual, held_forecast)
+                out["candidate_metrics"] = _scores(windows, actual, theirs)
+                out["paired_test"] = _paired(windows, unseen, theirs, held_forecast)
                 out["basis"] = (
                     f"{len(unseen)} windows after the champion's last training row "
                     f"{out['fit_last_row']}, which neither model was fit on"
@@ -415,10 +425,13 @@ def _champion(
         out["score"] = out["rescored_metrics"][metric]
         out["candidate_score"] = out["candidate_metrics"][metric]
     elif out["recorded_score"] is not None:
+        # Means of other folds differ by noise (0.1853 against 0.1878 once replaced a champion):
+        # with no window both forecast out of sample, nothing shows the candidate is better.
         out |= {"score": out["recorded_score"], "candidate_score": candidate_bt}
+        out["other_windows"] = True
         out["basis"] = (
-            "the recorded backtest means: the champion was fit on every row of this data, so "
-            "no window is unseen by it, and its backtest ran on other folds"
+            "the recorded backtest means of other folds (the champion was fit on every row of "
+            "this data, so no window is unseen by it), which a paired test cannot compare"
         )
     else:
         out["comparable"] = False
@@ -438,13 +451,26 @@ def _unseen_origins(windows: HeldOutWindows, last_row: str, root: Path) -> np.nd
     return origins[origins + windows.spec.shift >= after]
 
 
-def _oos_scores(root: Path, windows: HeldOutWindows, name: str, origins: np.ndarray) -> dict:
-    """The candidate recipe's out-of-sample forecasts (evaluation/oos.npz) scored on origins."""
-    with np.load(Path(root) / paths.EVALUATION / "oos.npz") as found:
-        where = np.isin(found["origins"], origins)
-        forecast = found[name][where]
+def _paired(
+    windows: HeldOutWindows, origins: np.ndarray, candidate: np.ndarray, champion: np.ndarray
+) -> dict:
+    """Diebold-Mariano test of the candidate against the champion on the same windows."""
+    from seqcast.evaluation.backtest import diebold_mariano
+
+    n = windows.spec.n_targets
+    scale = metrics.seasonal_naive_scale(windows.units[: windows.n_train, :n], windows.mase_season)
     actual = features.targets(windows.spec, windows.units, origins)
-    return _scores(windows, actual, forecast)
+
+    def losses(forecast: np.ndarray) -> np.ndarray:
+        return np.mean(np.abs(actual - forecast) / scale, axis=(1, 2))
+
+    return diebold_mariano(losses(candidate), losses(champion), windows.spec.horizon)
+
+
+def _oos_forecast(root: Path, name: str, origins: np.ndarray) -> np.ndarray:
+    """The candidate recipe's out-of-sample forecasts (evaluation/oos.npz) of these origins."""
+    with np.load(Path(root) / paths.EVALUATION / "oos.npz") as found:
+        return found[name][np.isin(found["origins"], origins)]
 
 
 def _scores(windows: HeldOutWindows, actual: np.ndarray, forecast: np.ndarray) -> dict:
@@ -482,6 +508,29 @@ def _check_servable(name: str, version: str, root: Path) -> None:
         ) from None
     if not np.isfinite(values).all():
         raise NotServable(f"{uri} forecasts non-finite values, so it is not made {CHAMPION}")
+
+
+def _shown_better(champion: dict, significance: float, reasons: list[str]) -> bool:
+    """Whether the same windows' paired test shows the candidate beats the champion."""
+    if champion.get("other_windows"):
+        reasons.append(
+            "no window was forecast out of sample by both, so no paired test can show the "
+            "candidate is better: the champion stays"
+        )
+        return False
+    test = champion.get("paired_test")
+    if not test:
+        return True  # identical folds: the recorded means are of the same windows
+    p = test["p_a_better"]
+    shown = bool(p < significance)
+    reasons.append(
+        f"paired test on those {test['windows']} windows (Diebold-Mariano, HAC): the candidate "
+        f"beats the champion with one-sided p = {p:.3g}, "
+        + ("below" if shown else "not below")
+        + f" backtest.significance {significance:g}"
+        + ("" if shown else ": the champion stays")
+    )
+    return shown
 
 
 def _float(text: str | None) -> float | None:
@@ -538,6 +587,7 @@ def _decide(
             + ("" if better else "not ")
             + "below it"
         )
+        better = better and _shown_better(champion, cfg.backtest.significance, reasons)
     experiment = origin["promoted_from"] == "experiment"
     allowed = cfg.promotion.from_experiments if experiment else CHAMPION
     if experiment:

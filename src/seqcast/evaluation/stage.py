@@ -80,7 +80,7 @@ def evaluate(cfg: Config, root: Path) -> dict:
     comparison["candidate"] = decision
     fallback = decision["best_simple"]
     oos_origins, oos = out_of_sample(runs_bt, scored, loaded)
-    bands = calibrate(cfg, loaded, oos_origins, oos, scored, scale)
+    bands = calibrate(cfg, loaded, oos_origins, oos, scored, scale, runs_bt)
     bt_summary = backtest_summary(cfg, loaded, folds, fold_scores, runs_bt, decision)
     train_info = {k: read_json(root / paths.MODELS / k / "train.json") for k in networks}
     curves = {k: training.read_history(root / paths.MODELS / k / "history.csv") for k in networks}
@@ -223,8 +223,9 @@ def calibrate(
     oos: dict[str, np.ndarray],
     scored: dict,
     scale: np.ndarray,
+    runs: dict[str, Backtest],
 ) -> dict:
-    """Rolling conformal bands on the test windows; scores; the latest errors for serving."""
+    """Rolling conformal bands on the test windows; scores; the errors that calibrate serving."""
     spec, levels = loaded["spec"], cfg.intervals.levels
     units = units_of(loaded)
     actual_oos = features.targets(spec, units, origins)
@@ -239,7 +240,9 @@ def calibrate(
         point = scored[name]["test"].forecast
         scores[name] = intervals.score_intervals(actual, point, half[name], levels, scale)
         scores[name]["calibration_errors"] = int(min(len(errors), cfg.intervals.calibration_window))
-        calibration[name] = intervals.latest_scores(errors, cfg.intervals.calibration_window)
+        calibration[name] = serving_errors(
+            runs.get(name), units, spec, errors, cfg.intervals.calibration_window
+        )
     plot = {
         "levels": levels,
         "origin": int(test[-1]),
@@ -254,6 +257,26 @@ def calibrate(
         },
     }
     return {"scores": scores, "calibration": calibration, "plot": plot}
+
+
+def serving_errors(
+    run: Backtest | None, units: np.ndarray, spec, oos_errors: np.ndarray, window: int
+) -> np.ndarray:
+    """The out-of-sample errors that calibrate a served model's bands, (n, horizon, targets).
+
+    A served model is refit on every row and forecasts the rows right after its last; the
+    errors like its own are a refit recipe's at the same short lead: the backtest windows
+    nearest after each fold's fit, `window` of them, the shortest leads first. A model with
+    nothing fit (naive, seasonal naive) reads the latest rows whatever its age: its latest
+    out-of-sample errors serve.
+    """
+    if run is None or not run.folds or "fit_to" not in run.folds[0]:
+        return intervals.latest_scores(oos_errors, window)
+    fit_to = np.array([f["fit_to"] for f in run.folds])[run.fold]
+    lead = run.origins + spec.shift - fit_to
+    nearest = np.sort(np.argsort(lead, kind="stable")[:window])
+    actual = features.targets(spec, units, run.origins[nearest])
+    return np.abs(actual - run.forecast[nearest])
 
 
 def backtest_summary(
