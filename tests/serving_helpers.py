@@ -64,10 +64,11 @@ def split(frame: pd.DataFrame) -> dict:
 
 
 @contextlib.contextmanager
-def champion_store(root: Path) -> Iterator[dict]:
+def champion_store(root: Path, gap_policy: dict | None = None) -> Iterator[dict]:
     """A small untrained GRU Forecaster, logged, registered and aliased champion under root.
 
-    MLFLOW_TRACKING_URI points at the store until the context ends.
+    MLFLOW_TRACKING_URI points at the store until the context ends. Without a gap_policy the
+    model is one saved before policies were recorded: every row sent must be complete.
     """
     uri = f"sqlite:///{root / 'mlflow.db'}"
     previous = os.environ.get("MLFLOW_TRACKING_URI")
@@ -86,6 +87,7 @@ def champion_store(root: Path) -> Iterator[dict]:
             predictor=models.build("gru", SPEC, ModelConfig(units=4)),
             train_min=TRAIN_MIN,
             train_max=TRAIN_MAX,
+            gap_policy=gap_policy,
         )
         folder = root / "forecaster"
         forecaster.save(folder)

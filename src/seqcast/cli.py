@@ -34,12 +34,15 @@ def _forecast(args: argparse.Namespace) -> int:
     try:
         folder = Path(model).is_dir()
         identity = None if folder else serving.identify(model)
-        frame = serving.forecast_csv(model, args.input, identity)
+        notes: list[str] = []  # e.g. which rows read were interpolated: said after the model
+        frame = serving.forecast_csv(model, args.input, identity, say=notes.append)
     except MlflowException as err:
         raise ValueError(_cannot_load(model, err)) from None
     # On stderr: stdout stays the forecast CSV a script can read.
     source = f"forecaster folder {model}" if identity is None else identity.describe()
     print(f"seqcast forecast: {model}: {source}", file=sys.stderr)
+    for note in notes:
+        print(f"seqcast forecast: {note}", file=sys.stderr)
     if args.output:
         frame.to_csv(args.output, index=False)
     else:

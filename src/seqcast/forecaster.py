@@ -63,6 +63,10 @@ class Forecaster:
     levels: list[float] = dataclasses.field(default_factory=list)
     # Rows the predictor was fit on, as timestamps [first, last] (the refit: every row).
     fit_rows: list[str] | None = None
+    # The params' gap policy served history is held to (seqcast.serving.GapPolicy's fields:
+    # split.max_gap_steps, data.max_null_fraction, data.max_filled_fraction, data.bounds).
+    # None, as in models saved before it was recorded: every row sent must be complete.
+    gap_policy: dict[str, Any] | None = None
 
     def band_columns(self) -> list[str]:
         """Names of the band columns after the targets: <target>_lower_<L>, <target>_upper_<L>."""
@@ -269,6 +273,7 @@ class Forecaster:
 
     def _settings(self) -> dict[str, Any]:
         """forecaster.json: everything but the predictor's weights."""
+        # gap_policy only when set: a model without one keeps its settings and fingerprint.
         return {
             "name": self.name,
             "spec": dataclasses.asdict(self.spec),
@@ -284,7 +289,7 @@ class Forecaster:
             "levels": list(self.levels),
             "calibration_errors": None if self.calibration is None else len(self.calibration),
             "fit_rows": self.fit_rows,
-        }
+        } | ({} if self.gap_policy is None else {"gap_policy": self.gap_policy})
 
     def save(self, folder: Path) -> None:
         """Write settings and model into a folder (which the caller makes atomic)."""
@@ -339,6 +344,7 @@ def from_settings(name: str, spec: InputSpec, settings: dict, predictor: Any) ->
         train_max=_array(settings.get("train_max")),
         levels=[float(v) for v in settings.get("levels") or []],
         fit_rows=settings.get("fit_rows"),
+        gap_policy=settings.get("gap_policy"),
     )
 
 

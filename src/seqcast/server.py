@@ -8,12 +8,16 @@ request timeout) and /invocations keeps MLflow's protocol and parsing, but:
   the signature does not name, so its errors could not list what was sent;
 - every error is one JSON object {"error_code", "message"}: no stack trace, no request dump;
 - every answer says which model produced it: X-Model-Name, X-Model-Version and X-Model-Uri
-  headers, and model_name, model_version and model_uri beside the predictions.
+  headers, and model_name, model_version and model_uri beside the predictions;
+- gaps in the rows the model reads are interpolated as the pipeline would (seqcast.serving's
+  gap policy), and a forecast says which: `filled_rows` beside the predictions (their
+  timestamps) and the X-Filled-Rows header (how many).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import os
@@ -44,6 +48,9 @@ FORMATS = (
 _PREDICT_PREFIX = re.compile(r"^Failed to predict data .*?\nError: ", re.DOTALL)
 
 _logger = logging.getLogger(__name__)
+# The rows CheckedModel.predict filled for the request scored in this context (see score).
+_FILLED: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("filled", default=None)
+FILLED_HEADER = "X-Filled-Rows"
 # Called with the origin (the last history timestamp) and the answer of every forecast served.
 OnForecast = Callable[[str, pd.DataFrame], None]
 
@@ -66,7 +73,8 @@ class CheckedModel:
         forecaster = self.forecaster
         try:
             history = pd.DataFrame(data)
-            values, _ = forecaster.check_history(history)
+            prepared = serving.fill_gaps(forecaster, history)
+            values, _ = forecaster.check_history(prepared.history)
         except ForecastInputError as err:
             raise serving.ForecastRequestError(str(err)) from None
         except (ValueError, TypeError) as err:
@@ -74,7 +82,7 @@ class CheckedModel:
         # Only the rows and columns the forecast uses, typed as the signature says, so that
         # MLflow's schema enforcement has nothing left to refuse with a dump of the request.
         recent = pd.DataFrame(values, columns=forecaster.columns)
-        stamps = history[forecaster.timestamp].iloc[-forecaster.min_history :]
+        stamps = prepared.history[forecaster.timestamp].iloc[-forecaster.min_history :]
         recent.insert(0, forecaster.timestamp, stamps.astype(str).to_numpy())
         try:
             answer = self.model.predict(recent, params=params)
@@ -85,9 +93,13 @@ class CheckedModel:
             raise serving.ForecastServerError(
                 f"unexpected {type(err).__name__} while forecasting; the server log has details"
             ) from None
+        filled = _FILLED.get()
+        if filled is not None:
+            filled[:] = prepared.filled
         if self.on_forecast is not None:
             try:
-                self.on_forecast(str(recent[forecaster.timestamp].iloc[-1]), answer)
+                # The last timestamp as sent: the ledger's origin, as before gaps were filled.
+                self.on_forecast(str(history[forecaster.timestamp].iloc[-1]), answer)
             except Exception:  # a record of the answer, never a reason to withhold it
                 _logger.exception("the forecast could not be recorded in the ledger")
         return answer
@@ -135,17 +147,24 @@ def score(
     identity: serving.ModelIdentity | None = None,
 ) -> Response:
     """The /invocations answer for one request body: forecasts, or one JSON error."""
-    response = _score(body, content_type, model)
-    if identity is not None:
-        response.headers.update(identity.headers())
-        if response.status_code == 200 and response.media_type == "application/json":
-            answer = json.loads(response.body)
-            response = Response(
-                json.dumps(answer | identity.fields()),
-                status_code=200,
-                media_type="application/json",
-                headers=identity.headers(),
-            )
+    filled: list[str] = []
+    token = _FILLED.set(filled)  # CheckedModel.predict, called below, says what it filled
+    try:
+        response = _score(body, content_type, model)
+    finally:
+        _FILLED.reset(token)
+    headers = identity.headers() if identity is not None else {}
+    response.headers.update(headers)
+    if response.status_code == 200 and response.media_type == "application/json":
+        answer = json.loads(response.body) | {"filled_rows": filled}
+        if identity is not None:
+            answer |= identity.fields()
+        response = Response(
+            json.dumps(answer),
+            status_code=200,
+            media_type="application/json",
+            headers=headers | {FILLED_HEADER: str(len(filled))},
+        )
     return response
 
 

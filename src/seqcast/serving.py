@@ -7,12 +7,14 @@ offline `forecast_csv` answer and the evaluation code path are one and the same.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
@@ -21,7 +23,15 @@ from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 from mlflow.types.schema import ColSpec, Schema
 
 from seqcast import paths
-from seqcast.forecaster import SETTINGS, Forecaster, ForecastInputError, ForecastOutputError
+from seqcast.config import ROWS
+from seqcast.data import _runs as runs
+from seqcast.forecaster import (
+    RANGE_MARGIN,
+    SETTINGS,
+    Forecaster,
+    ForecastInputError,
+    ForecastOutputError,
+)
 
 ARTIFACT = "forecaster"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -80,7 +90,8 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
         if self.forecaster is None:
             raise MlflowException("ForecastModel.predict called before load_context")
         try:
-            return self.forecaster.forecast(pd.DataFrame(model_input))
+            history = fill_gaps(self.forecaster, pd.DataFrame(model_input)).history
+            return self.forecaster.forecast(history)
         except ForecastInputError as err:
             raise ForecastRequestError(str(err)) from None
         except ForecastOutputError as err:
@@ -197,15 +208,330 @@ def load(model_uri: str) -> Forecaster:
 
 
 def forecast_csv(
-    model_uri_or_folder: str | Path, csv_path: str | Path, identity: ModelIdentity | None = None
+    model_uri_or_folder: str | Path,
+    csv_path: str | Path,
+    identity: ModelIdentity | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """The served model's answer for raw history in a CSV, without a server.
 
-    With an identity from `identify`, the pinned version it names is loaded.
+    With an identity from `identify`, the pinned version it names is loaded; `say` hears which
+    rows the model reads were filled, if any.
     """
     folder = Path(model_uri_or_folder)
     if (folder / SETTINGS).is_file():
         forecaster = Forecaster.load(folder)
     else:
         forecaster = load(identity.uri if identity else str(model_uri_or_folder))
-    return forecaster.forecast(pd.read_csv(csv_path))
+    prepared = fill_gaps(forecaster, pd.read_csv(csv_path))
+    answer = forecaster.forecast(prepared.history)
+    if say is not None and prepared.filled:
+        say(prepared.describe())
+    return answer
+
+
+# --- the params' gap policy, applied to the rows a served model reads ------------------------
+
+
+@dataclass(frozen=True)
+class GapPolicy:
+    """What the pipeline accepts and interpolates (params.yaml), carried by a served model."""
+
+    max_gap_steps: int
+    max_null_fraction: float
+    max_filled_fraction: float
+    bounds: dict[str, tuple[float, float]]
+
+    @classmethod
+    def of(cls, forecaster: Forecaster) -> GapPolicy | None:
+        """The forecaster's policy; None for a model saved before policies were recorded."""
+        found = forecaster.gap_policy
+        if found is None:
+            return None
+        return cls(
+            max_gap_steps=int(found["max_gap_steps"]),
+            max_null_fraction=float(found["max_null_fraction"]),
+            max_filled_fraction=float(found["max_filled_fraction"]),
+            bounds={c: (float(lo), float(hi)) for c, (lo, hi) in found["bounds"].items()},
+        )
+
+    @property
+    def fills_empty_cells(self) -> bool:
+        """True when validation lets empty cells through for normalise to interpolate."""
+        return self.max_null_fraction > 0 and self.max_filled_fraction > 0
+
+    @property
+    def fills_missing_rows(self) -> bool:
+        """True when normalise interpolates steps absent from the time grid."""
+        return self.max_filled_fraction > 0
+
+
+@dataclass(frozen=True)
+class FilledHistory:
+    """The history a forecast reads, and the timestamps of its rows filled by interpolation."""
+
+    history: pd.DataFrame
+    filled: list[str]
+    max_gap_steps: int = 0
+
+    def describe(self) -> str:
+        """One line for people: which rows the model reads were interpolated."""
+        return (
+            f"{len(self.filled)} row(s) the model reads were missing or had an empty cell and "
+            f"were interpolated (gaps up to split.max_gap_steps {self.max_gap_steps}): "
+            + ", ".join(self.filled)
+        )
+
+
+def fill_gaps(forecaster: Forecaster, history: pd.DataFrame) -> FilledHistory:
+    """The rows the model reads, gaps interpolated as the pipeline does; a ForecastInputError else.
+
+    Every row sent must have a parseable, increasing timestamp and no text, infinity, value
+    outside data.bounds or outside the accepted range. Gaps (missing steps, empty cells) are
+    judged only in the min_history steps the model reads: each at most split.max_gap_steps
+    long, between complete rows, and only of a kind validation lets through. A model without a
+    gap policy gets the history back as sent, for Forecaster.check_history to judge every row.
+    """
+    policy = GapPolicy.of(forecaster)
+    if policy is None:
+        return FilledHistory(history, [])
+    ts, columns = forecaster.timestamp, forecaster.columns
+    needed = [ts, *columns]
+    missing = [c for c in needed if c not in history.columns]
+    if missing:
+        raise ForecastInputError(
+            f"missing column(s) {missing}; expected {needed}, got {list(history.columns)}"
+        )
+    if history.empty:
+        raise ForecastInputError(f"too little history: 0 rows given; {_needed(forecaster)}")
+    times = _times(history[ts])
+    values = _numbers(history[columns], times)
+    _check_values(forecaster, policy, values, times)
+    grid, rows = _read_span(forecaster, policy, times)
+    span = np.full((len(grid), len(columns)), np.nan)
+    span[rows >= 0] = values[rows[rows >= 0]]
+    filled = _judge_gaps(forecaster, policy, grid, rows, span, len(times))
+    frame = pd.DataFrame(span, columns=columns)
+    if filled.size:
+        frame = frame.interpolate(method="linear", limit_area="inside")
+    read = slice(len(grid) - forecaster.min_history, None)
+    out = frame.iloc[read].reset_index(drop=True)
+    # A tz-aware series keeps its UTC offset, as the forecast's own timestamps do.
+    fmt = TIME_FORMAT + ("%z" if grid.tz is not None else "")
+    out.insert(0, ts, grid[read].strftime(fmt))
+    return FilledHistory(out, [str(t) for t in grid[filled]], policy.max_gap_steps)
+
+
+def _needed(forecaster: Forecaster) -> str:
+    """What a forecast needs, for a message about too little history."""
+    spec = forecaster.spec
+    season = f" + reference season {spec.season}" if spec.seasonal else ""
+    return (
+        f"the model reads the last {forecaster.min_history} steps "
+        f"(input width {spec.input_width}{season})"
+    )
+
+
+def _row(at: int, rows: int) -> str:
+    """Where a row sits in the history sent, counted from 0 as in the request's data."""
+    return f"row {at} of the {rows} sent"
+
+
+def _times(raw: pd.Series) -> pd.DatetimeIndex:
+    """Every timestamp sent, parsed; refused unless each parses and each is later than the last."""
+    column = raw.name
+    try:
+        times = pd.DatetimeIndex(pd.to_datetime(raw))
+    except (ValueError, TypeError) as err:
+        raise ForecastInputError(f"column {column}: unparseable timestamp: {err}") from None
+    if times.isna().any():
+        at = int(np.argmax(times.isna()))
+        raise ForecastInputError(f"column {column}: missing timestamp at {_row(at, len(times))}")
+    later = np.diff(times.asi8) > 0
+    if not later.all():
+        at = int(np.argmin(later)) + 1
+        raise ForecastInputError(
+            f"column {column}: timestamps must increase: {_row(at, len(times))} is "
+            f"{times[at]}, after {times[at - 1]}"
+        )
+    return times
+
+
+def _numbers(sent: pd.DataFrame, times: pd.DatetimeIndex) -> np.ndarray:
+    """Every value sent as a float, NaN where empty; refused where a cell holds text."""
+    values = np.empty(sent.shape)
+    for j, column in enumerate(sent.columns):
+        try:
+            numbers = pd.to_numeric(sent[column], errors="coerce")
+        except OverflowError as err:  # an integer with hundreds of digits
+            raise ForecastInputError(f"column {column}: {err}") from None
+        text = (numbers.isna() & sent[column].notna()).to_numpy()
+        if text.any():
+            at = int(np.argmax(text))
+            shown = repr(sent[column].iloc[at])
+            shown = shown if len(shown) <= 40 else shown[:36] + "...'"
+            raise ForecastInputError(
+                f"column {column}: {shown} at {times[at]} ({_row(at, len(times))}) is not a number"
+            )
+        values[:, j] = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+    return values
+
+
+def _check_values(
+    forecaster: Forecaster, policy: GapPolicy, values: np.ndarray, times: pd.DatetimeIndex
+) -> None:
+    """Refuse an infinity, a value outside data.bounds or outside the accepted range, anywhere."""
+    # Empty cells (NaN) compare False everywhere below: they are gaps, judged where read.
+    n = len(times)
+    infinite = np.isinf(values)
+    if infinite.any():
+        row, col = np.argwhere(infinite)[0]
+        raise ForecastInputError(
+            f"column {forecaster.columns[col]}: {values[row, col]} at {times[row]} "
+            f"({_row(row, n)}) is not a finite number"
+        )
+    low = np.array([policy.bounds.get(c, (-np.inf, np.inf))[0] for c in forecaster.columns])
+    high = np.array([policy.bounds.get(c, (-np.inf, np.inf))[1] for c in forecaster.columns])
+    outside = (values < low) | (values > high)
+    if outside.any():
+        row, col = np.argwhere(outside)[0]
+        raise ForecastInputError(
+            f"column {forecaster.columns[col]}: {values[row, col]:.10g} at {times[row]} "
+            f"({_row(row, n)}) is outside data.bounds [{low[col]:g}, {high[col]:g}]; "
+            f"{int(outside.sum())} value(s) outside in all"
+        )
+    if forecaster.train_min is None or forecaster.train_max is None:
+        return  # saved before the window stage recorded the training range
+    spread = forecaster.train_max - forecaster.train_min
+    low = forecaster.train_min - RANGE_MARGIN * spread
+    high = forecaster.train_max + RANGE_MARGIN * spread
+    outside = (values < low) | (values > high)
+    if outside.any():
+        row, col = np.argwhere(outside)[0]
+        raise ForecastInputError(
+            f"column {forecaster.columns[col]}: {values[row, col]:.10g} at {times[row]} "
+            f"({_row(row, n)}) is outside the accepted range [{low[col]:.6g}, {high[col]:.6g}] "
+            f"(training range [{forecaster.train_min[col]:.6g}, "
+            f"{forecaster.train_max[col]:.6g}] widened by {RANGE_MARGIN:g} times its width on "
+            f"each side); {int(outside.sum())} value(s) outside in all"
+        )
+
+
+def _read_span(
+    forecaster: Forecaster, policy: GapPolicy, times: pd.DatetimeIndex
+) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """The steps judged, and the row sent at each (-1: missing).
+
+    They are the min_history steps the model reads and the max_gap_steps + 1 before them, which
+    hold the complete row a gap at the start of the read rows is interpolated from.
+    """
+    steps = forecaster.min_history + policy.max_gap_steps + 1
+    n = len(times)
+    if forecaster.frequency == ROWS:  # each row is the next step: nothing can be missing
+        if n < forecaster.min_history:
+            raise ForecastInputError(f"too little history: {n} rows given; {_needed(forecaster)}")
+        first = max(0, n - steps)
+        return times[first:], np.arange(first, n)
+    grid = pd.date_range(end=times[-1], periods=steps, freq=forecaster.frequency)
+    if grid[-1] != times[-1]:
+        raise ForecastInputError(
+            f"column {forecaster.timestamp}: {_row(n - 1, n)} is {times[-1]}, off the "
+            f"{forecaster.frequency} grid (the step before it is {grid[-1]})"
+        )
+    start = int(times.searchsorted(grid[0]))
+    found = grid.get_indexer(times[start:])
+    if (found < 0).any():
+        at = start + int(np.argmax(found < 0))
+        before = grid[grid < times[at]][-1]
+        raise ForecastInputError(
+            f"column {forecaster.timestamp}: {_row(at, n)} is {times[at]}, off the "
+            f"{forecaster.frequency} grid of the rows the model reads (between its steps "
+            f"{before} and {before + grid.freq})"
+        )
+    rows = np.full(steps, -1)
+    rows[found] = np.arange(start, n)
+    return grid, rows
+
+
+def _judge_gaps(
+    forecaster: Forecaster,
+    policy: GapPolicy,
+    grid: pd.DatetimeIndex,
+    rows: np.ndarray,
+    span: np.ndarray,
+    sent: int,
+) -> np.ndarray:
+    """Positions of the read steps to interpolate; a ForecastInputError for a gap refused."""
+    first_read = len(grid) - forecaster.min_history
+    reads = f"the {forecaster.min_history} steps the model reads, from {grid[first_read]}"
+    held = np.flatnonzero(rows >= 0)
+    # Rows sent before the judged steps: a gap at their start is longer than it looks here.
+    earlier = rows[held[0]] > 0
+    filled: list[int] = []
+    for start, length in runs(np.isnan(span).any(axis=1)):
+        end = start + length
+        if end <= first_read:
+            continue  # never read: the pipeline's limits are not the request's business
+        what = _gap_detail(forecaster, grid, rows, span, start, end, sent)
+        if start == 0 and not earlier:
+            if held[0] > first_read:
+                raise ForecastInputError(
+                    f"too little history: {sent} rows given, from {grid[held[0]]}; "
+                    f"{_needed(forecaster)}, from {grid[first_read]}"
+                )
+            raise ForecastInputError(
+                f"the history sent begins with a gap ({what}) in {reads}: a gap is "
+                "interpolated between complete rows, so send a complete row before it"
+            )
+        if end == len(grid):
+            since = f"{grid[start]}{' or earlier' if start == 0 else ''}"
+            raise ForecastInputError(
+                f"the history sent ends with a gap from {since} ({what}): a gap is "
+                "interpolated between complete rows, so the last row sent must be complete"
+            )
+        if length > policy.max_gap_steps or start == 0:
+            least = "at least " if start == 0 else ""
+            raise ForecastInputError(
+                f"a gap of {least}{length} steps from {grid[start]} to {grid[end - 1]} ({what}) "
+                f"in {reads}: longer than split.max_gap_steps {policy.max_gap_steps}, the "
+                "longest gap interpolated"
+            )
+        if (rows[start:end] < 0).any() and not policy.fills_missing_rows:
+            raise ForecastInputError(
+                f"a gap from {grid[start]} to {grid[end - 1]} ({what}) in {reads}: "
+                f"data.max_filled_fraction {policy.max_filled_fraction:g} lets no gap be "
+                "interpolated"
+            )
+        if (rows[start:end] >= 0).any() and not policy.fills_empty_cells:
+            raise ForecastInputError(
+                f"a gap from {grid[start]} to {grid[end - 1]} ({what}) in {reads}: "
+                f"data.max_null_fraction {policy.max_null_fraction:g} and "
+                f"data.max_filled_fraction {policy.max_filled_fraction:g} let no empty cell "
+                "through to be interpolated"
+            )
+        filled += range(max(start, first_read), end)
+    return np.array(filled, dtype=int)
+
+
+def _gap_detail(
+    forecaster: Forecaster,
+    grid: pd.DatetimeIndex,
+    rows: np.ndarray,
+    span: np.ndarray,
+    start: int,
+    end: int,
+    sent: int,
+) -> str:
+    """What a gap holds: steps missing from the grid, rows sent with an empty cell, and where."""
+    inside = rows[start:end]
+    parts = []
+    missing = int((inside < 0).sum())
+    if missing:
+        parts.append(f"{missing} step(s) missing from the {forecaster.frequency} grid")
+    given = inside[inside >= 0]
+    if len(given):
+        empty = np.isnan(span[start:end][inside >= 0]).any(axis=0)
+        columns = ", ".join(c for c, e in zip(forecaster.columns, empty, strict=True) if e)
+        where = f"row {given[0]}" if len(given) == 1 else f"rows {given[0]} to {given[-1]}"
+        parts.append(f"{where} of the {sent} sent with an empty cell in {columns}")
+    return "; ".join(parts)

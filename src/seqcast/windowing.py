@@ -251,6 +251,13 @@ def window(cfg: Config, root: Path) -> dict:
             # Training range per column, in units: what a served history is checked against.
             "train_min": train_units.min(axis=0).tolist(),
             "train_max": train_units.max(axis=0).tolist(),
+            # The gap policy the data passed: served history is held to it (seqcast.serving).
+            "gap_policy": {
+                "max_gap_steps": cfg.split.max_gap_steps,
+                "max_null_fraction": cfg.data.max_null_fraction,
+                "max_filled_fraction": cfg.data.max_filled_fraction,
+                "bounds": {column: list(pair) for column, pair in cfg.data.bounds.items()},
+            },
             "raw_md5": prepared["raw_md5"],
             "windows_md5": md5_files(out / "series.npy", out / "calendar.npy", out / "origins.npz"),
         }
