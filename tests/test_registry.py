@@ -575,3 +575,32 @@ def test_a_refit_champion_is_compared_on_rows_it_never_saw(lab: Lab, name: str) 
     assert held["basis"].startswith(f"{len(origins[origins + 1 > last_seen])} windows")
     assert held["candidate_score"] == 0.0 and held["score"] > 0.0
     assert decision["promoted"]
+
+
+def test_means_of_other_folds_never_replace_the_champion(lab: Lab, name: str) -> None:
+    """Fit on every row, the champion leaves no window unseen: no paired test, so it stays."""
+    cfg = make_cfg(name)
+    times = pd.date_range("2024-01-01", periods=sum(SIZES.values()), freq="h")
+    last = sum(SIZES.values()) - 1
+    lab.evaluation({"gru": 0.9})
+    served = lab.log(naive())
+    refit = {
+        "candidate": "gru", "role": "network", "rows": last + 1,
+        "first_row": str(times[0]), "last_row": str(times[last]), "fingerprint": "fp-old",
+    } | served  # fmt: skip
+    (lab.root / "models" / "served").mkdir(parents=True)
+    (lab.root / "models" / "served" / "refit.json").write_text(json.dumps(refit))
+    champion = registry.promote(cfg, lab.root)["candidate"]["version"]
+    (lab.root / "models" / "served" / "refit.json").unlink()
+
+    # Other folds; the candidate's recorded backtest mean is far lower, yet on other windows.
+    lab.evaluation({"gru": 0.5}, test_id="test-b")
+    with np.load(lab.root / "data" / "windows" / "origins.npz") as found:
+        origins = np.concatenate([found["val"], found["test"]])
+    np.savez(lab.root / "evaluation" / "oos.npz", origins=origins, gru=np.zeros((len(origins), 1)))
+    decision = registry.promote(cfg, lab.root)
+    held = decision["champion"]
+    assert held["version"] == champion and held["other_windows"]
+    assert "recorded backtest means of other folds" in held["basis"]
+    assert not decision["promoted"] and aliases(name)["champion"] == champion
+    assert any("the champion stays" in r for r in decision["reasons"])
