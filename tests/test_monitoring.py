@@ -100,6 +100,20 @@ def replay(cfg, root: Path, full: pd.DataFrame, nights: int) -> list:
     return [night(cfg, root, full.iloc[: HISTORY + n * NIGHT]) for n in range(nights)]
 
 
+def test_few_drift_blocks_alarm_at_the_nominal_rate(tmp_path: Path) -> None:
+    """No change, 4 earlier blocks: the t-test alarms at about alarm_p (the normal: ~10 times)."""
+    cfg = setup(tmp_path, "mon-t")
+    rng = np.random.default_rng(0)
+    alarms, trials = 0, 2000
+    for _ in range(trials):
+        # A seasonal random walk: its seasonal-naive residuals are independent noise.
+        values = np.cumsum(rng.normal(size=(6, SEASON)), axis=0).reshape(-1, 1)
+        check = monitoring.drift(cfg, values, new_from=5 * SEASON)
+        assert check.numbers["blocks"] == 4
+        alarms += check.status == monitoring.ALARM
+    assert alarms / trials < 2.5 * cfg.monitoring.alarm_p, alarms
+
+
 def test_a_level_shift_raises_the_alarm_and_records_why(store: str, tmp_path: Path) -> None:
     """Shifted rows first arrive at night 4: alarm that night or the next; the reason recorded."""
     cfg = setup(tmp_path, "mon-shift")

@@ -212,12 +212,12 @@ def drift_season(cfg: Config, history: int, block: int) -> int:
 
 def drift(cfg: Config, values: np.ndarray, new_from: int) -> Check:
     """New rows against the history, seasonally: the mean seasonal-naive residual of the new
-    block against equally long, equally phased blocks of the history (a z-test per target)."""
+    block against equally long, equally phased blocks of the history (a t-test per target)."""
     from scipy import stats
 
     block = len(values) - new_from
     if block <= 0:
-        return Check("drift", OK, None, "no new rows since the last recorded forecast")
+        return Check("drift", OK, None, "no new rows since the last pipeline forecast")
     season = drift_season(cfg, new_from, block)
     residual = values[season:] - values[:-season]
     new, past = residual[new_from - season :], residual[: new_from - season]
@@ -226,16 +226,22 @@ def drift(cfg: Config, values: np.ndarray, new_from: int) -> Check:
         return Check("drift", OK, None, f"too little history for {block}-row blocks")
     blocks = past[len(past) - count * block :].reshape(count, block, -1).mean(axis=1)
     spread = blocks.std(axis=0, ddof=1)
-    z = (new.mean(axis=0) - blocks.mean(axis=0)) / np.where(spread > 0, spread, np.inf)
-    worst = int(np.argmax(np.abs(z)))
-    p_value = min(1.0, float(2.0 * stats.norm.sf(abs(z[worst]))) * len(z))
+    # The spread comes from a few block means: the new block against their mean is Student's t
+    # with count - 1 degrees of freedom (the normal would alarm ~10x too often at 4 blocks), and
+    # that mean's own error widens it by sqrt(1 + 1/count).
+    scale = spread * np.sqrt(1.0 + 1.0 / count)
+    t = (new.mean(axis=0) - blocks.mean(axis=0)) / np.where(scale > 0, scale, np.inf)
+    worst = int(np.argmax(np.abs(t)))
+    p_value = min(1.0, float(2.0 * stats.t.sf(abs(t[worst]), count - 1)) * len(t))
     target = cfg.data.targets[worst]
     message = (
         f"{block} new row(s) of {target}: mean seasonal-naive residual (season {season}) "
         f"{new.mean(axis=0)[worst]:.4g} vs {blocks.mean(axis=0)[worst]:.4g} ± "
-        f"{spread[worst]:.3g} over {count} earlier blocks (z {z[worst]:.2f}, p {p_value:.3g})"
+        f"{spread[worst]:.3g} over {count} earlier blocks (t {t[worst]:.2f}, {count - 1} df, "
+        f"p {p_value:.3g})"
     )
-    numbers = {"rows": float(block), "season": float(season), "z": float(z[worst])}
+    numbers = {"rows": float(block), "season": float(season), "t": float(t[worst])}
+    numbers["blocks"] = float(count)
     return Check("drift", status(p_value, cfg), p_value, message, numbers)
 
 
