@@ -300,9 +300,10 @@ def stop_on_signals() -> None:
         previous_hook(unraisable)
 
     for each in (signal.SIGINT, signal.SIGTERM):
-        # An inherited SIG_IGN (nohup, a background job) means "leave me running": keep it.
-        if signal.getsignal(each) is not signal.SIG_IGN:
-            signal.signal(each, stop)
+        # Over an inherited SIG_IGN too: a shell starts background jobs with SIGINT ignored
+        # (`nohup make test &`), yet the runner stops a stage with SIGINT, and so does
+        # die_with_parent below; kept ignored, the stage would run on and exit 0.
+        signal.signal(each, stop)
     previous_hook = sys.unraisablehook
     sys.unraisablehook = reraise_dropped
     # DVC killed (e.g. with `make repro` by kill -9) would leave this stage running unobserved:

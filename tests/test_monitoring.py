@@ -100,6 +100,117 @@ def replay(cfg, root: Path, full: pd.DataFrame, nights: int) -> list:
     return [night(cfg, root, full.iloc[: HISTORY + n * NIGHT]) for n in range(nights)]
 
 
+def record(cfg, root: Path, data: pd.DataFrame, rows: int, source: str, bias: float = 0.0) -> bool:
+    """The champion's forecast from the first `rows` rows as `source` records it; `bias` is
+    added to the forecast and its bands (a degraded model, or a client's bad history)."""
+    version = ledger.champion_version(cfg)
+    forecaster = ledger.load_version(cfg.tracking.registered_model, version)
+    history = data.iloc[:rows].tail(forecaster.min_history)
+    frame = forecaster.forecast(history)
+    columns = [c for c in frame.columns if c != forecaster.timestamp]
+    frame[columns] += bias
+    origin = history["timestamp"].iloc[-1]
+    _, added = ledger.record(
+        cfg, frame, version, origin, source, forecaster.timestamp, forecaster.targets, root
+    )
+    return added
+
+
+def test_a_degraded_champion_raises_the_decay_alarm_while_drift_stays_quiet(
+    store: str, tmp_path: Path
+) -> None:
+    """An unchanged series, the champion's forecasts off by +8 from night 2: drift never
+    fires, decay does within the 3 forecasts of its window, and the retrain says why."""
+    cfg = setup(tmp_path, "mon-decay")
+    full = series(HISTORY + 6 * NIGHT)
+    champion(tmp_path, "mon-decay", full.iloc[:HISTORY])
+    nights = []
+    for n in range(6):
+        rows = HISTORY + n * NIGHT
+        full.iloc[:rows].to_csv(tmp_path / cfg.data.path, index=False)
+        assessment, decision = monitoring.check(cfg, tmp_path, data_changed=True)
+        record(cfg, tmp_path, full, rows, "pipeline", bias=8.0 if n >= 2 else 0.0)
+        monitoring.record_check(cfg, tmp_path, assessment, decision, retrained=False)
+        nights.append((assessment, decision))
+    checks = [(a.decay.status, a.drift.status) for a, _ in nights]
+    assert all(a.drift.status == monitoring.OK for a, _ in nights), checks
+    alarms = [n for n, (a, _) in enumerate(nights) if a.decay.status == monitoring.ALARM]
+    # Night 2's degraded forecast is scored on night 3; all 3 in the window are bad on night 5.
+    assert alarms and alarms[0] in (3, 4, 5) and alarms[-1] == 5, checks
+    assessment, decision = nights[5]
+    assert decision.retrain and decision.reason == "decay alarm"
+    assert assessment.decay.numbers["forecasts"] == 3
+    assert assessment.decay.numbers["live_mae"] > 4 * assessment.expected["mean"]
+
+
+def test_hourly_serve_records_neither_silence_drift_nor_raise_alarms(
+    store: str, tmp_path: Path
+) -> None:
+    """`seqcast serve` answering every hour, from a client's history 8 too high, up to the row
+    the pipeline forecasts from: no alarm before the shift, the drift alarm on time after it."""
+    cfg = setup(tmp_path, "mon-hourly")
+    full = series(HISTORY + 4 * NIGHT, shift_at=HISTORY + 2 * NIGHT)
+    champion(tmp_path, "mon-hourly", full.iloc[:HISTORY])
+    nights = []
+    for n in range(4):
+        rows = HISTORY + n * NIGHT
+        for hour in range(rows - NIGHT + 1, rows + 1) if n else ():  # the day's requests
+            assert record(cfg, tmp_path, full, hour, "serve", bias=8.0)
+        full.iloc[:rows].to_csv(tmp_path / cfg.data.path, index=False)
+        assessment, decision = monitoring.check(cfg, tmp_path, data_changed=True)
+        # The pipeline's own record, although `serve` already has one from the same origin.
+        assert record(cfg, tmp_path, full, rows, "pipeline")
+        monitoring.record_check(cfg, tmp_path, assessment, decision, retrained=False)
+        nights.append(assessment)
+    checks = [(a.decay, a.drift) for a in nights]
+    served = [s for s in nights[2].scores if s.source == "serve"]
+    assert len(served) > 20 and min(s.mae for s in served) > 4, checks  # scored, not tested
+    assert not any(a.alarm for a in nights[:3]), checks
+    assert [a.new_rows for a in nights[1:]] == [NIGHT] * 3  # from the last pipeline origin
+    assert nights[3].drift.status == monitoring.ALARM, checks  # the shifted rows' first night
+    assert nights[3].decay.numbers["forecasts"] == 3  # the pipeline forecasts of nights 0-2
+    sources = [e.source for e in ledger.entries(cfg, tmp_path)]
+    assert sources.count("pipeline") == 4 and sources.count("serve") == 3 * NIGHT
+
+
+def test_decay_counts_overlapping_forecasts_once() -> None:
+    """Pipeline forecasts from hourly origins (horizon 6): only origins 6 hours apart are tested,
+    the newest kept."""
+    hours = pd.date_range("2024-01-01", periods=20, freq="h")
+    scores = [
+        monitoring.Score(
+            version="1",
+            origin=hours[k],
+            run_id=str(k),
+            source="pipeline",
+            end=hours[k] + pd.Timedelta(hours=HORIZON),
+            mae=1.0,
+            mase=1.0,
+            coverage={},
+            step_mae=[],
+            step_coverage={},
+            first_miss={},
+            targets=1,
+        )  # fmt: skip
+        for k in range(20)
+    ]
+    assert [s.run_id for s in monitoring.independent(scores)] == ["1", "7", "13", "19"]
+
+
+def test_few_drift_blocks_alarm_at_the_nominal_rate(tmp_path: Path) -> None:
+    """No change, 4 earlier blocks: the t-test alarms at about alarm_p (the normal: ~10 times)."""
+    cfg = setup(tmp_path, "mon-t")
+    rng = np.random.default_rng(0)
+    alarms, trials = 0, 2000
+    for _ in range(trials):
+        # A seasonal random walk: its seasonal-naive residuals are independent noise.
+        values = np.cumsum(rng.normal(size=(6, SEASON)), axis=0).reshape(-1, 1)
+        check = monitoring.drift(cfg, values, new_from=5 * SEASON)
+        assert check.numbers["blocks"] == 4
+        alarms += check.status == monitoring.ALARM
+    assert alarms / trials < 2.5 * cfg.monitoring.alarm_p, alarms
+
+
 def test_a_level_shift_raises_the_alarm_and_records_why(store: str, tmp_path: Path) -> None:
     """Shifted rows first arrive at night 4: alarm that night or the next; the reason recorded."""
     cfg = setup(tmp_path, "mon-shift")
@@ -146,7 +257,8 @@ def test_an_unchanged_replay_never_alarms_and_a_night_rerun_adds_nothing(
     client = MlflowClient()
     (live,) = client.search_runs(
         [ledger.experiment_id(cfg, tmp_path)],
-        filter_string=f"tags.`seqcast.live.version` = '{version}'",
+        filter_string=f"tags.`seqcast.live.version` = '{version}' "
+        "and tags.`seqcast.live.registered_model` = 'mon-same'",
     )
     assert len(client.get_metric_history(live.info.run_id, "live_mae")) == 5
 

@@ -1,8 +1,8 @@
-"""The forecast ledger: every served forecast, one MLflow run per (model version, origin).
+"""The forecast ledger: every served forecast, one MLflow run per (model version, origin, source).
 
 It lives in the tracking store (experiment `<tracking.experiment>-ledger`), so a team shares it
-wherever the store is; runs are only ever added, and recording the same version and origin
-again (a re-run of the same night) finds the existing run instead of adding one.
+wherever the store is; runs are only ever added, and recording the same version, origin and
+source again (a re-run of the same night) finds the existing run instead of adding one.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 SUFFIX = "-ledger"
 TAG = "seqcast.ledger."
 TABLE = "forecast.json"
-SOURCES = ("pipeline", "forecast", "serve")
+PIPELINE = "pipeline"  # the scheduled run's own forecasts: the only ones monitoring tests
+SOURCES = (PIPELINE, "forecast", "serve")
 
 
 @dataclass(frozen=True)
@@ -77,13 +78,16 @@ def long_table(frame: pd.DataFrame, timestamp: str, targets: list[str]) -> pd.Da
     return pd.concat(rows, ignore_index=True)
 
 
-def _find(client, experiment: str, model: str, version: str, origin: str) -> str | None:
-    """The finished ledger run of this version and origin, if one was recorded."""
+def _find(
+    client, experiment: str, model: str, version: str, origin: str, source: str
+) -> str | None:
+    """The finished ledger run of this version, origin and source, if one was recorded."""
     found = client.search_runs(
         [experiment],
         filter_string=(
             f"tags.`{TAG}registered_model` = '{model}' and tags.`{TAG}version` = '{version}' "
-            f"and tags.`{TAG}origin` = '{origin}' and attributes.status = 'FINISHED'"
+            f"and tags.`{TAG}origin` = '{origin}' and tags.`{TAG}source` = '{source}' "
+            "and attributes.status = 'FINISHED'"
         ),
         order_by=["attributes.start_time ASC"],
         max_results=1,
@@ -101,14 +105,15 @@ def record(
     targets: list[str],
     root: Path | None = None,
 ) -> tuple[str, bool]:
-    """Record a forecast once per (version, origin): (run id, True when added now)."""
+    """Record a forecast once per (version, origin, source): (run id, True when added now)."""
     from mlflow import MlflowClient
 
     assert source in SOURCES, source
     experiment = experiment_id(cfg, root)
     client = MlflowClient()
     model, at = cfg.tracking.registered_model, origin_text(origin)
-    existing = _find(client, experiment, model, str(version), at)
+    # Per source: a `serve` record at tonight's origin must not stand in for the pipeline's own.
+    existing = _find(client, experiment, model, str(version), at, source)
     if existing is not None:
         return existing, False
     tags = {
@@ -130,7 +135,8 @@ def record(
 
 
 def entries(cfg: Config, root: Path | None = None) -> list[Entry]:
-    """Every finished ledger forecast of the registered model, oldest origin first, one per key."""
+    """Every finished ledger forecast of the registered model, oldest origin first, one per
+    (version, origin, source)."""
     from mlflow import MlflowClient
 
     experiment = experiment_id(cfg, root)
@@ -153,7 +159,8 @@ def entries(cfg: Config, root: Path | None = None) -> list[Entry]:
             break
     first = {}
     for run in runs:  # two writers racing on one night: the earliest run counts, once
-        key = (run.data.tags[f"{TAG}version"], run.data.tags[f"{TAG}origin"])
+        tags = run.data.tags
+        key = (tags[f"{TAG}version"], tags[f"{TAG}origin"], tags.get(f"{TAG}source", "?"))
         first.setdefault(key, run)
     if not first:
         return []
@@ -162,12 +169,12 @@ def entries(cfg: Config, root: Path | None = None) -> list[Entry]:
             run_id=run.info.run_id,
             version=version,
             origin=pd.Timestamp(origin),
-            source=run.data.tags.get(f"{TAG}source", "?"),
+            source=source,
             table=_table(client, run.info.run_id),
         )
-        for (version, origin), run in first.items()
+        for (version, origin, source), run in first.items()
     ]
-    return sorted(found, key=lambda e: (e.origin, int(e.version)))
+    return sorted(found, key=lambda e: (e.origin, int(e.version), e.source))
 
 
 def _table(client, run_id: str) -> pd.DataFrame:
@@ -219,7 +226,7 @@ def registered_version(cfg: Config, model_uri: str) -> str | None:
     return str(found.version)
 
 
-def record_champion(cfg: Config, root: Path, source: str = "pipeline") -> dict | None:
+def record_champion(cfg: Config, root: Path, source: str = PIPELINE) -> dict | None:
     """The champion's forecast from the latest rows of the raw data, recorded in the ledger."""
     tracking.setup(cfg.tracking.experiment, root)
     version = champion_version(cfg)

@@ -27,6 +27,7 @@ REASONS = (
 )  # fmt: skip
 CHECK = "seqcast.check."
 LIVE_TAG = "seqcast.live.version"
+LIVE_MODEL_TAG = "seqcast.live.registered_model"
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class Score:
     version: str
     origin: pd.Timestamp
     run_id: str
+    source: str  # ledger.SOURCES: only the pipeline's own are tested for decay
+    end: pd.Timestamp  # the last step's time, naive UTC: where the next independent origin starts
     mae: float
     mase: float
     coverage: dict[str, float]  # level -> share of steps inside the band
@@ -132,6 +135,8 @@ def score(entry: ledger.Entry, actual: pd.DataFrame, season: int) -> Score | Non
         version=entry.version,
         origin=entry.origin,
         run_id=entry.run_id,
+        source=entry.source,
+        end=_naive(pd.Timestamp(when.max())),
         mae=float(error.mean()),
         mase=float((error / scale).mean()),
         coverage={lv: float(ok.mean()) for lv, ok in inside.items()},
@@ -154,6 +159,23 @@ def _aligned(origin: pd.Timestamp, index: pd.DatetimeIndex) -> pd.Timestamp:
     return origin
 
 
+def _naive(when: pd.Timestamp) -> pd.Timestamp:
+    """An instant as naive UTC (a naive one is taken as it is): origins and ends compare."""
+    return when.tz_convert(None) if when.tz is not None else when
+
+
+def independent(scores: list[Score]) -> list[Score]:
+    """The newest forecasts whose steps do not overlap, oldest first: each one's origin at or
+    after the previous one's last step (origins at least a horizon apart)."""
+    # Forecasts from consecutive origins share most of their steps: tested as if independent,
+    # one bad stretch of actuals would count once per forecast that covers it.
+    kept: list[Score] = []
+    for s in sorted(scores, key=lambda s: s.end, reverse=True):
+        if not kept or s.end <= _naive(kept[-1].origin):
+            kept.append(s)
+    return kept[::-1]
+
+
 def backtest_errors(cfg: Config, version: str) -> np.ndarray | None:
     """The version's out-of-sample window MAEs (its calibration errors), None when it has none."""
     forecaster = ledger.load_version(cfg.tracking.registered_model, version)
@@ -164,12 +186,14 @@ def backtest_errors(cfg: Config, version: str) -> np.ndarray | None:
 
 def decay(cfg: Config, scores: list[Score], windows: np.ndarray | None, version: str) -> Check:
     """Live errors against the backtest's: Fisher-combined ranks of each forecast's MAE, and
-    first-step band misses against their nominal rate (binomial); Bonferroni over the tests."""
+    first-step band misses against their nominal rate (binomial); Bonferroni over the tests.
+
+    `scores`: the pipeline's forecasts of the version; the latest non-overlapping ones count."""
     from scipy import stats
 
-    latest = scores[-cfg.monitoring.decay_window :]
+    latest = independent(scores)[-cfg.monitoring.decay_window :]
     if not latest:
-        return Check("decay", OK, None, f"no scored forecast of v{version} yet")
+        return Check("decay", OK, None, f"no scored pipeline forecast of v{version} yet")
     if windows is None or len(windows) == 0:
         return Check("decay", OK, None, f"v{version} carries no backtest errors to compare with")
     # Each forecast's MAE ranked among the backtest windows': uniform while nothing changed.
@@ -182,7 +206,7 @@ def decay(cfg: Config, scores: list[Score], windows: np.ndarray | None, version:
         "p_error": fisher,
     }
     tests = [fisher]
-    # Only each forecast's first step: nights apart, they are independent; steps are not.
+    # Only each forecast's first step: a horizon apart, they are independent; steps are not.
     for level in latest[0].coverage:
         n = sum(s.targets for s in latest)
         misses = sum(s.first_miss[level] for s in latest)
@@ -191,8 +215,8 @@ def decay(cfg: Config, scores: list[Score], windows: np.ndarray | None, version:
         tests.append(p)
     p_value = min(1.0, min(tests) * len(tests))
     message = (
-        f"v{version}, latest {len(latest)} forecast(s): live MAE {numbers['live_mae']:.4g} vs "
-        f"backtest {numbers['backtest_mae']:.4g} (p {fisher:.3g}); "
+        f"v{version}, latest {len(latest)} non-overlapping pipeline forecast(s): live MAE "
+        f"{numbers['live_mae']:.4g} vs backtest {numbers['backtest_mae']:.4g} (p {fisher:.3g}); "
         + ", ".join(
             f"{int(numbers[f'misses_{lv}'])}/{sum(s.targets for s in latest)} first steps "
             f"outside the {lv}% band (p {numbers[f'p_coverage_{lv}']:.3g})"
@@ -212,12 +236,12 @@ def drift_season(cfg: Config, history: int, block: int) -> int:
 
 def drift(cfg: Config, values: np.ndarray, new_from: int) -> Check:
     """New rows against the history, seasonally: the mean seasonal-naive residual of the new
-    block against equally long, equally phased blocks of the history (a z-test per target)."""
+    block against equally long, equally phased blocks of the history (a t-test per target)."""
     from scipy import stats
 
     block = len(values) - new_from
     if block <= 0:
-        return Check("drift", OK, None, "no new rows since the last recorded forecast")
+        return Check("drift", OK, None, "no new rows since the last pipeline forecast")
     season = drift_season(cfg, new_from, block)
     residual = values[season:] - values[:-season]
     new, past = residual[new_from - season :], residual[: new_from - season]
@@ -226,16 +250,22 @@ def drift(cfg: Config, values: np.ndarray, new_from: int) -> Check:
         return Check("drift", OK, None, f"too little history for {block}-row blocks")
     blocks = past[len(past) - count * block :].reshape(count, block, -1).mean(axis=1)
     spread = blocks.std(axis=0, ddof=1)
-    z = (new.mean(axis=0) - blocks.mean(axis=0)) / np.where(spread > 0, spread, np.inf)
-    worst = int(np.argmax(np.abs(z)))
-    p_value = min(1.0, float(2.0 * stats.norm.sf(abs(z[worst]))) * len(z))
+    # The spread comes from a few block means: the new block against their mean is Student's t
+    # with count - 1 degrees of freedom (the normal would alarm ~10x too often at 4 blocks), and
+    # that mean's own error widens it by sqrt(1 + 1/count).
+    scale = spread * np.sqrt(1.0 + 1.0 / count)
+    t = (new.mean(axis=0) - blocks.mean(axis=0)) / np.where(scale > 0, scale, np.inf)
+    worst = int(np.argmax(np.abs(t)))
+    p_value = min(1.0, float(2.0 * stats.t.sf(abs(t[worst]), count - 1)) * len(t))
     target = cfg.data.targets[worst]
     message = (
         f"{block} new row(s) of {target}: mean seasonal-naive residual (season {season}) "
         f"{new.mean(axis=0)[worst]:.4g} vs {blocks.mean(axis=0)[worst]:.4g} ± "
-        f"{spread[worst]:.3g} over {count} earlier blocks (z {z[worst]:.2f}, p {p_value:.3g})"
+        f"{spread[worst]:.3g} over {count} earlier blocks (t {t[worst]:.2f}, {count - 1} df, "
+        f"p {p_value:.3g})"
     )
-    numbers = {"rows": float(block), "season": float(season), "z": float(z[worst])}
+    numbers = {"rows": float(block), "season": float(season), "t": float(t[worst])}
+    numbers["blocks"] = float(count)
     return Check("drift", status(p_value, cfg), p_value, message, numbers)
 
 
@@ -269,16 +299,21 @@ def assess(cfg: Config, root: Path) -> Assessment:
         else:
             scores.append(scored)
     windows = backtest_errors(cfg, champion) if champion else None
-    mine = [s for s in scores if s.version == champion]
+    # Only the pipeline's own forecasts: `serve` and `forecast` records come at any rate (hourly,
+    # from any history) and would outweigh or silence the scheduled ones.
+    mine = [s for s in scores if s.version == champion and s.source == ledger.PIPELINE]
     decay_check = (
         decay(cfg, mine, windows, champion)
         if champion
         else Check("decay", OK, None, "no champion yet")
     )
-    last = max((e.origin for e in entries), default=None)
+    # From the last pipeline origin: a `serve` record from the latest row would leave no new rows.
+    last = max((e.origin for e in entries if e.source == ledger.PIPELINE), default=None)
     if last is None:
         new_from = len(actual)
-        drift_check = Check("drift", OK, None, "no earlier forecast in the ledger to start from")
+        drift_check = Check(
+            "drift", OK, None, "no earlier pipeline forecast in the ledger to start from"
+        )
     else:
         new_from = int(np.searchsorted(actual.index, _aligned(last, actual.index), side="right"))
         drift_check = drift(cfg, actual.to_numpy(), new_from)
@@ -380,24 +415,31 @@ def log_live(cfg: Config, root: Path, scores: list[Score]) -> int:
     from mlflow.entities import Metric
 
     client, experiment, logged = MlflowClient(), ledger.experiment_id(cfg, root), 0
+    model = cfg.tracking.registered_model
     for version in sorted({s.version for s in scores}, key=int):
+        # By model too: two registered models in one experiment each have a v1.
         found = client.search_runs(
             [experiment],
-            filter_string=f"tags.`{LIVE_TAG}` = '{version}'",
+            filter_string=(
+                f"tags.`{LIVE_TAG}` = '{version}' and tags.`{LIVE_MODEL_TAG}` = '{model}'"
+            ),
             order_by=["attributes.start_time ASC"],
             max_results=1,
         )
         if found:
             run_id = found[0].info.run_id
         else:
-            tags = {LIVE_TAG: version}
+            tags = {LIVE_TAG: version, LIVE_MODEL_TAG: model}
             run = client.create_run(experiment, run_name=f"live v{version}", tags=tags)
             run_id = run.info.run_id
         seen = {m.step for m in client.get_metric_history(run_id, "live_mae")}
-        for s in (s for s in scores if s.version == version):
+        mine = [s for s in scores if s.version == version]
+        # The pipeline's own first: its forecast is the one logged for an origin served twice.
+        for s in sorted(mine, key=lambda s: s.source != ledger.PIPELINE):
             step = int(s.origin.timestamp())
-            if step in seen:
+            if step in seen:  # logged, or another source's forecast from the same origin
                 continue
+            seen.add(step)
             when = step * 1000
             values = {"live_mae": s.mae, "live_mase": s.mase}
             values |= {f"live_coverage_{lv}": c for lv, c in s.coverage.items()}
@@ -412,7 +454,8 @@ def live_frame(assessment: Assessment) -> pd.DataFrame:
     """reports/live/live.csv: one row per scored forecast, with the champion's expected error."""
     rows = []
     for s in assessment.scores:
-        row = {"version": s.version, "origin": s.origin.isoformat(), "mae": s.mae, "mase": s.mase}
+        row = {"version": s.version, "source": s.source, "origin": s.origin.isoformat()}
+        row |= {"mae": s.mae, "mase": s.mase}
         row |= {f"coverage_{lv}": c for lv, c in s.coverage.items()}
         if assessment.expected and s.version == assessment.champion:
             row |= {f"expected_mae_{k}": v for k, v in assessment.expected.items()}

@@ -103,6 +103,21 @@ def test_a_dropped_interrupt_still_exits_130(where: str) -> None:
         assert done.stderr.strip().endswith("race failed: interrupted")
 
 
+def test_a_stage_started_with_sigint_ignored_still_stops_on_it() -> None:
+    """A shell's background job (`nohup make test &`) starts with SIGINT ignored: the stage
+    installs its handler anyway, so the runner's Ctrl-C still stops it with 130."""
+    done = subprocess.run(
+        [sys.executable, "-c", RACE, "weakref"],
+        cwd=ROOT,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    assert done.returncode == 130 and "body stopped" in done.stdout, done.stdout + done.stderr
+
+
 def test_a_stage_started_after_the_stop_does_not_run(
     tmp_path: Path, capfd: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -114,7 +129,14 @@ def test_a_stage_started_after_the_stop_does_not_run(
     script = f"trap '' INT; kill -INT $PPID; sleep 0.3; exec {' '.join(stage)}"
     monkeypatch.delenv("SEQCAST_STOP_FILE", raising=False)
     monkeypatch.setenv("SEQCAST_PREFECT", "off")
-    code = run_command(["sh", "-c", script], grace=20)
+    # The runner here is pytest's own process: give it Python's SIGINT handler, as `make` in a
+    # terminal has, even when pytest runs in the background (SIGINT ignored, which the runner
+    # keeps) as under `nohup make test &`.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code = run_command(["sh", "-c", script], grace=20)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     err = capfd.readouterr().err
     assert code == 130
     assert "promote failed: not started: the run was stopped (Ctrl-C or SIGTERM)" in err
