@@ -18,8 +18,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import yaml
-
 from seqcast import paths
 
 # The check lives in seqcast.store, beside the `store` stage that shares it.
@@ -65,6 +63,8 @@ def store_advice(root: Path, missing: list[str]) -> str:
 
 def missing_outputs(root: Path) -> dict[str, list[str]]:
     """Stage -> the outputs dvc.lock records for it that are not in the workspace."""
+    import yaml  # here: the `store` stage, run on every repro, does without it
+
     try:
         lock = yaml.safe_load((root / "dvc.lock").read_text()) or {}
     except (OSError, yaml.YAMLError):
