@@ -4,6 +4,9 @@ The flows are thin: each runs one task that calls the stage's function in seqcas
 failures (bad params, bad data, failed validation) end the run Failed with their message and no
 retry; connection errors (a tracking server that does not answer) are retried with backoff.
 
+The `store` stage is no flow: it records the MLflow store's key for DVC in a few milliseconds
+(pipelines.consistency.record_store), before Prefect is imported.
+
 Run by the pipeline flow (`dvc repro` inside `seqcast-pipeline`), a stage's flow run is a subflow
 of the pipeline's run: the pipeline names its flow and task run in SEQCAST_PREFECT_PARENT_*,
 DVC passes the environment on, and `run_flow_as_stage` links the new flow run to them.
@@ -19,6 +22,14 @@ import threading
 from collections.abc import Iterator
 
 from pipelines.common import guard_exit, main_plain, prefect_disabled, run_identity
+
+if __name__ == "__main__" and sys.argv[1:2] == ["store"]:
+    # DVC runs it on every `dvc repro` (always_changed): no Prefect, so a no-op repro stays quick.
+    from pipelines.common import note_ran, resolve_root
+    from pipelines.consistency import record_store
+
+    note_ran("store")
+    sys.exit(record_store(resolve_root(None)))
 
 if __name__ == "__main__":
     # Before any library registers its own exit functions: this one must run after them.

@@ -81,6 +81,22 @@ def test_every_stage_command_runs_its_function() -> None:
         assert stage(name)["cmd"].startswith(f"exec python -m pipelines.stages {name}")
 
 
+def test_the_store_stage_runs_always_and_gates_what_needs_the_store() -> None:
+    """`store` runs on every repro, its code deps its import closure; the stages that log what
+    the outputs name (and promote, which registers it) depend on the key it writes."""
+    from seqcast.store import KEY_FILE
+
+    store = stage("store")
+    assert store["cmd"] == "exec python -m pipelines.stages store"
+    assert store["always_changed"] is True
+    needed = {str(source(m).relative_to(ROOT)) for m in closure("seqcast.store")}
+    assert set(store["deps"]) == needed
+    # persist: the generation counts on from the last key (DVC would delete it first).
+    assert store["outs"] == [{str(KEY_FILE): {"cache": False, "persist": True}}]
+    gated = {name for name, body in DVC.items() if str(KEY_FILE) in body.get("deps", [])}
+    assert gated == {"evaluate", "refit", "promote"}
+
+
 class Recorder:
     """A read-only view of a config that records every dotted key read through it."""
 

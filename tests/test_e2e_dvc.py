@@ -6,6 +6,7 @@ as the README tells a user to; every test after that starts from that committed 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,6 +21,7 @@ import yaml
 from helpers import ran
 
 from benchmarks.repro import git_copy
+from seqcast.store import KEY_FILE, missing_in_store
 
 BIN = Path(sys.executable).parent
 TINY = {
@@ -49,9 +51,10 @@ OUTPUTS = (
     "plots",
     "metrics/promotion.json",
     "reports/report",
+    str(KEY_FILE),
 )
 STAGES = {
-    "validate", "normalise", "window", "train@gru", "train@lstm", "backtest@gru",
+    "store", "validate", "normalise", "window", "train@gru", "train@lstm", "backtest@gru",
     "backtest@lstm", "evaluate", "refit", "promote",
 }  # fmt: skip
 
@@ -84,6 +87,12 @@ def restored(done: subprocess.CompletedProcess) -> set[str]:
         for line in text.splitlines()
         if line.startswith("Stage '") and "is cached" in line
     }
+
+
+def stale(repo: Path) -> dict[str, list]:
+    """`dvc status`, less the `store` stage, which DVC always lists ("always changed")."""
+    status = yaml.safe_load(run(repo, "dvc", "status", "--json").stdout)
+    return {name: why for name, why in status.items() if why != ["always changed"]}
 
 
 def digest(path: Path) -> str:
@@ -194,19 +203,53 @@ def test_runs_land_in_the_repo_store(repo: Path, first: subprocess.CompletedProc
 
 
 def test_second_repro_does_nothing(clean: Path) -> None:
-    """Nothing changed, nothing reruns."""
+    """Nothing changed, nothing reruns but the store's check, quickly; every byte stays."""
+    before, lock = snapshot(clean), (clean / "dvc.lock").read_bytes()
+    started = time.perf_counter()
     again = run(clean, "dvc", "repro")
-    assert ran(again) == set() and restored(again) == set()
-    assert "up to date" in run(clean, "dvc", "status").stdout
+    seconds = time.perf_counter() - started
+    print(f"no-op dvc repro: {seconds:.2f} s")
+    assert ran(again) == {"store"} and restored(again) == set()
+    assert snapshot(clean) == before and (clean / "dvc.lock").read_bytes() == lock
+    assert stale(clean) == {}
+
+
+def test_a_deleted_store_makes_plain_repro_register_a_champion_again(clean: Path) -> None:
+    """`rm mlruns/mlflow.db`, plain `dvc repro`: the store stage sees the outputs name runs that
+    are gone, evaluate, refit and promote run again into a new store (not restored from the run
+    cache) and a champion is registered; the repro after that does nothing."""
+    database = clean / "mlruns" / "mlflow.db"
+    saved = clean.parent / "mlflow.db.saved"
+    with (
+        contextlib.closing(sqlite3.connect(database)) as db,
+        contextlib.closing(sqlite3.connect(saved)) as copy,
+    ):
+        db.backup(copy)
+    try:
+        for name in ("mlflow.db", "mlflow.db-wal", "mlflow.db-shm"):
+            (clean / "mlruns" / name).unlink(missing_ok=True)
+        lost = run(clean, "dvc", "repro")
+        assert ran(lost) == {"store", "evaluate", "refit", "promote"}
+        assert restored(lost) == set()
+        assert "lacks what the outputs name" in lost.stdout
+        assert aliases(clean) == {"champion": 1}
+        assert missing_in_store(clean) == []
+        assert json.loads((clean / KEY_FILE).read_text())["generation"] == 1
+        after = snapshot(clean)
+        assert ran(run(clean, "dvc", "repro")) == {"store"}
+        assert snapshot(clean) == after
+    finally:  # the baseline's store, for the tests after this one
+        for name in ("mlflow.db", "mlflow.db-wal", "mlflow.db-shm"):
+            (clean / "mlruns" / name).unlink(missing_ok=True)
+        saved.replace(database)
 
 
 def test_editing_a_stage_body_makes_that_stage_stale(clean: Path) -> None:
     """The file a stage runs is the file it depends on."""
-    for module, stale in [("registry", {"promote"}), ("validation", {"validate"})]:
+    for module, stale_stages in [("registry", {"promote"}), ("validation", {"validate"})]:
         with open(clean / f"src/seqcast/{module}.py", "a") as handle:
             handle.write("\n# an edit\n")
-        status = yaml.safe_load(run(clean, "dvc", "status", "--json").stdout)
-        assert set(status) == stale, module
+        assert set(stale(clean)) == stale_stages, module
         run(clean, "git", "checkout", "--", f"src/seqcast/{module}.py")
 
 
@@ -216,13 +259,13 @@ def test_param_change_reruns_what_follows_and_going_back_restores(clean: Path) -
     before = snapshot(clean)
     set_params(clean, {"models": {"gru": {"units": 6}}})
     changed = run(clean, "dvc", "repro")
-    assert ran(changed) == {"train@gru", "backtest@gru", "evaluate", "refit", "promote"}
+    assert ran(changed) == {"store", "train@gru", "backtest@gru", "evaluate", "refit", "promote"}
     run(clean, "git", "checkout", "--", "params.yaml")
     started = time.perf_counter()
     back = run(clean, "dvc", "repro")
     seconds = time.perf_counter() - started
     assert restored(back) == {"train@gru", "backtest@gru", "evaluate", "refit"}
-    assert ran(back) == {"promote"}  # the registry is live state: decided again, not restored
+    assert ran(back) == {"store", "promote"}  # the registry is live: decided again, not restored
     print(f"run-cache restore: {seconds:.1f} s")
     # Byte for byte what the first run wrote; only the promotion is decided anew.
     decided = ("metrics/promotion.json", "reports/report")
@@ -284,11 +327,11 @@ def test_two_queued_experiments_run_at_once(clean: Path) -> None:
     assert len(lstm) == 1 + 1 + 5 + 2
     assert aliases(clean)["champion"] == champion
     assert snapshot(clean) == before
-    assert "up to date" in run(clean, "dvc", "status").stdout
+    assert stale(clean) == {}
     # `dvc exp apply` brings the experiment's params and outputs into the workspace.
     run(clean, "dvc", "exp", "apply", "q-lstm")
     assert yaml.safe_load((clean / "params.yaml").read_text())["models"]["lstm"]["units"] == 7
-    assert "up to date" in run(clean, "dvc", "status").stdout
+    assert stale(clean) == {}
     applied = snapshot(clean)
     assert applied["models/lstm"] != before["models/lstm"]
     assert applied["models/gru"] == before["models/gru"]
