@@ -455,8 +455,6 @@ def _paired(
     windows: HeldOutWindows, origins: np.ndarray, candidate: np.ndarray, champion: np.ndarray
 ) -> dict:
     """Diebold-Mariano test of the candidate against the champion on the same windows."""
-    from seqcast.evaluation.backtest import diebold_mariano
-
     n = windows.spec.n_targets
     scale = metrics.seasonal_naive_scale(windows.units[: windows.n_train, :n], windows.mase_season)
     actual = features.targets(windows.spec, windows.units, origins)
@@ -464,7 +462,7 @@ def _paired(
     def losses(forecast: np.ndarray) -> np.ndarray:
         return np.mean(np.abs(actual - forecast) / scale, axis=(1, 2))
 
-    return diebold_mariano(losses(candidate), losses(champion), windows.spec.horizon)
+    return metrics.diebold_mariano(losses(candidate), losses(champion), windows.spec.horizon)
 
 
 def _oos_forecast(root: Path, name: str, origins: np.ndarray) -> np.ndarray:
