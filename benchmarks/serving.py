@@ -1,27 +1,41 @@
-"""Forecast latency of the logged pyfunc model: one request, and 1,000 series.
+"""Forecast latency of the logged pyfunc model: one request in-process and over HTTP, many
+concurrent requests, and 1,000 series.
 
     python -m benchmarks.serving --forecaster models/gru/forecaster --requests 100
 
 The model is logged with seqcast.serving.log_forecaster into a temporary MLflow store and
 loaded back with mlflow.pyfunc.load_model, as `mlflow models serve` does; a request is the
-last min_history rows of the shipped raw CSV. The pyfunc takes one series per request, so
-1,000 series are timed as 1,000 requests, beside the library's vectorised path
-(Forecaster.forecast_units over 1,000 origins in one call).
+last min_history rows of the shipped raw CSV. The same model is served by `seqcast serve` for
+the HTTP figures: one client in turn, then many at once. The pyfunc takes one series per
+request, so 1,000 series are timed as 1,000 requests, beside the library's vectorised path
+(Forecaster.forecast_units over 1,000 origins in one call). For a network, Keras' plain
+model.predict on the same inputs is the baseline of the compiled predict path.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import ROOT, emit, median, percentile, timed
+from benchmarks.common import ROOT, emit, median, percentile, table, timed
 
 CHECKED_ROWS = 10_000
+SERVER_START_SECONDS = 180
 
 
 def history(forecaster, rows: int | None = None) -> pd.DataFrame:
@@ -43,8 +57,14 @@ def long_body(forecaster, rows: int) -> pd.DataFrame:
     return pd.DataFrame(body)
 
 
-def bench(folder: Path, requests: int = 100, series: int = 1000) -> dict:
-    """Median and p95 of one request, and 1,000 series both ways, in milliseconds."""
+def bench(
+    folder: Path,
+    requests: int = 100,
+    series: int = 1000,
+    clients: int = 100,
+    concurrent_requests: int = 500,
+) -> dict:
+    """Request latency in-process and over HTTP, concurrent throughput, 1,000 series both ways."""
     import mlflow
 
     from seqcast import serving
@@ -52,18 +72,35 @@ def bench(folder: Path, requests: int = 100, series: int = 1000) -> dict:
 
     forecaster = Forecaster.load(folder)
     request = history(forecaster).reset_index(drop=True)
+    result: dict = {
+        "forecaster": str(folder),
+        "predictor": type(forecaster.predictor).__name__,
+        "history_rows": len(request),
+    }
     with tempfile.TemporaryDirectory(prefix="seqcast-serve-") as tmp:
-        mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
+        uri = f"sqlite:///{tmp}/mlflow.db"
+        mlflow.set_tracking_uri(uri)
         experiment = mlflow.create_experiment("bench", artifact_location=Path(tmp).as_uri())
         with mlflow.start_run(experiment_id=experiment):
             info = serving.log_forecaster(folder, input_example=request)
         start = time.perf_counter()
         model = mlflow.pyfunc.load_model(info.model_uri)
-        load_seconds = time.perf_counter() - start
+        result["load_seconds"] = time.perf_counter() - start
         for _ in range(3):  # warm-up: first calls build the predict function
             model.predict(request)
+        cpu = time.process_time()
         single = timed(lambda: model.predict(request), requests)
+        cpu = (time.process_time() - cpu) / requests
         sequential = timed(lambda: [model.predict(request) for _ in range(series)], 1)[0]
+        result |= {
+            "request_ms": [s * 1e3 for s in single],
+            "request_median_ms": median(single) * 1e3,
+            "request_p95_ms": percentile(single, 95) * 1e3,
+            "request_cpu_ms": cpu * 1e3,
+        }
+        body = json.dumps(serving_body(request)).encode()
+        with served(uri, info.model_uri, Path(tmp)) as (port, pid):
+            result |= http_figures(port, pid, body, requests, clients, concurrent_requests)
     # The vectorised path: series windows of the shipped CSV forecast in one call.
     longer = history(forecaster, forecaster.min_history + series - 1)
     values = longer[forecaster.columns].to_numpy(dtype=np.float64)
@@ -72,35 +109,212 @@ def bench(folder: Path, requests: int = 100, series: int = 1000) -> dict:
     forecaster.forecast_units(values, times, origins)  # warm-up
     batched = timed(lambda: forecaster.forecast_units(values, times, origins), 5)
     # The server checks every row sent, not only the ones the model reads: its cost on a long body.
-    body = long_body(forecaster, CHECKED_ROWS)
-    checks = timed(lambda: forecaster.check_history(body), 20)
+    long = long_body(forecaster, CHECKED_ROWS)
+    checks = timed(lambda: forecaster.check_history(long), 20)
+    return (
+        result
+        | {
+            "series": series,
+            "sequential_seconds": sequential,
+            "sequential_ms_per_series": sequential / series * 1e3,
+            "vectorised_seconds": median(batched),
+            "vectorised_ms_per_series": median(batched) / series * 1e3,
+            "checked_rows": len(long),
+            "check_median_ms": median(checks) * 1e3,
+        }
+        | network_figures(forecaster, values, times, origins, requests)
+    )
+
+
+def network_figures(forecaster, values, times, origins, requests: int) -> dict:
+    """The network alone on one series and on all origins: seqcast's path vs model.predict."""
+    from seqcast import features
+    from seqcast.forecaster import network_predict
+    from seqcast.scaling import to_scaled
+
+    if not hasattr(forecaster.predictor, "predict_on_batch"):
+        return {}  # a baseline or the linear rival: no network to compare
+    spec, model = forecaster.spec, forecaster.predictor
+    series = to_scaled(values, forecaster.offset, forecaster.scale)
+    freq = forecaster.calendar_frequency
+    steps = pd.date_range(times[-1], periods=spec.shift + spec.horizon, freq=freq)
+    cal = features.calendar(times.append(steps[1:]), spec.calendar_names)
+    out: dict = {}
+    for label, rows in (("one", origins[-1:]), ("all", origins)):
+        batch = features.inputs(spec, series, cal, rows)
+        ours = network_predict(model, batch)  # warm-up: compiles this batch size
+        plain = model.predict(batch, verbose=0)
+        repeats = requests if label == "one" else 5
+        out[f"network_{label}_ms"] = (
+            median(timed(lambda b=batch: network_predict(model, b), repeats)) * 1e3
+        )
+        out[f"network_{label}_predict_ms"] = (
+            median(timed(lambda b=batch: model.predict(b, verbose=0), min(repeats, 20))) * 1e3
+        )
+        out[f"network_{label}_max_difference"] = float(np.max(np.abs(ours - plain)))
+    out["network_rows"] = len(origins)
+    return out
+
+
+def serving_body(request: pd.DataFrame) -> dict:
+    """A request frame in MLflow's dataframe_split layout, as a client posts it."""
+    return {"dataframe_split": json.loads(request.to_json(orient="split", index=False))}
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served(tracking_uri: str, model_uri: str, folder: Path) -> Iterator[tuple[int, int]]:
+    """`seqcast serve` of model_uri (this checkout's code) on a free port until the context ends."""
+    port = free_port()
+    # The server imports this checkout's seqcast, whichever checkout the venv was installed from.
+    pythonpath = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri, "PYTHONPATH": pythonpath}
+    command = [sys.executable, "-m", "seqcast.cli", "serve", "--model", model_uri]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    log_path = folder / "serve.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=folder,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + SERVER_START_SECONDS
+            while not _pings(port):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("seqcast serve did not start:\n" + log_path.read_text())
+                time.sleep(0.3)
+            yield port, process.pid
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def _pings(port: int) -> bool:
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        connection.request("GET", "/ping")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+
+
+def post(connection: http.client.HTTPConnection, body: bytes) -> tuple[int, float]:
+    """POST one forecast request on a kept-alive connection: (status, seconds)."""
+    start = time.perf_counter()
+    connection.request(
+        "POST", "/invocations", body=body, headers={"Content-Type": "application/json"}
+    )
+    reply = connection.getresponse()
+    reply.read()
+    return reply.status, time.perf_counter() - start
+
+
+def http_figures(port: int, pid: int, body: bytes, requests: int, clients: int, total: int) -> dict:
+    """One client's request latency, then clients sending total requests at once."""
+    import psutil
+
+    server = psutil.Process(pid)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for _ in range(3):  # warm-up: the server's first forecast compiles the network
+        post(connection, body)
+    one = [post(connection, body) for _ in range(requests)]
+    connection.close()
+    # The server's CPU seconds per request: what the machine's load does not change much.
+    cpu = sum(server.cpu_times()[:2])
+    seconds, errors, wall = concurrent(port, body, clients, total)
+    cpu = sum(server.cpu_times()[:2]) - cpu
     return {
-        "forecaster": str(folder),
-        "predictor": type(forecaster.predictor).__name__,
-        "history_rows": len(request),
-        "load_seconds": load_seconds,
-        "request_ms": [s * 1e3 for s in single],
-        "request_median_ms": median(single) * 1e3,
-        "request_p95_ms": percentile(single, 95) * 1e3,
-        "series": series,
-        "sequential_seconds": sequential,
-        "sequential_ms_per_series": sequential / series * 1e3,
-        "vectorised_seconds": median(batched),
-        "vectorised_ms_per_series": median(batched) / series * 1e3,
-        "checked_rows": len(body),
-        "check_median_ms": median(checks) * 1e3,
+        "http_ms": [s * 1e3 for _, s in one],
+        "http_median_ms": median(s for _, s in one) * 1e3,
+        "http_p95_ms": percentile([s for _, s in one], 95) * 1e3,
+        "http_errors": sum(status != 200 for status, _ in one),
+        "clients": clients,
+        "concurrent_requests": total,
+        "concurrent_errors": errors,
+        "concurrent_seconds": wall,
+        "concurrent_per_second": (total - errors) / wall,
+        "concurrent_median_ms": median(seconds) * 1e3,
+        "concurrent_p95_ms": percentile(seconds, 95) * 1e3,
+        "concurrent_server_cpu_ms": cpu / total * 1e3,
     }
+
+
+def concurrent(port: int, body: bytes, clients: int, total: int) -> tuple[list[float], int, float]:
+    """clients threads, each on its own connection, send total requests between them at once."""
+    seconds: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    ready = threading.Barrier(clients + 1)
+
+    def client(count: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        connection.connect()  # connected before the clock starts: requests, not handshakes
+        ready.wait()
+        for _ in range(count):
+            try:
+                status, took = post(connection, body)
+            except (OSError, http.client.HTTPException):
+                status, took = 0, float("nan")
+                connection.close()
+            with lock:
+                errors[0] += status != 200
+                seconds.append(took)
+        connection.close()
+
+    counts = [total // clients + (i < total % clients) for i in range(clients)]
+    threads = [threading.Thread(target=client, args=(n,)) for n in counts]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return [s for s in seconds if s == s], errors[0], time.perf_counter() - start
 
 
 def report(result: dict) -> tuple[list[str], list[list[object]]]:
     """Table headers and rows."""
     if "error" in result:
         return ["result"], [[result["error"]]]
-    n = result["series"]
+    n, requests = result["series"], f"of {len(result['request_ms'])}"
     rows = [
         ["pyfunc load_model", result["load_seconds"] * 1e3, ""],
-        ["one request, median", result["request_median_ms"], f"of {len(result['request_ms'])}"],
-        ["one request, p95", result["request_p95_ms"], f"of {len(result['request_ms'])}"],
+        ["one request in-process, median", result["request_median_ms"], requests],
+        ["one request in-process, p95", result["request_p95_ms"], requests],
+        ["one request in-process, CPU", result["request_cpu_ms"], "process CPU time per request"],
+        ["one request over HTTP, median", result["http_median_ms"], requests],
+        ["one request over HTTP, p95", result["http_p95_ms"], f"{result['http_errors']} errors"],
+        [
+            f"{result['clients']} clients at once, {result['concurrent_requests']} requests",
+            result["concurrent_seconds"] * 1e3,
+            f"{result['concurrent_per_second']:.0f} requests/s, "
+            f"{result['concurrent_errors']} errors",
+        ],
+        [
+            f"{result['clients']} clients at once, median / p95 of a request",
+            result["concurrent_median_ms"],
+            f"p95 {result['concurrent_p95_ms']:.1f} ms",
+        ],
+        [
+            f"{result['clients']} clients at once, server CPU per request",
+            result["concurrent_server_cpu_ms"],
+            "user + system time of the seqcast serve process",
+        ],
         [
             f"{n:,} series as {n:,} requests",
             result["sequential_seconds"] * 1e3,
@@ -117,17 +331,35 @@ def report(result: dict) -> tuple[list[str], list[list[object]]]:
             "median of 20 (every row: numbers, range, grid)",
         ],
     ]
+    if "network_one_ms" in result:
+        for label, what in (("one", "1 series"), ("all", f"{result['network_rows']:,} series")):
+            rows += [
+                [f"network, {what}: seqcast predict path", result[f"network_{label}_ms"], ""],
+                [
+                    f"network, {what}: baseline model.predict",
+                    result[f"network_{label}_predict_ms"],
+                    f"max difference {result[f'network_{label}_max_difference']:.1e}",
+                ],
+            ]
     return ["forecast latency", "ms", "note"], rows
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Measure and print one JSON line."""
+    """Measure, print the table, then one JSON line (read by benchmarks.run)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--forecaster", type=Path, required=True)
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--series", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=100, help="concurrent HTTP clients")
+    parser.add_argument(
+        "--concurrent-requests", type=int, default=500, help="requests the clients send in all"
+    )
     args = parser.parse_args(argv)
-    emit(bench(args.forecaster, args.requests, args.series))
+    result = bench(
+        args.forecaster, args.requests, args.series, args.clients, args.concurrent_requests
+    )
+    print(table(*report(result)), flush=True)
+    emit(result)
 
 
 if __name__ == "__main__":
