@@ -199,22 +199,7 @@ class Forecaster:
             raise ForecastInputError(
                 f"column {self.timestamp}: missing timestamp at {_row(at, len(times))}"
             )
-        values = np.empty((len(sent), len(self.columns)))
-        for j, column in enumerate(self.columns):
-            try:
-                numbers = pd.to_numeric(sent[column], errors="coerce")
-            except OverflowError as err:  # an integer with hundreds of digits
-                raise ForecastInputError(f"column {column}: {err}") from None
-            text = (numbers.isna() & sent[column].notna()).to_numpy()
-            if text.any():
-                at = int(np.argmax(text))
-                shown = repr(sent[column].iloc[at])
-                shown = shown if len(shown) <= 40 else shown[:36] + "...'"
-                raise ForecastInputError(
-                    f"column {column}: {shown} at {times[at]} ({_row(at, len(times))}) "
-                    "is not a number"
-                )
-            values[:, j] = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+        values = cell_values(sent[self.columns], times)
         bad = np.argwhere(~np.isfinite(values))
         if len(bad):
             row, col = bad[0]
@@ -222,7 +207,7 @@ class Forecaster:
                 f"{len(bad)} null or non-finite value(s), first in column {self.columns[col]} "
                 f"at {times[row]} ({_row(row, len(times))})"
             )
-        self._check_range(values, times)
+        self.check_range(values, times)
         if self.frequency == ROWS:
             if not times.is_monotonic_increasing or not times.is_unique:
                 at = int(np.argmax(np.diff(times.asi8) <= 0)) + 1
@@ -240,7 +225,7 @@ class Forecaster:
                 )
         return values[-self.min_history :], times[-self.min_history :]
 
-    def _check_range(self, values: np.ndarray, times: pd.DatetimeIndex) -> None:
+    def check_range(self, values: np.ndarray, times: pd.DatetimeIndex) -> None:
         """Refuse values RANGE_MARGIN training ranges beyond the training range (if known)."""
         if self.train_min is None or self.train_max is None:
             return  # saved before the window stage recorded the range
@@ -406,6 +391,26 @@ def from_settings(name: str, spec: InputSpec, settings: dict, predictor: Any) ->
         fit_rows=settings.get("fit_rows"),
         gap_policy=settings.get("gap_policy"),
     )
+
+
+def cell_values(sent: pd.DataFrame, times: pd.DatetimeIndex) -> np.ndarray:
+    """Every value sent as a float, NaN where empty; refused where a cell holds text."""
+    values = np.empty(sent.shape)
+    for j, column in enumerate(sent.columns):
+        try:
+            numbers = pd.to_numeric(sent[column], errors="coerce")
+        except OverflowError as err:  # an integer with hundreds of digits
+            raise ForecastInputError(f"column {column}: {err}") from None
+        text = (numbers.isna() & sent[column].notna()).to_numpy()
+        if text.any():
+            at = int(np.argmax(text))
+            shown = repr(sent[column].iloc[at])
+            shown = shown if len(shown) <= 40 else shown[:36] + "...'"
+            raise ForecastInputError(
+                f"column {column}: {shown} at {times[at]} ({_row(at, len(times))}) is not a number"
+            )
+        values[:, j] = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+    return values
 
 
 def _row(at: int, rows: int) -> str:

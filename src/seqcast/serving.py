@@ -26,11 +26,12 @@ from seqcast import paths
 from seqcast.config import ROWS
 from seqcast.data import _runs as runs
 from seqcast.forecaster import (
-    RANGE_MARGIN,
     SETTINGS,
     Forecaster,
     ForecastInputError,
     ForecastOutputError,
+    _row,
+    cell_values,
 )
 
 ARTIFACT = "forecaster"
@@ -305,7 +306,7 @@ def fill_gaps(forecaster: Forecaster, history: pd.DataFrame) -> FilledHistory:
     if history.empty:
         raise ForecastInputError(f"too little history: 0 rows given; {_needed(forecaster)}")
     times = _times(history[ts])
-    values = _numbers(history[columns], times)
+    values = cell_values(history[columns], times)
     _check_values(forecaster, policy, values, times)
     grid, rows = _read_span(forecaster, policy, times)
     span = np.full((len(grid), len(columns)), np.nan)
@@ -332,11 +333,6 @@ def _needed(forecaster: Forecaster) -> str:
     )
 
 
-def _row(at: int, rows: int) -> str:
-    """Where a row sits in the history sent, counted from 0 as in the request's data."""
-    return f"row {at} of the {rows} sent"
-
-
 def _times(raw: pd.Series) -> pd.DatetimeIndex:
     """Every timestamp sent, parsed; refused unless each parses and each is later than the last."""
     column = raw.name
@@ -355,26 +351,6 @@ def _times(raw: pd.Series) -> pd.DatetimeIndex:
             f"{times[at]}, after {times[at - 1]}"
         )
     return times
-
-
-def _numbers(sent: pd.DataFrame, times: pd.DatetimeIndex) -> np.ndarray:
-    """Every value sent as a float, NaN where empty; refused where a cell holds text."""
-    values = np.empty(sent.shape)
-    for j, column in enumerate(sent.columns):
-        try:
-            numbers = pd.to_numeric(sent[column], errors="coerce")
-        except OverflowError as err:  # an integer with hundreds of digits
-            raise ForecastInputError(f"column {column}: {err}") from None
-        text = (numbers.isna() & sent[column].notna()).to_numpy()
-        if text.any():
-            at = int(np.argmax(text))
-            shown = repr(sent[column].iloc[at])
-            shown = shown if len(shown) <= 40 else shown[:36] + "...'"
-            raise ForecastInputError(
-                f"column {column}: {shown} at {times[at]} ({_row(at, len(times))}) is not a number"
-            )
-        values[:, j] = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
-    return values
 
 
 def _check_values(
@@ -400,21 +376,7 @@ def _check_values(
             f"({_row(row, n)}) is outside data.bounds [{low[col]:g}, {high[col]:g}]; "
             f"{int(outside.sum())} value(s) outside in all"
         )
-    if forecaster.train_min is None or forecaster.train_max is None:
-        return  # saved before the window stage recorded the training range
-    spread = forecaster.train_max - forecaster.train_min
-    low = forecaster.train_min - RANGE_MARGIN * spread
-    high = forecaster.train_max + RANGE_MARGIN * spread
-    outside = (values < low) | (values > high)
-    if outside.any():
-        row, col = np.argwhere(outside)[0]
-        raise ForecastInputError(
-            f"column {forecaster.columns[col]}: {values[row, col]:.10g} at {times[row]} "
-            f"({_row(row, n)}) is outside the accepted range [{low[col]:.6g}, {high[col]:.6g}] "
-            f"(training range [{forecaster.train_min[col]:.6g}, "
-            f"{forecaster.train_max[col]:.6g}] widened by {RANGE_MARGIN:g} times its width on "
-            f"each side); {int(outside.sum())} value(s) outside in all"
-        )
+    forecaster.check_range(values, times)
 
 
 def _read_span(
