@@ -195,7 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         for name in names:
             root = workspace(Path(tmp), name, overrides)
-            rows.append(row(name, pipeline(root), future(root, name)))
+            try:
+                rows.append(row(name, pipeline(root), future(root, name)))
+            except Exception as err:  # one series' failure is a finding, not the end of the table
+                rows.append([name, f"failed: {type(err).__name__}: {str(err)[:200]}"] + [""] * 8)
             print(table(HEADERS, rows[-1:]), flush=True)  # each series as it finishes
     print(table(HEADERS, rows))
     return 0

@@ -169,7 +169,7 @@ ZOO: dict[str, Kind] = {
         {"input_width": 20, "horizon": 5},
     ),
     "monthly seasonal with trend": Kind(
-        lambda: monthly(300),
+        lambda: monthly(333),
         {"path": "data/raw/sales.csv", "timestamp": "month", "targets": ["sales"],
          "frequency": "MS"},
         {"input_width": 24, "horizon": 6},
@@ -212,7 +212,7 @@ ZOO: dict[str, Kind] = {
         {"input_width": 48, "horizon": 12},
     ),
     "target with a feature": Kind(
-        lambda: with_feature(1100),
+        lambda: with_feature(1500),
         {"path": "data/raw/icecream.csv", "timestamp": "day", "targets": ["sales"],
          "features": ["temp"], "frequency": "D"},
         {"input_width": 28, "horizon": 7},
@@ -224,7 +224,7 @@ ZOO: dict[str, Kind] = {
         {"input_width": 48, "horizon": 12},
     ),
     "intermittent zeros": Kind(
-        lambda: intermittent(1100),
+        lambda: intermittent(1500),
         {"path": "data/raw/parts.csv", "timestamp": "day", "targets": ["units"],
          "frequency": "D"},
         {"input_width": 28, "horizon": 7},
