@@ -27,7 +27,7 @@ import yaml
 from benchmarks.common import ROOT, table
 from benchmarks.zoo import ZOO
 
-# The three series this benchmark started with (tests/test_unseen_series.py runs them).
+# The three series this benchmark started with (tests/test_zoo.py runs them with the rest).
 CASES = {
     name: ZOO[name]
     for name in ("trading-day random walk", "monthly seasonal with trend", "weekly with gaps")
