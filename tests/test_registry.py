@@ -543,12 +543,10 @@ def test_champion_is_read_after_the_lock(lab: Lab, name: str) -> None:
     assert aliases(name)["champion"] == str(rival_version)
 
 
-def test_a_refit_champion_is_compared_on_rows_it_never_saw(lab: Lab, name: str) -> None:
-    """New rows since the champion's fit: both models on the windows after its last row."""
-    cfg = make_cfg(name)
+def promote_refit_champion(lab: Lab, cfg, last_seen: int, score: float) -> str:
+    """A champion served as a refit on rows 0..last_seen (refit.json), promoted; its version."""
     times = pd.date_range("2024-01-01", periods=sum(SIZES.values()), freq="h")
-    last_seen = SIZES["train"] + SIZES["val"] - 1
-    lab.evaluation({"gru": 0.5})
+    lab.evaluation({"gru": score})
     served = lab.log(naive())
     refit = {
         "candidate": "gru", "role": "network", "rows": last_seen + 1,
@@ -558,6 +556,14 @@ def test_a_refit_champion_is_compared_on_rows_it_never_saw(lab: Lab, name: str) 
     (lab.root / "models" / "served" / "refit.json").write_text(json.dumps(refit))
     champion = registry.promote(cfg, lab.root)["candidate"]["version"]
     (lab.root / "models" / "served" / "refit.json").unlink()
+    return champion
+
+
+def test_a_refit_champion_is_compared_on_rows_it_never_saw(lab: Lab, name: str) -> None:
+    """New rows since the champion's fit: both models on the windows after its last row."""
+    cfg = make_cfg(name)
+    last_seen = SIZES["train"] + SIZES["val"] - 1
+    champion = promote_refit_champion(lab, cfg, last_seen, 0.5)
 
     # New data: other folds; the candidate's out-of-sample forecasts are perfect.
     lab.evaluation({"gru": 0.9}, test_id="test-b")
@@ -580,18 +586,7 @@ def test_a_refit_champion_is_compared_on_rows_it_never_saw(lab: Lab, name: str) 
 def test_means_of_other_folds_never_replace_the_champion(lab: Lab, name: str) -> None:
     """Fit on every row, the champion leaves no window unseen: no paired test, so it stays."""
     cfg = make_cfg(name)
-    times = pd.date_range("2024-01-01", periods=sum(SIZES.values()), freq="h")
-    last = sum(SIZES.values()) - 1
-    lab.evaluation({"gru": 0.9})
-    served = lab.log(naive())
-    refit = {
-        "candidate": "gru", "role": "network", "rows": last + 1,
-        "first_row": str(times[0]), "last_row": str(times[last]), "fingerprint": "fp-old",
-    } | served  # fmt: skip
-    (lab.root / "models" / "served").mkdir(parents=True)
-    (lab.root / "models" / "served" / "refit.json").write_text(json.dumps(refit))
-    champion = registry.promote(cfg, lab.root)["candidate"]["version"]
-    (lab.root / "models" / "served" / "refit.json").unlink()
+    champion = promote_refit_champion(lab, cfg, sum(SIZES.values()) - 1, 0.9)
 
     # Other folds; the candidate's recorded backtest mean is far lower, yet on other windows.
     lab.evaluation({"gru": 0.5}, test_id="test-b")
