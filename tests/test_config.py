@@ -140,6 +140,18 @@ def test_rows_mode_needs_a_step_frequency() -> None:
     assert "step_frequency only applies when frequency is rows" in message
 
 
+def test_an_exchange_calendar_dates_trading_days() -> None:
+    cfg = make_config(data={"frequency": "rows", "step_frequency": "XNYS"})
+    assert (cfg.data.step_frequency, cfg.data.calendar_frequency, cfg.seasons) == (
+        "XNYS",
+        "C",
+        [5],
+    )
+    assert cfg.calendar == ["day_of_week", "day_of_year"]
+    message = config_error(data={"frequency": "rows", "step_frequency": "XNYZ"})
+    assert "data.step_frequency" in message and "exchange calendar such as XNYS" in message
+
+
 @pytest.mark.parametrize(
     "data",
     [

@@ -351,3 +351,27 @@ def test_keras_gru_save_load_round_trip(tmp_path: Path, keras_backend: str) -> N
     # An untrained GRU still adds a (small, non-zero) residual to the reference.
     reference = make_forecaster(**dataclasses.asdict(spec)).forecast(serving_history())
     assert not np.allclose(before["y"], reference["y"])
+
+
+@pytest.mark.parametrize(
+    ("step_frequency", "expected"),
+    [
+        # XNYS is closed on Christmas (Wed 25 Dec 2024) and New Year's Day (Wed 1 Jan 2025).
+        ("XNYS", ["12-24", "12-26", "12-27", "12-30", "12-31", "2025-01-02"]),
+        ("B", ["12-24", "12-25", "12-26", "12-27", "12-30", "12-31"]),
+    ],
+)  # fmt: skip
+def test_trading_day_forecasts_skip_the_exchange_holidays(
+    step_frequency: str, expected: list[str]
+) -> None:
+    """Rows are trading days; an exchange calendar dates the steps after the last on sessions."""
+    days = pd.bdate_range(end="2024-12-23", periods=len(Y))
+    frame = history()
+    frame["timestamp"] = days.strftime("%Y-%m-%d %H:%M:%S")
+    forecaster = dataclasses.replace(
+        make_forecaster(), frequency="rows", step_frequency=step_frequency
+    )
+    out = forecaster.forecast(frame)
+    assert days[-1] == pd.Timestamp("2024-12-23")
+    dates = [d if d.startswith("2025") else f"2024-{d}" for d in expected]
+    assert out["timestamp"].tolist() == [f"{d} 00:00:00" for d in dates]

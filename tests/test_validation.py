@@ -377,7 +377,8 @@ def test_trading_days_with_frequency_d_get_a_b_or_rows_hint(tmp_path: Path) -> N
         f"{SOURCE}: column timestamp: 109 of 366 D steps (29.8%) would be filled by interpolation "
         "(109 missing), more than data.max_filled_fraction 0.05 allows; the timestamps are all "
         "weekdays: is data.frequency B? 5 weekdays have no row either (holidays?): if those are "
-        "not missing steps, use data.frequency rows with data.step_frequency B"
+        "not missing steps, use data.frequency rows with data.step_frequency B (or the "
+        "exchange, e.g. XNYS)"
     ]
 
 
@@ -543,7 +544,7 @@ def test_frequency_b_filling_holidays_hints_rows_with_step_frequency_b(
     note = (
         "2 weekdays have no row (3.3% of the 60 B steps) and would be interpolated: if those "
         "are exchange holidays rather than missing steps, use data.frequency rows with "
-        "data.step_frequency B"
+        "data.step_frequency B (or the exchange, e.g. XNYS)"
     )
     assert report.success and report.notes == [note]
     assert report.summary()["notes"] == [note]

@@ -42,7 +42,8 @@ class DataConfig(_Section):
     targets: list[str] = Field(min_length=1)
     features: list[str] = []
     frequency: str
-    # With frequency `rows`: the pandas alias that dates forecast steps (B for trading days).
+    # With frequency `rows`: the pandas alias that dates forecast steps (B for trading days),
+    # or an exchange calendar (XNYS, XLON, ...: its trading days, holidays skipped).
     step_frequency: str | None = None
     max_null_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     max_filled_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
@@ -58,7 +59,9 @@ class DataConfig(_Section):
     @field_validator("step_frequency")
     @classmethod
     def _known_step_frequency(cls, value: str | None) -> str | None:
-        return None if value is None else _pandas_frequency(value, "such as B")
+        if value is None or is_exchange(value):
+            return value
+        return _pandas_frequency(value, "such as B, or an exchange calendar such as XNYS")
 
     @field_validator("bounds")
     @classmethod
@@ -108,7 +111,10 @@ class DataConfig(_Section):
     @property
     def calendar_frequency(self) -> str:
         """The pandas alias that steps from one row, or forecast step, to the next."""
-        return self.frequency if self.regular else str(self.step_frequency)
+        if self.regular:
+            return self.frequency
+        # An exchange's trading days: business days with holidays, pandas' custom business day.
+        return "C" if is_exchange(str(self.step_frequency)) else str(self.step_frequency)
 
 
 class SplitConfig(_Section):
@@ -339,6 +345,16 @@ class Config(_Section):
                 f"baselines.seasons (none for frequency {self.data.calendar_frequency})"
             )
         return self
+
+
+def is_exchange(value: str) -> bool:
+    """Whether a step frequency names an exchange calendar (XNYS, XLON, ...), not a pandas alias."""
+    # Exchange codes are upper-case words; only those are looked up (the import costs 0.6 s).
+    if not (value.isupper() and value.isalnum() and len(value) >= 4):
+        return False
+    import exchange_calendars as xcals
+
+    return value in xcals.get_calendar_names(include_aliases=True)
 
 
 def _pandas_frequency(value: str, also: str) -> str:

@@ -6,6 +6,7 @@ training, evaluation and the served model share one code path.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,8 +41,30 @@ def future_times(
     last: pd.Timestamp, frequency: str, horizon: int, shift: int = 1
 ) -> pd.DatetimeIndex:
     """Timestamps of the forecast steps after the last observation."""
-    steps = pd.date_range(last, periods=shift + horizon, freq=frequency)
+    steps = pd.date_range(last, periods=shift + horizon, freq=step_offset(frequency, last))
     return steps[shift:]
+
+
+def step_offset(frequency: str, last: pd.Timestamp):
+    """What dates the steps after `last`: a pandas alias, or an exchange's sessions (XNYS)."""
+    try:
+        pd.tseries.frequencies.to_offset(frequency)
+    except ValueError:
+        return _sessions(frequency, int(pd.Timestamp(last).year))
+    return frequency
+
+
+@functools.lru_cache(maxsize=8)
+def _sessions(code: str, year: int):
+    """An exchange's trading days (holidays skipped) around a year, as a pandas offset."""
+    # Built once per exchange and year (0.2 s), not per request.
+    import exchange_calendars as xcals
+
+    start, end = pd.Timestamp(year - 1, 1, 1), pd.Timestamp(year + 4, 12, 31)
+    try:
+        return xcals.get_calendar(code, start=start, end=end).day
+    except ValueError:  # before the calendar's first session: its own earliest bound
+        return xcals.get_calendar(code, end=end).day
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,9 @@ class Forecaster:
         series = to_scaled(np.asarray(values, dtype=np.float64), self.offset, self.scale)
         # Every row after the last observation up to the last target: shift - 1 + horizon rows.
         steps = pd.date_range(
-            times[-1], periods=self.spec.shift + self.spec.horizon, freq=self.calendar_frequency
+            times[-1],
+            periods=self.spec.shift + self.spec.horizon,
+            freq=features.step_offset(self.calendar_frequency, times[-1]),
         )[1:]
         cal = features.calendar(times.append(steps), self.spec.calendar_names)
         scaled = self.predict_scaled(series, cal, origins)

@@ -1027,7 +1027,7 @@ def _holiday_hint(data: _Frame, cfg: Config) -> str:
         f"{_plural(missing, 'weekday has', 'weekdays have')} no row "
         f"({missing / max(data.steps, 1):.1%} of the {data.steps} B steps) and would be "
         "interpolated: if those are exchange holidays rather than missing steps, use "
-        "data.frequency rows with data.step_frequency B"
+        "data.frequency rows with data.step_frequency B (or the exchange, e.g. XNYS)"
     )
 
 
@@ -1054,7 +1054,8 @@ def _frequency_hint(parsed: pd.Series, cfg: Config) -> str:
     if best == "B" and missing:
         hint += (
             f" {_plural(missing, 'weekday has', 'weekdays have')} no row either (holidays?): if "
-            "those are not missing steps, use data.frequency rows with data.step_frequency B"
+            "those are not missing steps, use data.frequency rows with data.step_frequency B "
+            "(or the exchange, e.g. XNYS)"
         )
     return hint
 
