@@ -121,3 +121,31 @@ def test_served_forecast_carries_bands_that_contain_it(tmp_path) -> None:
     pd.testing.assert_frame_equal(again.forecast(history), answer)
     assert again.fingerprint() == model.fingerprint() != forecaster(calibration * 2).fingerprint()
     assert forecaster(None).band_columns() == []
+
+
+def test_adaptive_levels_by_hand() -> None:
+    """alpha_T = alpha + rate * sum(alpha - miss_t) (Gibbs and Candes 2021), as a level."""
+    misses = np.array([[0.5, 0.0], [0.5, 0.0], [0.2, 0.05]])
+    levels = intervals.adaptive_levels(misses, [80.0, 95.0], 0.05)
+    # 80: 0.2 + 0.05 * (-0.3 - 0.3 + 0) = 0.17; 95: 0.05 + 0.05 * (0.05 + 0.05 + 0) = 0.055.
+    assert levels == pytest.approx([83.0, 94.5])
+    assert intervals.adaptive_levels(np.ones((100, 1)), [80.0], 0.05) == [99.9]
+    assert intervals.adaptive_levels(np.zeros((0, 1)), [80.0], 0.05) == [80.0]
+
+
+def test_bands_read_at_the_adapted_levels_are_wider_and_saved(tmp_path) -> None:
+    from seqcast.features import InputSpec
+    from seqcast.forecaster import Forecaster
+
+    spec = InputSpec(2, 3, 1, 1, 1, 0)
+    errors = np.arange(1.0, 101.0)[:, None, None] * np.ones((1, 3, 1))
+    base = Forecaster(
+        name="naive", spec=spec, timestamp="t", columns=["y"], frequency="h",
+        offset=np.zeros(1), scale=np.ones(1), calibration=errors, levels=[80.0],
+    )  # fmt: skip
+    adapted = Forecaster(**{**base.__dict__, "band_levels": [90.0]})
+    # ceil(101 * 0.8) = 81st and ceil(101 * 0.9) = 91st of 1..100.
+    assert base.half_widths()[0, 0, 0] == 81.0 and adapted.half_widths()[0, 0, 0] == 91.0
+    adapted.save(tmp_path / "f")
+    assert Forecaster.load(tmp_path / "f").band_levels == [90.0]
+    assert "band_levels" not in base._settings()

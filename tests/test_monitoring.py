@@ -389,3 +389,46 @@ def test_the_pipeline_flow_ends_in_alarm_retrains_and_says_why(
     assert {"seqcast-report", ALARM_KEY} <= set(keys)
     assert "retrain: drift alarm (dvc repro)" in keys["seqcast-report"].data
     assert "- stages run: `retrain`" in keys["seqcast-report"].data
+
+
+def test_served_bands_learn_from_the_live_errors_and_misses(store: str, tmp_path: Path) -> None:
+    """After a shift the pipeline's forecasts miss: the next refit's bands read higher levels.
+
+    Only the pipeline's own scored forecasts count; a `serve` record is not one of them.
+    """
+    from seqcast import refit
+    from seqcast.evaluation import intervals
+
+    cfg = setup(tmp_path, "mon-live")
+    full = series(HISTORY + 6 * NIGHT, shift_at=HISTORY + 2 * NIGHT)
+    champion(tmp_path, "mon-live", full.iloc[:HISTORY])
+    replay(cfg, tmp_path, full, 6)
+    assert record(cfg, tmp_path, full, HISTORY + 5 * NIGHT - 3, "serve", bias=50.0)
+    live = monitoring.live_record(cfg, tmp_path, ["y"], HORIZON, [80.0, 95.0])
+    # Nights 0..4 are scored (night 5's actuals are not in yet); the serve record is not read.
+    assert live is not None and live.errors.shape == (5, HORIZON, 1)
+    assert live.versions == ["1"] * 5
+    assert live.misses[0].tolist() == [0.0, 0.0] and live.misses[2].min() == 1.0
+    levels = intervals.adaptive_levels(live.misses, [80.0, 95.0], 0.05)
+    assert levels[0] > 80.0 and levels[1] > 95.0
+    served = ledger.load_version("mon-live", "1")
+    backtest = np.zeros((600, HORIZON, 1))
+    calibration, found = refit.with_live_errors(cfg, tmp_path, served, backtest)
+    assert found is not None and len(calibration) == cfg.intervals.calibration_window
+    np.testing.assert_array_equal(calibration[-5:], live.errors)
+    assert (calibration[:-5] == 0.0).all()
+
+
+def test_no_ledger_leaves_the_backtest_calibration_as_it_is(store: str, tmp_path: Path) -> None:
+    from seqcast import refit
+
+    cfg = setup(tmp_path, "mon-no-ledger")
+    cfg = cfg.model_copy(
+        update={"tracking": cfg.tracking.model_copy(update={"experiment": "never-served"})}
+    )
+    served = Forecaster(
+        name="naive", spec=InputSpec(2, HORIZON, 1, 1, 1, 0), timestamp="timestamp",
+        columns=["y"], frequency="h", offset=np.zeros(1), scale=np.ones(1), levels=[80.0],
+    )  # fmt: skip
+    errors = np.ones((20, HORIZON, 1))
+    assert refit.with_live_errors(cfg, tmp_path, served, errors) == (errors, None)

@@ -71,6 +71,9 @@ class Forecaster:
     # time, at each of `levels` (percent). None: point forecasts only.
     calibration: np.ndarray | None = None
     levels: list[float] = dataclasses.field(default_factory=list)
+    # The quantile levels the bands of `levels` are read at, adapted to the live misses
+    # (intervals.adaptive_levels); None: the nominal levels.
+    band_levels: list[float] | None = None
     # Rows the predictor was fit on, as timestamps [first, last] (the refit: every row).
     fit_rows: list[str] | None = None
     # The params' gap policy served history is held to (seqcast.serving.GapPolicy's fields:
@@ -91,7 +94,8 @@ class Forecaster:
 
     def half_widths(self) -> np.ndarray:
         """Conformal half-widths (horizon, targets, levels) from the calibration errors."""
-        q = metrics.quantiles(np.asarray(self.calibration, dtype=np.float64), self.levels)
+        read_at = self.band_levels or self.levels
+        q = metrics.quantiles(np.asarray(self.calibration, dtype=np.float64), read_at)
         return np.moveaxis(q, 0, -1)
 
     @property
@@ -265,23 +269,32 @@ class Forecaster:
 
     def _settings(self) -> dict[str, Any]:
         """forecaster.json: everything but the predictor's weights."""
-        # gap_policy only when set: a model without one keeps its settings and fingerprint.
-        return {
-            "name": self.name,
-            "spec": dataclasses.asdict(self.spec),
-            "timestamp": self.timestamp,
-            "columns": self.columns,
-            "frequency": self.frequency,
-            "step_frequency": self.step_frequency,
-            "offset": self.offset.tolist(),
-            "scale": self.scale.tolist(),
-            "predictor": _predictor_kind(self.predictor),
-            "train_min": None if self.train_min is None else np.asarray(self.train_min).tolist(),
-            "train_max": None if self.train_max is None else np.asarray(self.train_max).tolist(),
-            "levels": list(self.levels),
-            "calibration_errors": None if self.calibration is None else len(self.calibration),
-            "fit_rows": self.fit_rows,
-        } | ({} if self.gap_policy is None else {"gap_policy": self.gap_policy})
+        # gap_policy and band_levels only when set: a model without them keeps its settings and
+        # fingerprint.
+        return (
+            {
+                "name": self.name,
+                "spec": dataclasses.asdict(self.spec),
+                "timestamp": self.timestamp,
+                "columns": self.columns,
+                "frequency": self.frequency,
+                "step_frequency": self.step_frequency,
+                "offset": self.offset.tolist(),
+                "scale": self.scale.tolist(),
+                "predictor": _predictor_kind(self.predictor),
+                "train_min": None
+                if self.train_min is None
+                else np.asarray(self.train_min).tolist(),
+                "train_max": None
+                if self.train_max is None
+                else np.asarray(self.train_max).tolist(),
+                "levels": list(self.levels),
+                "calibration_errors": None if self.calibration is None else len(self.calibration),
+                "fit_rows": self.fit_rows,
+            }
+            | ({} if self.gap_policy is None else {"gap_policy": self.gap_policy})
+            | ({} if self.band_levels is None else {"band_levels": list(self.band_levels)})
+        )
 
     def save(self, folder: Path) -> None:
         """Write settings and model into a folder (which the caller makes atomic)."""
@@ -392,6 +405,7 @@ def from_settings(name: str, spec: InputSpec, settings: dict, predictor: Any) ->
         levels=[float(v) for v in settings.get("levels") or []],
         fit_rows=settings.get("fit_rows"),
         gap_policy=settings.get("gap_policy"),
+        band_levels=settings.get("band_levels"),
     )
 
 

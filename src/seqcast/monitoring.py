@@ -150,6 +150,66 @@ def score(entry: ledger.Entry, actual: pd.DataFrame, season: int) -> Score | Non
     )
 
 
+@dataclass(frozen=True)
+class Live:
+    """The pipeline's scored forecasts, oldest first: what served bands learn from."""
+
+    errors: np.ndarray  # (forecasts, horizon, targets) absolute errors, in units
+    misses: np.ndarray  # (forecasts, levels) share of steps outside the served band
+    versions: list[str]
+
+
+def live_record(
+    cfg: Config, root: Path, targets: list[str], horizon: int, levels: list[float]
+) -> Live | None:
+    """Every scored pipeline forecast of the registered model shaped like this one's, or None.
+
+    Only the pipeline's own forecasts count (one per night, not every `serve` request), and
+    only those with every step's actual in and the same targets, horizon and levels.
+    """
+    from mlflow import MlflowClient
+
+    tracking.setup(cfg.tracking.experiment, root)
+    if MlflowClient().get_experiment_by_name(ledger.experiment_name(cfg)) is None:
+        return None  # never served on a schedule: nothing to learn from
+    actual = actuals(cfg, root)
+    names = [f"{level:g}" for level in levels]
+    errors, misses, versions = [], [], []
+    for entry in ledger.entries(cfg, root):
+        table = entry.table
+        wanted = {"lower_" + n for n in names} | {"upper_" + n for n in names}
+        if entry.source != ledger.PIPELINE or not wanted <= set(table.columns):
+            continue
+        table = table[table["target"].isin(targets)]
+        if sorted(set(table["target"])) != sorted(targets) or table["step"].max() != horizon:
+            continue
+        when = pd.DatetimeIndex(pd.to_datetime(table["timestamp"]))
+        if actual.index.tz is not None and when.tz is None:
+            when = when.tz_localize(actual.index.tz)
+        rows = actual.index.get_indexer(when)
+        if (rows < 0).any():
+            continue
+        truth = actual.to_numpy()[rows, [actual.columns.get_loc(t) for t in table["target"]]]
+        if not np.isfinite(truth).all():
+            continue
+        frame = table.assign(error=np.abs(truth - table["forecast"].to_numpy()), truth=truth)
+        grid = frame.pivot(index="step", columns="target", values="error")[targets]
+        errors.append(grid.to_numpy())
+        misses.append(
+            [
+                float(
+                    ((truth < table[f"lower_{n}"].to_numpy())
+                     | (truth > table[f"upper_{n}"].to_numpy())).mean()
+                )
+                for n in names
+            ]
+        )  # fmt: skip
+        versions.append(entry.version)
+    if not errors:
+        return None
+    return Live(np.stack(errors), np.asarray(misses), versions)
+
+
 def _aligned(origin: pd.Timestamp, index: pd.DatetimeIndex) -> pd.Timestamp:
     """The origin in the index's time zone convention (naive or aware)."""
     if index.tz is not None and origin.tz is None:

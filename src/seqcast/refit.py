@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from seqcast import paths
 from seqcast.config import Config
+from seqcast.evaluation import intervals
 from seqcast.forecaster import Forecaster
 
 SERVED = "forecaster"
@@ -36,6 +38,27 @@ def epochs_from_backtest(kind: str, root: Path) -> tuple[int, str]:
             ), f"median best epoch of {len(best)} backtest refits {best}"
     best_epoch = int(read_json(root / paths.MODELS / kind / "train.json")["best_epoch"])
     return best_epoch, "the train stage's best epoch (backtest off)"
+
+
+def with_live_errors(
+    cfg: Config, root: Path, forecaster: Forecaster, backtest: np.ndarray
+) -> tuple[np.ndarray, Any]:
+    """The calibration errors: the backtest's, then the live ones of served forecasts, latest last.
+
+    The scheduled pipeline's forecasts, scored as actuals arrived (the ledger), are the served
+    recipe's errors at its real lead times on the newest rows: they replace the oldest backtest
+    errors in the window as they accumulate.
+    """
+    from seqcast import monitoring
+
+    live = monitoring.live_record(
+        cfg, root, forecaster.targets, forecaster.spec.horizon, forecaster.levels
+    )
+    if live is None:
+        return backtest, None
+    window = cfg.intervals.calibration_window
+    both = np.concatenate([np.asarray(backtest, dtype=np.float64), live.errors])
+    return intervals.latest_scores(both, window), live
 
 
 def refit(cfg: Config, root: Path) -> dict:
@@ -107,8 +130,15 @@ def refit(cfg: Config, root: Path) -> dict:
             train_max=units.max(axis=0),
         )
         info["windows"] = int(len(everything))
-    forecaster.calibration = calibration
     forecaster.levels = list(cfg.intervals.levels)
+    calibration, live = with_live_errors(cfg, root, forecaster, calibration)
+    forecaster.calibration = calibration
+    if live is not None and cfg.intervals.adapt_rate > 0:
+        forecaster.band_levels = intervals.adaptive_levels(
+            live.misses, forecaster.levels, cfg.intervals.adapt_rate
+        )
+        info["band_levels"] = forecaster.band_levels
+    info["live_forecasts"] = 0 if live is None else len(live.errors)
     forecaster.fit_rows = [str(times[0]), str(times[last - 1])]
     info |= {
         "rows": last,
@@ -123,7 +153,14 @@ def refit(cfg: Config, root: Path) -> dict:
         f"refit: {name} ({role}) fit on rows {info['first_row']} .. {info['last_row']} "
         f"({last} rows) in {info['seconds']:.1f} s; bands "
         f"{', '.join(f'{v:g}%' for v in forecaster.levels)} "
-        f"from {len(calibration)} out-of-sample errors per step",
+        f"from {len(calibration)} out-of-sample errors per step"
+        + (
+            f" (the latest {min(info['live_forecasts'], len(calibration))} from scored live "
+            f"forecasts; read at levels "
+            f"{', '.join(f'{v:.3g}%' for v in forecaster.band_levels or forecaster.levels)})"
+            if info["live_forecasts"]
+            else ""
+        ),
         flush=True,
     )
     with atomic_dir(root / paths.SERVED) as out:

@@ -60,6 +60,25 @@ def rolling_half_widths(
     return out
 
 
+# Adapted levels stay where a band is finite and not degenerate.
+ADAPTED_RANGE = (1.0, 99.9)
+
+
+def adaptive_levels(misses: np.ndarray, levels: list[float], rate: float) -> list[float]:
+    """Quantile levels moved by the served bands' misses, oldest first (Gibbs and Candes 2021).
+
+    misses is (forecasts, levels): the share of each forecast's steps outside its band. The miss
+    rate alpha_t + 1 = alpha_t + rate (alpha - miss_t) widens bands that missed too often and
+    narrows those that missed too rarely, whatever shift caused it.
+    """
+    out = []
+    for i, level in enumerate(levels):
+        nominal = 1.0 - level / 100.0
+        alpha = nominal + rate * float(np.sum(nominal - np.asarray(misses)[:, i]))
+        out.append(float(np.clip(100.0 * (1.0 - alpha), *ADAPTED_RANGE)))
+    return out
+
+
 def latest_scores(errors: np.ndarray, window: int) -> np.ndarray:
     """The most recent `window` errors (n, horizon, targets): what a served model calibrates on."""
     return np.asarray(errors[-window:], dtype=np.float64)
