@@ -143,7 +143,11 @@ def future(root: Path, name: str, model: str | None = None) -> dict:
     }
     ridge = models.fit_linear_rival(loaded, cfg.baselines.linear_alpha)
     rivals["linear"] = forecaster_for("linear", loaded, predictor=ridge)
-    rivals[best] = baseline_forecasters(loaded)[best]
+    simple = baseline_forecasters(loaded)
+    backtest_simple = json.loads((root / "evaluation/comparison.json").read_text())["candidate"][
+        "best_simple"
+    ]
+    rivals |= {kind: simple[kind] for kind in {best, backtest_simple}}
     values, times = frame.to_numpy(dtype=np.float64), frame.index
     errors = {
         kind: np.abs(actual - f.forecast_units(values, times, origins))
@@ -177,6 +181,39 @@ def row(name: str, ran: dict, ahead: dict) -> list[object]:
     ]
 
 
+RULES = ("paired_test", "min_wins", "mean")
+
+
+def rule_row(name: str, ran: dict, ahead: dict) -> list[object]:
+    """What each decision rule would serve, and whether it is the one with the lower future MAE.
+
+    The rules choose between the backtest's best model and its best simple baseline; their future
+    MAE is the train-split fit's (a network or the linear rival) and the baseline's.
+    """
+    chosen = ran["comparison"]["candidate"]
+    best, simple = chosen["best"], chosen["best_simple"]
+    p = chosen.get("paired_test", {}).get("p_a_better", float("nan"))
+    passes = {
+        "paired_test": best == simple or p < chosen["significance"],
+        "min_wins": best == simple
+        or chosen["wins_over_best_simple"][best] >= chosen["wins_needed"],
+        "mean": True,
+    }
+    lower = min((best, simple), key=lambda m: ahead[m])
+    picks = {rule: best if ok else simple for rule, ok in passes.items()}
+    return [
+        name, best, simple, p, f"{chosen['wins_over_best_simple'][best]}/{chosen['origins']}",
+        ahead[best], ahead[simple],
+        *(f"{picks[r]} {'yes' if picks[r] == lower else 'no'}" for r in RULES),
+    ]  # fmt: skip
+
+
+RULE_HEADERS = [
+    "series", "best (backtest)", "best simple", "paired p", "wins", "future MAE best",
+    "future MAE simple", *(f"{r}: serves / lower?" for r in RULES),
+]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every series of the zoo (or those named) and print the table."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -190,17 +227,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.units:
         overrides["models"] = {k: {"units": args.units} for k in ("gru", "lstm")}
     names = args.only.split(",") if args.only else list(ZOO)
-    rows = []
+    rows, rules = [], []
     with tempfile.TemporaryDirectory(prefix="seqcast-unseen-") as tmp:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         for name in names:
             root = workspace(Path(tmp), name, overrides)
             try:
-                rows.append(row(name, pipeline(root), future(root, name)))
+                ran, ahead = pipeline(root), future(root, name)
+                rows.append(row(name, ran, ahead))
+                rules.append(rule_row(name, ran, ahead))
             except Exception as err:  # one series' failure is a finding, not the end of the table
                 rows.append([name, f"failed: {type(err).__name__}: {str(err)[:200]}"] + [""] * 8)
             print(table(HEADERS, rows[-1:]), flush=True)  # each series as it finishes
     print(table(HEADERS, rows))
+    print("\nDecision rules on the held-back futures (the lower of best and best simple):")
+    print(table(RULE_HEADERS, rules))
+    for i, rule in enumerate(RULES):
+        right = sum(r[7 + i].endswith(" yes") for r in rules)
+        print(f"  {rule}: served the lower future MAE on {right} of {len(rules)} series")
     return 0
 
 
