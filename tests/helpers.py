@@ -116,10 +116,13 @@ def run_all(root: Path, until: str | None = None) -> dict:
 
     from pipelines.common import MODEL_KINDS, PER_MODEL, STAGE_FUNCTIONS
     from seqcast.config import load_config
+    from seqcast.store import record_key
 
     cfg = load_config(root / "params.yaml")
     results: dict = {}
     for stage, where in STAGE_FUNCTIONS.items():
+        if stage == "evaluate":  # dvc.yaml's store stage runs right before evaluate
+            results["store"] = record_key(root)[0]
         module, name = where.split(":")
         function = getattr(importlib.import_module(module), name)
         if stage in PER_MODEL:
