@@ -153,7 +153,8 @@ def test_a_second_clone_pulls_and_reproduces_nothing(
     run(tmp_path, env, "git", "clone", "-q", str(repo), str(clone))
     run(clone, env, "dvc", "pull")
     again = run(clone, env, "dvc", "repro")
-    assert ran(again) == set(), again.stdout
+    # Only the store check, which runs every time: the same server, so nothing after it.
+    assert ran(again) == {"store"}, again.stdout
     assert (clone / "models/served/refit.json").read_bytes() == (
         repo / "models/served/refit.json"
     ).read_bytes()

@@ -42,7 +42,7 @@ SWITCHING = {"level shift", "daily with yearly season"}
 BY_DVC = ("level shift", "daily with yearly season")
 STAGES = {
     "validate", "normalise", "window", "train@gru", "train@lstm", "backtest@gru",
-    "backtest@lstm", "evaluate", "refit", "promote",
+    "backtest@lstm", "store", "evaluate", "refit", "promote",
 }  # fmt: skip
 
 pytestmark = pytest.mark.e2e
