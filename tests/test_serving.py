@@ -334,7 +334,7 @@ def test_forecast_command_says_which_model(
 SERVED_MODEL_BEFORE_THE_MOVE = """\
 from mlflow.models import set_model
 
-from seqcast.serving import ForecastModel
+from seqcast.serving import ForecastModel  # the path before the move (relayout: keep)
 
 set_model(ForecastModel())
 """
