@@ -330,7 +330,8 @@ def test_forecast_command_says_which_model(
 
 
 # The served_model.py every model logged before src/seqcast moved into packages carries: MLflow
-# runs this copy on load, so `seqcast.serving` must keep answering (an import shim after issue 25).
+# runs this copy on load, so that old module path must keep answering (an import shim after
+# issue 25, which relayout.py writes).
 SERVED_MODEL_BEFORE_THE_MOVE = """\
 from mlflow.models import set_model
 
