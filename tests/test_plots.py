@@ -200,7 +200,7 @@ def test_dvc_specs_are_valid_vega_lite(dvc_json: dict) -> None:
 
 
 def test_committed_templates_are_the_generated_ones() -> None:
-    """The .dvc/plots templates match seqcast.plots, and every plotted column has a colour."""
+    """The .dvc/plots templates match seqcast.plots; each plotted column has a colour."""
     for name, content in plots.templates().items():
         committed = REPO / ".dvc" / "plots" / f"{name}.json"
         assert json.loads(committed.read_text()) == content, "run python -m seqcast.plots"

@@ -327,3 +327,34 @@ def test_forecast_command_says_which_model(
     assert err == (
         f"seqcast forecast: {CHAMPION}: version 1 of {MODEL_NAME} (models:/{MODEL_NAME}/1)\n"
     )
+
+
+# The served_model.py every model logged before src/seqcast moved into packages carries: MLflow
+# runs this copy on load, so that old module path must keep answering (an import shim after
+# issue 25, which relayout.py writes).
+SERVED_MODEL_BEFORE_THE_MOVE = """\
+from mlflow.models import set_model
+
+from seqcast.serving import ForecastModel  # the path before the move (relayout: keep)
+
+set_model(ForecastModel())
+"""
+
+
+def test_a_model_logged_before_the_package_move_still_loads_and_serves(
+    logged: dict, tmp_path: Path
+) -> None:
+    code = tmp_path / "served_model.py"
+    code.write_text(SERVED_MODEL_BEFORE_THE_MOVE)
+    mlflow.set_tracking_uri(logged["uri"])
+    with mlflow.start_run(experiment_id=mlflow.get_experiment_by_name("serving").experiment_id):
+        info = mlflow.pyfunc.log_model(
+            name="old_layout",
+            python_model=str(code),
+            artifacts={serving.ARTIFACT: str(logged["folder"])},
+            pip_requirements=serving.requirements(),
+        )
+    history = raw_history()
+    loaded = mlflow.pyfunc.load_model(info.model_uri)
+
+    pd.testing.assert_frame_equal(loaded.predict(history), logged["forecaster"].forecast(history))

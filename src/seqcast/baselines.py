@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from seqcast.windowing import gather, horizon_offsets
+from seqcast.offsets import gather, horizon_offsets
 
 
 def naive(series: np.ndarray, origins: np.ndarray, horizon: int, shift: int = 1) -> np.ndarray:

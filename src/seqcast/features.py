@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from seqcast import baselines
-from seqcast.windowing import gather, history_offsets, horizon_offsets
+from seqcast.offsets import gather, history_offsets, horizon_offsets
 
 TWO_PI = 2.0 * np.pi
 

@@ -17,6 +17,9 @@ import numpy as np
 
 from seqcast.errors import ConfigError
 
+# Re-exported: callers read windows with them from here; they live below baselines and features.
+from seqcast.offsets import gather, history_offsets, horizon_offsets  # noqa: F401
+
 if TYPE_CHECKING:
     from seqcast.config import Config, WindowConfig
 
@@ -41,21 +44,6 @@ def origins(
             else (np.empty(0, dtype=np.int64))
         )
     return out
-
-
-def gather(series: np.ndarray, rows: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """series[rows[:, None] + offsets]: one batch of windows, copied only for this batch."""
-    return np.take(series, rows[:, None] + offsets[None, :], axis=0)
-
-
-def history_offsets(width: int) -> np.ndarray:
-    """Offsets of the last `width` observed rows relative to the origin."""
-    return np.arange(-width + 1, 1, dtype=np.int64)
-
-
-def horizon_offsets(horizon: int, shift: int = 1) -> np.ndarray:
-    """Offsets of the forecast rows relative to the origin."""
-    return np.arange(shift, shift + horizon, dtype=np.int64)
 
 
 def sliding_view(series: np.ndarray, width: int) -> np.ndarray:
