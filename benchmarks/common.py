@@ -99,7 +99,9 @@ def _version(package: str) -> str | None:
 
 def run_worker(module: str, args: list[str], timeout: float, env: dict | None = None) -> dict:
     """Run `python -m module args` in a fresh process and parse the JSON it prints last."""
-    environ = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    # The worker measures this checkout's seqcast, whichever checkout the venv was installed from.
+    pythonpath = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    environ = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": pythonpath, **(env or {})}
     done = subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=ROOT,

@@ -5,8 +5,9 @@ concurrent requests, and 1,000 series.
 
 The model is logged with seqcast.serving.log_forecaster into a temporary MLflow store and
 loaded back with mlflow.pyfunc.load_model, as `mlflow models serve` does; a request is the
-last min_history rows of the shipped raw CSV. The same model is served by `seqcast serve` for
-the HTTP figures: one client in turn, then many at once. The pyfunc takes one series per
+last 700 rows of the shipped raw CSV (--history-rows). The same model is served by `seqcast
+serve` for the HTTP figures: one client in turn, then many at once, with its default number
+of worker processes and, as the baseline, with one. The pyfunc takes one series per
 request, so 1,000 series are timed as 1,000 requests, beside the library's vectorised path
 (Forecaster.forecast_units over 1,000 origins in one call). For a network, Keras' plain
 model.predict on the same inputs is the baseline of the compiled predict path.
@@ -35,6 +36,7 @@ import pandas as pd
 from benchmarks.common import ROOT, emit, median, percentile, table, timed
 
 CHECKED_ROWS = 10_000
+HISTORY_ROWS = 700
 SERVER_START_SECONDS = 180
 
 
@@ -63,15 +65,19 @@ def bench(
     series: int = 1000,
     clients: int = 100,
     concurrent_requests: int = 500,
+    history_rows: int = HISTORY_ROWS,
+    workers: int | None = None,
 ) -> dict:
     """Request latency in-process and over HTTP, concurrent throughput, 1,000 series both ways."""
     import mlflow
 
-    from seqcast import serving
+    from seqcast import server, serving
     from seqcast.forecaster import Forecaster
 
     forecaster = Forecaster.load(folder)
-    request = history(forecaster).reset_index(drop=True)
+    workers = server.default_workers() if workers is None else workers
+    rows = max(history_rows, forecaster.min_history)
+    request = history(forecaster, rows).reset_index(drop=True)
     result: dict = {
         "forecaster": str(folder),
         "predictor": type(forecaster.predictor).__name__,
@@ -99,8 +105,13 @@ def bench(
             "request_cpu_ms": cpu * 1e3,
         }
         body = json.dumps(serving_body(request)).encode()
-        with served(uri, info.model_uri, Path(tmp)) as (port, pid):
+        with served(uri, info.model_uri, Path(tmp), workers) as (port, pid):
             result |= http_figures(port, pid, body, requests, clients, concurrent_requests)
+        result["workers"] = workers
+        if workers != 1:  # the baseline: one server process, as before --workers
+            with served(uri, info.model_uri, Path(tmp), 1) as (port, pid):
+                one = http_figures(port, pid, body, requests, clients, concurrent_requests)
+            result |= {f"one_worker_{key}": value for key, value in one.items()}
     # The vectorised path: series windows of the shipped CSV forecast in one call.
     longer = history(forecaster, forecaster.min_history + series - 1)
     values = longer[forecaster.columns].to_numpy(dtype=np.float64)
@@ -169,15 +180,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def served(tracking_uri: str, model_uri: str, folder: Path) -> Iterator[tuple[int, int]]:
+def served(
+    tracking_uri: str, model_uri: str, folder: Path, workers: int = 1
+) -> Iterator[tuple[int, int]]:
     """`seqcast serve` of model_uri (this checkout's code) on a free port until the context ends."""
     port = free_port()
     # The server imports this checkout's seqcast, whichever checkout the venv was installed from.
     pythonpath = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
     env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri, "PYTHONPATH": pythonpath}
     command = [sys.executable, "-m", "seqcast.cli", "serve", "--model", model_uri]
-    command += ["--host", "127.0.0.1", "--port", str(port)]
-    log_path = folder / "serve.log"
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    log_path = folder / f"serve-{workers}.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
             command,
@@ -230,14 +243,15 @@ def http_figures(port: int, pid: int, body: bytes, requests: int, clients: int, 
 
     server = psutil.Process(pid)
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    for _ in range(3):  # warm-up: the server's first forecast compiles the network
+    for _ in range(3):  # warm-up: a cold connection
         post(connection, body)
     one = [post(connection, body) for _ in range(requests)]
     connection.close()
-    # The server's CPU seconds per request: what the machine's load does not change much.
-    cpu = sum(server.cpu_times()[:2])
+    # The server's CPU seconds per request, its workers' included: what the machine's load
+    # does not change much.
+    cpu = _cpu_seconds(server)
     seconds, errors, wall = concurrent(port, body, clients, total)
-    cpu = sum(server.cpu_times()[:2]) - cpu
+    cpu = _cpu_seconds(server) - cpu
     return {
         "http_ms": [s * 1e3 for _, s in one],
         "http_median_ms": median(s for _, s in one) * 1e3,
@@ -252,6 +266,11 @@ def http_figures(port: int, pid: int, body: bytes, requests: int, clients: int, 
         "concurrent_p95_ms": percentile(seconds, 95) * 1e3,
         "concurrent_server_cpu_ms": cpu / total * 1e3,
     }
+
+
+def _cpu_seconds(process) -> float:
+    """User and system seconds of a process and its children, alive now."""
+    return sum(sum(p.cpu_times()[:2]) for p in [process, *process.children(recursive=True)])
 
 
 def concurrent(port: int, body: bytes, clients: int, total: int) -> tuple[list[float], int, float]:
@@ -294,27 +313,19 @@ def report(result: dict) -> tuple[list[str], list[list[object]]]:
     n, requests = result["series"], f"of {len(result['request_ms'])}"
     rows = [
         ["pyfunc load_model", result["load_seconds"] * 1e3, ""],
-        ["one request in-process, median", result["request_median_ms"], requests],
+        [
+            "one request in-process, median",
+            result["request_median_ms"],
+            f"{requests}, {result['history_rows']} rows of history each",
+        ],
         ["one request in-process, p95", result["request_p95_ms"], requests],
         ["one request in-process, CPU", result["request_cpu_ms"], "process CPU time per request"],
-        ["one request over HTTP, median", result["http_median_ms"], requests],
-        ["one request over HTTP, p95", result["http_p95_ms"], f"{result['http_errors']} errors"],
-        [
-            f"{result['clients']} clients at once, {result['concurrent_requests']} requests",
-            result["concurrent_seconds"] * 1e3,
-            f"{result['concurrent_per_second']:.0f} requests/s, "
-            f"{result['concurrent_errors']} errors",
-        ],
-        [
-            f"{result['clients']} clients at once, median / p95 of a request",
-            result["concurrent_median_ms"],
-            f"p95 {result['concurrent_p95_ms']:.1f} ms",
-        ],
-        [
-            f"{result['clients']} clients at once, server CPU per request",
-            result["concurrent_server_cpu_ms"],
-            "user + system time of the seqcast serve process",
-        ],
+    ]
+    rows += http_rows(result, f"seqcast serve --workers {result.get('workers', 1)}")
+    if "one_worker_http_median_ms" in result:
+        one = {k.removeprefix("one_worker_"): v for k, v in result.items()}
+        rows += http_rows(one, "baseline: --workers 1")
+    rows += [
         [
             f"{n:,} series as {n:,} requests",
             result["sequential_seconds"] * 1e3,
@@ -344,6 +355,35 @@ def report(result: dict) -> tuple[list[str], list[list[object]]]:
     return ["forecast latency", "ms", "note"], rows
 
 
+def http_rows(result: dict, label: str) -> list[list[object]]:
+    """The HTTP figures of one server: one client in turn, then many at once."""
+    requests, clients = f"of {len(result['http_ms'])}", result["clients"]
+    return [
+        [f"{label}: one request over HTTP, median", result["http_median_ms"], requests],
+        [
+            f"{label}: one request over HTTP, p95",
+            result["http_p95_ms"],
+            f"{result['http_errors']} errors",
+        ],
+        [
+            f"{label}: {clients} clients at once, {result['concurrent_requests']} requests",
+            result["concurrent_seconds"] * 1e3,
+            f"{result['concurrent_per_second']:.0f} requests/s, "
+            f"{result['concurrent_errors']} errors",
+        ],
+        [
+            f"{label}: {clients} clients at once, median of a request",
+            result["concurrent_median_ms"],
+            f"p95 {result['concurrent_p95_ms']:.1f} ms",
+        ],
+        [
+            f"{label}: {clients} clients at once, server CPU per request",
+            result["concurrent_server_cpu_ms"],
+            "user + system time of seqcast serve and its workers",
+        ],
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Measure, print the table, then one JSON line (read by benchmarks.run)."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -354,9 +394,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--concurrent-requests", type=int, default=500, help="requests the clients send in all"
     )
+    parser.add_argument(
+        "--history-rows", type=int, default=HISTORY_ROWS, help="rows of history per request"
+    )
+    parser.add_argument(
+        "--workers", type=int, help="seqcast serve --workers (default: its own default)"
+    )
     args = parser.parse_args(argv)
     result = bench(
-        args.forecaster, args.requests, args.series, args.clients, args.concurrent_requests
+        args.forecaster,
+        args.requests,
+        args.series,
+        args.clients,
+        args.concurrent_requests,
+        args.history_rows,
+        args.workers,
     )
     print(table(*report(result)), flush=True)
     emit(result)

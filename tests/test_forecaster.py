@@ -375,3 +375,30 @@ def test_trading_day_forecasts_skip_the_exchange_holidays(
     assert days[-1] == pd.Timestamp("2024-12-23")
     dates = [d if d.startswith("2025") else f"2024-{d}" for d in expected]
     assert out["timestamp"].tolist() == [f"{d} 00:00:00" for d in dates]
+
+
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        ["2000-01-01 00:00:00", "2000-01-01 00:30:00"],
+        ["2000-01-01T00:00:00", "2000-01-01T00:30:00"],
+        ["2000-01-01", "2000-01-02"],
+        ["2000-01-01 00:00:00+01:00", "2000-01-01 00:30:00+01:00"],
+        ["2000-01-01 00:00:00", None],
+    ],
+)
+def test_timestamps_parse_as_pandas_guesses_them(stamps: list) -> None:
+    """The usual layout is tried first (faster); every layout reads as pd.to_datetime reads it."""
+    from seqcast.forecaster import parse_times
+
+    raw = pd.Series(stamps, name="timestamp")
+    found = parse_times(raw)
+    expected = pd.DatetimeIndex(pd.to_datetime(raw))
+    assert found.equals(expected) and found.dtype == expected.dtype
+
+
+def test_unparseable_timestamp_names_the_column() -> None:
+    from seqcast.forecaster import parse_times
+
+    with pytest.raises(ForecastInputError, match="column when: unparseable timestamp: "):
+        parse_times(pd.Series(["2000-01-01 00:00:00", "soon"], name="when"))

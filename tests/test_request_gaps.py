@@ -282,3 +282,31 @@ def test_seqcast_serve_answers_accepted_gaps_and_refuses_long_ones(
     assert json.loads(refused[1])["message"].startswith(
         "a gap of 4 steps from 2024-03-02 06:00:00 to 2024-03-02 09:00:00 (rows 30 to 33"
     )
+
+
+@pytest.mark.parametrize("gaps", [False, True])
+def test_the_rows_read_go_on_as_check_history_would_read_them(store: dict, gaps: bool) -> None:
+    """fill_gaps hands its rows on unless check_history, reading their text, could differ."""
+    forecaster = store["forecaster"]
+    prepared = serving.fill_gaps(forecaster, gappy() if gaps else raw_history(40))
+
+    values, times = prepared.checked(forecaster)
+
+    assert prepared.times is not None  # check_history was not run again
+    expected_values, expected_times = forecaster.check_history(prepared.history)
+    np.testing.assert_array_equal(values, expected_values)
+    assert times.equals(expected_times) and times.dtype == expected_times.dtype
+    pd.testing.assert_frame_equal(
+        forecaster.forecast_checked(values, times), forecaster.forecast(prepared.history)
+    )
+
+
+def test_rows_with_a_utc_offset_are_read_again_from_their_text(store: dict) -> None:
+    history = raw_history(40)
+    stamps = pd.to_datetime(history["timestamp"]).dt.tz_localize("Europe/Berlin")
+    history["timestamp"] = stamps.dt.strftime("%Y-%m-%d %H:%M:%S%z")
+    prepared = serving.fill_gaps(store["forecaster"], history)
+
+    assert prepared.times is None  # a time zone: check_history reads the text
+    values, times = prepared.checked(store["forecaster"])
+    assert str(times[-1]) == "2024-03-02 15:00:00+01:00" and len(values) == 12

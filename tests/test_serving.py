@@ -358,3 +358,33 @@ def test_a_model_logged_before_the_package_move_still_loads_and_serves(
     loaded = mlflow.pyfunc.load_model(info.model_uri)
 
     pd.testing.assert_frame_equal(loaded.predict(history), logged["forecaster"].forecast(history))
+
+
+def test_loading_the_model_traces_the_one_series_call(logged: dict) -> None:
+    """load_context warms the compiled path: no request pays the trace."""
+    from seqcast.forecaster import _COMPILED
+
+    forecaster = mlflow.pyfunc.load_model(CHAMPION).unwrap_python_model().forecaster
+
+    assert list(_COMPILED[forecaster.predictor]) == [1]
+
+
+def test_server_answers_as_the_pyfunc_with_one_check(
+    logged: dict, model: mlflow.pyfunc.PyFuncModel
+) -> None:
+    """The server forecasts from its own checks, not through the pyfunc: the same answer."""
+    sent = split(raw_history())
+    body = json.dumps({"dataframe_split": sent}).encode()
+
+    response = server.score(body, "application/json", server.CheckedModel(model))
+
+    assert response.status_code == 200
+    served = pd.DataFrame(json.loads(response.body)["predictions"])
+    expected = model.predict(pd.DataFrame(sent["data"], columns=sent["columns"]))
+    pd.testing.assert_frame_equal(served, expected, check_exact=True, check_dtype=False)
+
+
+def test_workers_must_be_at_least_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["serve", "--model", "models:/nothing/1", "--workers", "0"]) == 2
+    assert "--workers 0: expected at least 1 server process" in capsys.readouterr().err
+    assert 1 <= server.default_workers() <= server.MAX_DEFAULT_WORKERS

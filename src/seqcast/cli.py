@@ -88,7 +88,8 @@ def _serve(args: argparse.Namespace) -> int:
     _import_keras()
     model = args.model or _champion(args.params)
     try:
-        server.serve(model, args.host, args.port, _ledger_on_serve(args.params, model))
+        workers = server.default_workers() if args.workers is None else args.workers
+        server.serve(model, args.host, args.port, args.params, workers)
     except MlflowException as err:
         # e.g. no such model or alias in the registry: a message, not a traceback.
         raise ValueError(_cannot_load(model, err)) from None
@@ -98,21 +99,8 @@ def _serve(args: argparse.Namespace) -> int:
 def _ledger_on_serve(params: Path, model: str):
     """With monitoring.ledger_on_serve: a callback recording each served forecast, else None."""
     from seqcast import ledger
-    from seqcast.config import load_config
 
-    if not params.is_file():
-        return None
-    cfg = load_config(params)
-    version = ledger.registered_version(cfg, model) if cfg.monitoring.ledger_on_serve else None
-    if version is None:
-        return None
-    root, targets = params.resolve().parent, list(cfg.data.targets)
-
-    def record(origin: str, answer) -> None:
-        ledger.record(cfg, answer, version, origin, "serve", answer.columns[0], targets, root)
-
-    print(f"seqcast serve: v{version}'s forecasts are recorded in the forecast ledger", flush=True)
-    return record
+    return ledger.on_serve(params, model, say=lambda m: print(f"seqcast serve: {m}", flush=True))
 
 
 def _cannot_load(model: str, err: Exception) -> str:
@@ -202,6 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", default=5001, type=int)
     serve.add_argument("--params", default="params.yaml", type=Path)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="server processes, each with its own copy of the model "
+        "(default: one per CPU, at most 4)",
+    )
     serve.set_defaults(run=_serve)
     check = sub.add_parser("check", help="validate params.yaml")
     check.add_argument("--params", default="params.yaml", type=Path)

@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -93,6 +94,28 @@ def _find(
         max_results=1,
     )
     return found[0].info.run_id if found else None
+
+
+def on_serve(
+    params: Path, model: str, say: Callable[[str], None] | None = None
+) -> Callable[[str, pd.DataFrame], None] | None:
+    """With monitoring.ledger_on_serve: a callback recording each served forecast, else None."""
+    from seqcast.config import load_config
+
+    if not params.is_file():
+        return None  # no project here: nothing says which registered model the ledger follows
+    cfg = load_config(params)
+    version = registered_version(cfg, model) if cfg.monitoring.ledger_on_serve else None
+    if version is None:
+        return None
+    root, targets = params.resolve().parent, list(cfg.data.targets)
+
+    def recorder(origin: str, answer: pd.DataFrame) -> None:
+        record(cfg, answer, version, origin, "serve", answer.columns[0], targets, root)
+
+    if say is not None:
+        say(f"v{version}'s forecasts are recorded in the forecast ledger")
+    return recorder
 
 
 def record(

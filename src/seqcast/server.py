@@ -18,21 +18,24 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import json
 import logging
 import os
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import mlflow
 import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel, scoring_server
 
-from seqcast import serving
-from seqcast.forecaster import ForecastInputError
+from seqcast import ledger, serving
+from seqcast.forecaster import ForecastInputError, ForecastOutputError
 
 MAX_REQUEST_BYTES_ENV = "SEQCAST_MAX_REQUEST_BYTES"
 # A default model needs 432 rows, about 20 kB of CSV: 10 MiB leaves room for long histories
@@ -51,12 +54,16 @@ _logger = logging.getLogger(__name__)
 # The rows CheckedModel.predict filled for the request scored in this context (see score).
 _FILLED: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("filled", default=None)
 FILLED_HEADER = "X-Filled-Rows"
+# serve()'s settings for its worker processes (JSON), read by worker_app.
+WORKER_ENV = "SEQCAST_SERVE_WORKER"
+# Each worker holds its own model and TensorFlow runtime (about 0.5 GB): one per CPU, up to 4.
+MAX_DEFAULT_WORKERS = 4
 # Called with the origin (the last history timestamp) and the answer of every forecast served.
 OnForecast = Callable[[str, pd.DataFrame], None]
 
 
 class CheckedModel:
-    """The served pyfunc model behind Forecaster.check_history, run on the history as sent."""
+    """The served pyfunc model's forecaster behind its checks, run once on the history as sent."""
 
     def __init__(self, model: PyFuncModel, on_forecast: OnForecast | None = None) -> None:
         self.model = model
@@ -69,25 +76,24 @@ class CheckedModel:
         return self.model.metadata
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """The pyfunc's forecast once the history passed the checks; a clean error otherwise."""
+        """The forecast once the history passed the checks; a clean error otherwise."""
         forecaster = self.forecaster
         try:
             history = pd.DataFrame(data)
             prepared = serving.fill_gaps(forecaster, history)
-            values, _ = forecaster.check_history(prepared.history)
+            values, times = prepared.checked(forecaster)
         except ForecastInputError as err:
             raise serving.ForecastRequestError(str(err)) from None
         except (ValueError, TypeError) as err:
             raise serving.ForecastRequestError(f"the input is not a table of rows: {err}") from None
-        # Only the rows and columns the forecast uses, typed as the signature says, so that
-        # MLflow's schema enforcement has nothing left to refuse with a dump of the request.
-        recent = pd.DataFrame(values, columns=forecaster.columns)
-        stamps = prepared.history[forecaster.timestamp].iloc[-forecaster.min_history :]
-        recent.insert(0, forecaster.timestamp, stamps.astype(str).to_numpy())
         try:
-            answer = self.model.predict(recent, params=params)
-        except MlflowException:
-            raise
+            # The pyfunc's predict is fill_gaps then the checked forecast: both done above on
+            # the history as sent, so the forecast goes on from there rather than through the
+            # pyfunc, which would check the rows again and run MLflow's schema enforcement
+            # (half a request's time). The pyfunc takes no params: none to pass on.
+            answer = forecaster.forecast_checked(values, times)
+        except ForecastOutputError as err:
+            raise serving.ForecastServerError(str(err)) from None
         except Exception as err:
             _logger.exception("forecast failed")
             raise serving.ForecastServerError(
@@ -248,17 +254,72 @@ def build_app(
     return app
 
 
-def serve(model_uri: str, host: str, port: int, on_forecast: OnForecast | None = None) -> None:
-    """Load a model as `mlflow models serve` would (e.g. models:/name@champion) and serve it."""
+def default_workers() -> int:
+    """Server processes by default: one per CPU, at most MAX_DEFAULT_WORKERS."""
+    return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
+
+
+def serve(
+    model_uri: str,
+    host: str,
+    port: int,
+    params: Path | None = None,
+    workers: int = 1,
+) -> None:
+    """Load a model as `mlflow models serve` would (e.g. models:/name@champion) and serve it.
+
+    With workers > 1, as many processes answer on the one port, each with its own copy of the
+    model; params (a params.yaml) says whether each forecast goes to the ledger.
+    """
     import uvicorn
 
+    if workers < 1:
+        raise ValueError(f"--workers {workers}: expected at least 1 server process")
     limit = max_request_bytes()  # a bad setting fails before the slow model load
     serving.use_project_store()
     identity = serving.identify(model_uri)
+    # Loaded here even when workers load their own: a model that cannot load is one message
+    # from this process (seqcast.cli), not a traceback from each worker.
     model = scoring_server.load_model_with_mlflow_config(identity.uri)
+    on_forecast = ledger.on_serve(params, model_uri, say=_say) if params else None
+    processes = f"{workers} worker processes" if workers > 1 else "1 process"
     print(
         f"seqcast serve: {model_uri}, {identity.describe()}, at http://{host}:{port} "
-        f"(body limit {limit} B)",
+        f"(body limit {limit} B, {processes})",
         flush=True,
     )
-    uvicorn.run(build_app(model, limit, identity, on_forecast), host=host, port=port)
+    if workers == 1:
+        uvicorn.run(build_app(model, limit, identity, on_forecast), host=host, port=port)
+        return
+    del model, on_forecast  # each worker loads its own
+    # uvicorn starts workers as fresh processes that import the app by name: what they need
+    # to build it travels in the environment they inherit.
+    os.environ[WORKER_ENV] = json.dumps(
+        {
+            "tracking_uri": mlflow.get_tracking_uri(),
+            "model_uri": model_uri,
+            "identity": dataclasses.asdict(identity),
+            "limit": limit,
+            "params": None if params is None else str(Path(params).resolve()),
+        }
+    )
+    uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, host=host, port=port)
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process of serve(), from the settings its parent left it."""
+    from seqcast.console import native_notices_hidden
+
+    with native_notices_hidden():  # as `seqcast serve` itself imports Keras (seqcast.cli)
+        import keras  # noqa: F401
+    settings = json.loads(os.environ[WORKER_ENV])
+    mlflow.set_tracking_uri(settings["tracking_uri"])
+    identity = serving.ModelIdentity(**settings["identity"])
+    model = scoring_server.load_model_with_mlflow_config(identity.uri)
+    params = settings["params"]
+    on_forecast = ledger.on_serve(Path(params), settings["model_uri"]) if params else None
+    return build_app(model, settings["limit"], identity, on_forecast)
+
+
+def _say(message: str) -> None:
+    print(f"seqcast serve: {message}", flush=True)

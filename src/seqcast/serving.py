@@ -6,6 +6,7 @@ offline `forecast_csv` answer and the evaluation code path are one and the same.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,15 +28,16 @@ from seqcast.config import ROWS
 from seqcast.data import _runs as runs
 from seqcast.forecaster import (
     SETTINGS,
+    TIME_FORMAT,
     Forecaster,
     ForecastInputError,
     ForecastOutputError,
     _row,
     cell_values,
+    parse_times,
 )
 
 ARTIFACT = "forecaster"
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # Pinned for other env managers; `--env-manager local` serves from this environment, which
 # also provides seqcast itself (installed from this checkout).
 REQUIREMENTS = (
@@ -78,8 +80,10 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
         self.forecaster: Forecaster | None = None
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        """Load the Forecaster folder logged as the `forecaster` artifact."""
+        """Load the Forecaster folder logged as the `forecaster` artifact, its network warmed."""
         self.forecaster = Forecaster.load(Path(context.artifacts[ARTIFACT]))
+        # Traced at load, not by the first request (a second or so, and no retracing later).
+        self.forecaster.warm_up()
 
     def predict(
         self,
@@ -91,8 +95,8 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
         if self.forecaster is None:
             raise MlflowException("ForecastModel.predict called before load_context")
         try:
-            history = fill_gaps(self.forecaster, pd.DataFrame(model_input)).history
-            return self.forecaster.forecast(history)
+            prepared = fill_gaps(self.forecaster, pd.DataFrame(model_input))
+            return self.forecaster.forecast_checked(*prepared.checked(self.forecaster))
         except ForecastInputError as err:
             raise ForecastRequestError(str(err)) from None
         except ForecastOutputError as err:
@@ -274,6 +278,16 @@ class FilledHistory:
     history: pd.DataFrame
     filled: list[str]
     max_gap_steps: int = 0
+    # The rows read as Forecaster.check_history would return them from `history`, when that
+    # could only repeat the checks made here (see checked); None: check_history decides.
+    values: np.ndarray | None = None
+    times: pd.DatetimeIndex | None = None
+
+    def checked(self, forecaster: Forecaster) -> tuple[np.ndarray, pd.DatetimeIndex]:
+        """The (values, times) a forecast reads: Forecaster.check_history's, run only if needed."""
+        if self.times is not None and self.values is not None:
+            return self.values, self.times
+        return forecaster.check_history(self.history)
 
     def describe(self) -> str:
         """One line for people: which rows the model reads were interpolated."""
@@ -306,7 +320,7 @@ def fill_gaps(forecaster: Forecaster, history: pd.DataFrame) -> FilledHistory:
     if history.empty:
         raise ForecastInputError(f"too little history: 0 rows given; {_needed(forecaster)}")
     times = _times(history[ts])
-    values = cell_values(history[columns], times)
+    values = cell_values(history, times, columns)
     _check_values(forecaster, policy, values, times)
     grid, rows = _read_span(forecaster, policy, times)
     span = np.full((len(grid), len(columns)), np.nan)
@@ -317,10 +331,23 @@ def fill_gaps(forecaster: Forecaster, history: pd.DataFrame) -> FilledHistory:
         frame = frame.interpolate(method="linear", limit_area="inside")
     read = slice(len(grid) - forecaster.min_history, None)
     out = frame.iloc[read].reset_index(drop=True)
+    values = out.to_numpy(dtype=np.float64)
     # A tz-aware series keeps its UTC offset, as the forecast's own timestamps do.
     fmt = TIME_FORMAT + ("%z" if grid.tz is not None else "")
     out.insert(0, ts, grid[read].strftime(fmt))
-    return FilledHistory(out, [str(t) for t in grid[filled]], policy.max_gap_steps)
+    found = FilledHistory(out, [str(t) for t in grid[filled]], policy.max_gap_steps)
+    # Every value sent passed the range checks, a gap is interpolated between complete rows,
+    # and the steps are the grid's: check_history would find nothing more. It reads the rows
+    # from their text, so the rows are handed on as they are only where the text says the
+    # same (naive whole seconds on a grid: a time zone or a fraction of a second would differ).
+    times = grid[read]
+    same_text = times.tz is None and forecaster.frequency != ROWS
+    if same_text and times.floor("s").equals(times) and np.isfinite(values).all():
+        # In the time unit parsing the text gives (one row parsed, not all of them).
+        unit = parse_times(out[ts].iloc[-1:]).unit
+        times = pd.DatetimeIndex(times, freq=None).as_unit(unit)
+        return dataclasses.replace(found, values=values, times=times)
+    return found
 
 
 def _needed(forecaster: Forecaster) -> str:
@@ -336,10 +363,7 @@ def _needed(forecaster: Forecaster) -> str:
 def _times(raw: pd.Series) -> pd.DatetimeIndex:
     """Every timestamp sent, parsed; refused unless each parses and each is later than the last."""
     column = raw.name
-    try:
-        times = pd.DatetimeIndex(pd.to_datetime(raw))
-    except (ValueError, TypeError) as err:
-        raise ForecastInputError(f"column {column}: unparseable timestamp: {err}") from None
+    times = parse_times(raw)
     if times.isna().any():
         at = int(np.argmax(times.isna()))
         raise ForecastInputError(f"column {column}: missing timestamp at {_row(at, len(times))}")
