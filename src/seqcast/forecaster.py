@@ -269,7 +269,7 @@ class Forecaster:
         if hasattr(self.predictor, "get_weights"):
             weights = self.predictor.get_weights()
         elif _predictor_kind(self.predictor) == "statistical":
-            weights = [np.frombuffer(pickle.dumps(self.predictor.fits), dtype=np.uint8)]
+            weights = self.predictor.weights()
         elif self.predictor is not None:
             weights = [self.predictor.coef_, np.atleast_1d(self.predictor.intercept_)]
         else:

@@ -4,9 +4,8 @@ The train stage's models never saw the validation and test rows; after the decis
 nothing left to hold out, so the chosen recipe (network, linear or statistical rival, simple
 baseline) is fit again on all rows: scaler, rivals and network alike, the network for as many
 epochs as early stopping chose in the backtest (no validation is left to stop on). It carries the
-conformal
-calibration errors of its recipe so that it serves bands offline. `refit.all_rows: false` serves
-the train stage's model instead.
+conformal calibration errors of its recipe so that it serves bands offline.
+`refit.all_rows: false` serves the train stage's model instead.
 """
 
 from __future__ import annotations

@@ -374,4 +374,11 @@ def _intervals_section(intervals: dict | None) -> list[str]:
         )
         shown = _shown(model)
         lines.append(f"| {shown} | {cells} |")
+        if f"native_coverage_{levels[0]}" in s:
+            native = " | ".join(
+                f"{s[f'native_coverage_{lv}']:.1%} | {s[f'native_width_{lv}']:.4g} | "
+                f"{s[f'native_msis_{lv}']:.4g}"
+                for lv in levels
+            )
+            lines.append(f"| {shown}, its own intervals | {native} |")
     return lines

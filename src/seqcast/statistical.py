@@ -56,6 +56,12 @@ class StatisticalRival:
             out[:, :, t] = paths[:, shift - 1 :]
         return out
 
+    def weights(self) -> list[np.ndarray]:
+        """Every number the fits hold, in a fixed order: the model's fingerprint reads them."""
+        return [np.array([self.season, self.start], dtype=np.float64)] + [
+            array for fit in self.fits for array in _numbers(fit)
+        ]
+
     def native_bands(
         self, targets: np.ndarray, origins: np.ndarray, horizon: int, shift: int, levels: list
     ) -> dict[float, np.ndarray] | None:
@@ -71,6 +77,18 @@ class StatisticalRival:
                 out[lv][:, :, t, 0] = lo[:, shift - 1 :]
                 out[lv][:, :, t, 1] = hi[:, shift - 1 :]
         return out
+
+
+def _numbers(value: Any) -> list[np.ndarray]:
+    """The numeric arrays and scalars inside a fitted model's dict, keys sorted."""
+    if isinstance(value, dict):
+        return [a for key in sorted(value, key=str) for a in _numbers(value[key])]
+    if isinstance(value, list | tuple):
+        return [a for item in value for a in _numbers(item)]
+    array = np.asarray(value) if isinstance(value, np.ndarray | float | int) else None
+    if array is None or array.dtype.kind not in "biuf":
+        return []
+    return [np.atleast_1d(array.astype(np.float64))]
 
 
 def choose_season(name: str, seasons: list[int], rows: int) -> tuple[int, str]:
@@ -200,6 +218,10 @@ def _theta_forecast(
     _, _, states, _ = _theta.pegels_resid(
         np.ascontiguousarray(adjusted), kind, par["initial_smoothed"], par["alpha"], par["theta"], 3
     )
+    if fit["modeltype"] in ("STM", "OTM"):
+        # The static models' trend (A_n, B_n: columns 2 and 3) is the least-squares line of the
+        # whole series passed, written into every row: each origin gets its own prefix's line.
+        states[:, 2], states[:, 3] = _prefix_trend(adjusted)
     for i, origin in enumerate(origins):
         _theta.forecast(
             np.ascontiguousarray(states[: origin + 1]), int(origin) + 1, kind, out[i],
@@ -209,6 +231,17 @@ def _theta_forecast(
             ahead = seasonal[origin + 1 : origin + 1 + steps]
             out[i] = out[i] + ahead if additive else out[i] * ahead
     return out
+
+
+def _prefix_trend(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Theta's trend line A_n + B_n t fit on y[:n] for every n (Fiorucci et al. 2016, eq. 7)."""
+    n = np.arange(1, len(y) + 1, dtype=np.float64)
+    mean = np.cumsum(y) / n
+    weighted = np.cumsum(n * y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = 6.0 / (n**2 - 1.0) * (2.0 / n * weighted - (1.0 + n) * mean)
+    slope[0] = 0.0  # one row has no slope
+    return mean - (n + 1.0) / 2.0 * slope, slope
 
 
 def _arima_forecast(

@@ -91,7 +91,14 @@ def evaluate(cfg: Config, root: Path) -> dict:
     comparison["candidate"] = decision
     fallback = decision["best_simple"]
     oos_origins, oos = out_of_sample(runs_bt, scored, loaded)
-    bands = calibrate(cfg, loaded, oos_origins, oos, scored, scale, runs_bt)
+    native = {
+        name: rival.native_bands(
+            units_of(loaded)[:, : spec.n_targets], loaded["origins"]["test"], spec.horizon,
+            spec.shift, cfg.intervals.levels,
+        )
+        for name, rival in rivals.items()
+    }  # fmt: skip
+    bands = calibrate(cfg, loaded, oos_origins, oos, scored, scale, runs_bt, native)
     bt_summary = backtest_summary(cfg, loaded, folds, fold_scores, runs_bt, decision)
     bt_summary["statistical"] = comparison["statistical"] | {
         "folds": {name: runs_bt[name].folds for name in rivals if name in runs_bt}
@@ -262,8 +269,13 @@ def calibrate(
     scored: dict,
     scale: np.ndarray,
     runs: dict[str, Backtest],
+    native: dict[str, dict | None] | None = None,
 ) -> dict:
-    """Rolling conformal bands on the test windows; scores; the errors that calibrate serving."""
+    """Rolling conformal bands on the test windows; scores; the errors that calibrate serving.
+
+    A statistical rival's own intervals (native: level -> (windows, horizon, targets, 2)) are
+    scored beside its conformal bands as native_coverage_<L>, native_width_<L>, native_msis_<L>.
+    """
     spec, levels = loaded["spec"], cfg.intervals.levels
     units = units_of(loaded)
     actual_oos = features.targets(spec, units, origins)
@@ -278,6 +290,8 @@ def calibrate(
         point = scored[name]["test"].forecast
         scores[name] = intervals.score_intervals(actual, point, half[name], levels, scale)
         scores[name]["calibration_errors"] = int(min(len(errors), cfg.intervals.calibration_window))
+        if (native or {}).get(name) is not None:
+            scores[name] |= native_scores(actual, native[name], levels, scale)
         calibration[name] = serving_errors(
             runs.get(name), units, spec, errors, cfg.intervals.calibration_window
         )
@@ -295,6 +309,21 @@ def calibrate(
         },
     }
     return {"scores": scores, "calibration": calibration, "plot": plot}
+
+
+def native_scores(
+    actual: np.ndarray, native: dict, levels: list[float], scale: np.ndarray
+) -> dict[str, float]:
+    """Coverage, mean width and MSIS of a model's own intervals on the test windows."""
+    out = {}
+    for level in levels:
+        lower, upper = native[level][..., 0], native[level][..., 1]
+        name = intervals.level_name(level)
+        score = intervals.interval_scores(actual, lower[..., None], upper[..., None], [level])
+        out[f"native_coverage_{name}"] = float(((lower <= actual) & (actual <= upper)).mean())
+        out[f"native_width_{name}"] = float((upper - lower).mean())
+        out[f"native_msis_{name}"] = float(np.mean(score[..., 0].mean(axis=(0, 1)) / scale))
+    return out
 
 
 def serving_errors(
