@@ -134,3 +134,49 @@ def test_a_rival_that_fails_a_fold_is_reported_and_not_eligible() -> None:
     )
     failed = statistical.FailedRival("autoets", "the fit failed: no model able to be fitted")
     assert np.isnan(failed.forecast_targets(np.ones((20, 1)), np.arange(3), 4)).all()
+
+
+def damped_trend(rows: int = 700) -> np.ndarray:
+    """A level with a damped, wandering trend, seen through heavy noise: ETS(A,Ad,N)'s own model."""
+    rng = np.random.default_rng(7)
+    level, slope, out = 100.0, 0.0, np.empty(rows)
+    for t in range(rows):
+        slope = 0.9 * slope + rng.normal(0, 0.3)
+        level += slope
+        out[t] = level + rng.normal(0, 4.0)
+    return out
+
+
+@pytest.mark.e2e
+def test_a_planted_damped_trend_serves_autoets(tmp_path: Path, monkeypatch) -> None:
+    """Every stage through refit on tiny params: the decision and the served model are AutoETS."""
+    from helpers import run_all, stage_root
+
+    from seqcast import paths
+    from seqcast.io import read_json
+
+    days = pd.date_range("2020-01-01", periods=700, freq="D")
+    frame = pd.DataFrame({"timestamp": days.strftime("%Y-%m-%d"), "demand_mw": damped_trend()})
+    root = stage_root(
+        tmp_path, frame,
+        data={"frequency": "D", "bounds": {}},
+        window={"input_width": 14, "horizon": 7},
+        baselines={"seasons": [7], "statistical": ["autoets"]},
+        train={"epochs": 2, "batch_size": 128, "patience": 1, "jit_compile": False},
+        models={"gru": {"units": 8}, "lstm": {"units": 8}},
+        backtest={"origins": 3},
+    )  # fmt: skip
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_all(root, until="refit")
+    decision = read_json(root / paths.EVALUATION / "comparison.json")["candidate"]
+    assert (decision["candidate"], decision["role"]) == ("autoets", "statistical"), decision
+    assert decision["scored_origins"]["autoets"] == 3
+    served = Forecaster.load(root / paths.SERVED / "forecaster")
+    assert served.name == "autoets" and served.predictor.fit_rows == 700
+    answer = served.forecast(frame.tail(served.min_history))
+    assert list(answer.columns[:2]) == ["timestamp", "demand_mw"]
+    assert "demand_mw_lower_80" in answer.columns  # conformal bands served with it
+    assert read_json(root / paths.METRICS / "autoets.json")["mae"] > 0
+    assert read_json(root / paths.METRICS / "autotheta.json") == dict.fromkeys(
+        ("mae", "mase", "bt_mae", "bt_mase")
+    )
