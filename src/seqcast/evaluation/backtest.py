@@ -426,6 +426,8 @@ def decide(
         "not eligible"
         for m in partial
     ]
+    if not partial:
+        reasons.append(f"every one of the {len(means)} models was scored on all {k} origin(s)")
     if roles[best] == SIMPLE:
         candidate = best
         reasons.append(f"a simple baseline has the best mean: {best} is the candidate")
