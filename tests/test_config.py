@@ -237,3 +237,10 @@ def test_flatten_gives_dotted_string_keys() -> None:
     assert not any(isinstance(v, dict) for v in flat.values())
     # search: shapes no model (`make tune` logs what each trial tried instead).
     assert {key.split(".")[0] for key in flat} == set(Config.model_fields) - {"search"}
+
+
+def test_statistical_rivals_default_and_unknown_name_is_named() -> None:
+    assert make_config().baselines.statistical == ["autoets", "autotheta"]
+    message = config_error(baselines={"statistical": ["autoets", "prophet"]})
+    assert "baselines.statistical" in message and "'prophet'" in message
+    assert parse_config(raw_params(baselines={"statistical": []})).baselines.statistical == []

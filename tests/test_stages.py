@@ -184,6 +184,7 @@ def test_evaluate_logs_parent_and_child_runs(tmp_path: Path, monkeypatch) -> Non
         assert [f["refit"] for f in folds] == [True, False] and folds[0]["epochs"] <= 2
     summary = evaluation_stage.evaluate(cfg, root)
     names = {"gru", "lstm", "naive", "seasonal_naive_48", "seasonal_naive_336", "linear"}
+    names |= {"autoets", "autotheta"}
     assert set(summary["models"]) == names
     client = mlflow.MlflowClient()
     parent = client.get_run(summary["parent_run_id"])

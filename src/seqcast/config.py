@@ -155,9 +155,28 @@ class FeaturesConfig(_Section):
     reference_season: PositiveInt | None = None
 
 
+STATISTICAL_MODELS = ("autoets", "autotheta", "autoarima")
+
+
 class BaselinesConfig(_Section):
     seasons: list[PositiveInt] | Literal["auto"] = "auto"
     linear_alpha: Annotated[float, Field(ge=0.0)] = 1.0
+    # statsforecast rivals on the networks' windows; autoarima is opt-in (its order search on
+    # long seasons takes minutes); [] turns them off.
+    statistical: list[str] = ["autoets", "autotheta"]
+
+    @field_validator("statistical")
+    @classmethod
+    def _known_rivals(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in STATISTICAL_MODELS]
+        if unknown:
+            raise ValueError(
+                f"baselines.statistical: unknown model(s) {unknown}; expected some of "
+                f"{list(STATISTICAL_MODELS)}"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError(f"baselines.statistical: {value} lists a model twice")
+        return value
 
 
 class EvaluationConfig(_Section):

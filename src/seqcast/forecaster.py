@@ -27,6 +27,7 @@ from seqcast.scaling import to_scaled, to_units
 SETTINGS = "forecaster.json"
 KERAS_FILE = "model.keras"
 LINEAR_FILE = "linear.pkl"
+STATISTICAL_FILE = "statistical.pkl"
 CALIBRATION_FILE = "calibration.npy"
 PREDICT_BATCH = 4096
 # How forecasts and examples write timestamps (a tz-aware series adds %z).
@@ -63,7 +64,8 @@ class Forecaster:
     frequency: str
     offset: np.ndarray
     scale: np.ndarray
-    predictor: Any = None  # a Keras model, a Ridge, or None for a pure baseline
+    # A Keras model, a Ridge, a statistical rival (seqcast.statistical), or None for a baseline.
+    predictor: Any = None
     # With frequency "rows" (rows are consecutive steps): the alias dating forecast steps.
     step_frequency: str | None = None
     # Per-column range of the training split, in units: served history is checked against it.
@@ -119,6 +121,8 @@ class Forecaster:
         self, series: np.ndarray, cal: np.ndarray, origins: np.ndarray
     ) -> np.ndarray:
         """Forecasts in scaled units at each origin: reference plus predicted residual."""
+        if _predictor_kind(self.predictor) == "statistical":
+            return self._statistical(series, origins)
         out = np.empty((len(origins), self.spec.horizon, self.spec.n_targets), dtype=np.float64)
         for start in range(0, len(origins), PREDICT_BATCH):
             batch = origins[start : start + PREDICT_BATCH]
@@ -127,6 +131,13 @@ class Forecaster:
                 forecast += self._residual(features.inputs(self.spec, series, cal, batch))
             out[start : start + len(batch)] = forecast
         return out
+
+    def _statistical(self, series: np.ndarray, origins: np.ndarray) -> np.ndarray:
+        """A statistical rival's forecasts, scaled: it models each target in units on its own."""
+        n = self.spec.n_targets
+        units = to_units(series[:, :n], self.offset[:n], self.scale[:n])
+        found = self.predictor.forecast_targets(units, origins, self.spec.horizon, self.spec.shift)
+        return to_scaled(found, self.offset[:n], self.scale[:n])
 
     def _residual(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         shape = (len(batch["past"]), self.spec.horizon, self.spec.n_targets)
@@ -265,6 +276,8 @@ class Forecaster:
         digest = hashlib.md5(json.dumps(self._settings(), sort_keys=True).encode())
         if hasattr(self.predictor, "get_weights"):
             weights = self.predictor.get_weights()
+        elif _predictor_kind(self.predictor) == "statistical":
+            weights = self.predictor.weights()
         elif self.predictor is not None:
             weights = [self.predictor.coef_, np.atleast_1d(self.predictor.intercept_)]
         else:
@@ -313,6 +326,8 @@ class Forecaster:
             self.predictor.save(folder / KERAS_FILE)
         elif settings["predictor"] == "linear":
             (folder / LINEAR_FILE).write_bytes(pickle.dumps(self.predictor))
+        elif settings["predictor"] == "statistical":
+            (folder / STATISTICAL_FILE).write_bytes(pickle.dumps(self.predictor))
         if self.calibration is not None:
             np.save(folder / CALIBRATION_FILE, np.asarray(self.calibration, dtype=np.float64))
 
@@ -328,6 +343,8 @@ class Forecaster:
             predictor = keras.saving.load_model(folder / KERAS_FILE, compile=False)
         elif settings["predictor"] == "linear":
             predictor = pickle.loads((folder / LINEAR_FILE).read_bytes())
+        elif settings["predictor"] == "statistical":
+            predictor = pickle.loads((folder / STATISTICAL_FILE).read_bytes())
         forecaster = from_settings(
             settings["name"], InputSpec(**settings["spec"]), settings, predictor
         )
@@ -468,4 +485,6 @@ def _array(values: list | None) -> np.ndarray | None:
 def _predictor_kind(predictor: Any) -> str:
     if predictor is None:
         return "none"
+    if hasattr(predictor, "forecast_targets"):
+        return "statistical"
     return "keras" if hasattr(predictor, "predict_on_batch") else "linear"

@@ -23,8 +23,9 @@ BACKTEST = Path("backtest")  # one folder per network: its forecasts of every ba
 SERVED = Path("models/served")  # the chosen recipe, refit on every row (refit stage)
 METRICS = Path("metrics")
 # One DVC metrics file per role, the same names for every series: the networks, the linear
-# rival, naive, and the best simple baseline (its name is in evaluation/comparison.json).
-METRIC_FILES = ("gru", "lstm", "linear", "naive", "best_baseline")
+# rival, the statistical rivals (nulls when off or failed), naive, and the best simple baseline
+# (its name is in evaluation/comparison.json).
+METRIC_FILES = ("gru", "lstm", "linear", "autoets", "autotheta", "naive", "best_baseline")
 PLOTS = Path("plots")
 EVALUATION = Path("evaluation")
 PROMOTION_METRICS = Path("metrics/promotion.json")

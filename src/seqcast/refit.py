@@ -1,11 +1,11 @@
 """The served model: the recipe the backtest chose, refit on every row up to the latest.
 
 The train stage's models never saw the validation and test rows; after the decision there is
-nothing left to hold out, so the chosen recipe (network, linear rival or simple baseline) is fit
-again on all rows: scaler, linear rival and network alike, the network for as many epochs as early
-stopping chose in the backtest (no validation is left to stop on). It carries the conformal
-calibration errors of its recipe so that it serves bands offline. `refit.all_rows: false` serves
-the train stage's model instead.
+nothing left to hold out, so the chosen recipe (network, linear or statistical rival, simple
+baseline) is fit again on all rows: scaler, rivals and network alike, the network for as many
+epochs as early stopping chose in the backtest (no validation is left to stop on). It carries the
+conformal calibration errors of its recipe so that it serves bands offline.
+`refit.all_rows: false` serves the train stage's model instead.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def refit(cfg: Config, root: Path) -> dict:
     """The refit stage: fit the candidate on every row, attach its calibration, log it to MLflow."""
     import time
 
-    from seqcast import models, training, windowing
+    from seqcast import models, statistical, training, windowing
     from seqcast.evaluation.scores import baseline_forecasters, units_of
     from seqcast.forecaster import forecaster_for
     from seqcast.io import atomic_dir, read_json, write_json
@@ -88,6 +88,9 @@ def refit(cfg: Config, root: Path) -> dict:
             forecaster = Forecaster.load(root / paths.MODELS / name / "forecaster")
         elif role == "linear":
             rival = models.fit_linear_rival(loaded, cfg.baselines.linear_alpha)
+            forecaster = forecaster_for(name, loaded, predictor=rival)
+        elif role == statistical.ROLE:
+            rival = statistical.fit(name, units[:last, : spec.n_targets], meta["seasons"])
             forecaster = forecaster_for(name, loaded, predictor=rival)
         else:
             forecaster = baseline_forecasters(loaded)[name]
@@ -120,6 +123,11 @@ def refit(cfg: Config, root: Path) -> dict:
         elif role == "linear":
             rival = models.fit_linear_rival(whole, cfg.baselines.linear_alpha)
             forecaster = forecaster_for(name, loaded, predictor=rival)
+        elif role == statistical.ROLE:
+            # Every row, each target on its own; the season as the evaluation chose it.
+            rival = statistical.fit(name, units[:, : spec.n_targets], meta["seasons"])
+            forecaster = forecaster_for(name, loaded, predictor=rival)
+            info |= {"season": rival.season, "season_note": rival.season_note}
         else:
             forecaster = baseline_forecasters(loaded)[name]
         forecaster = dataclasses.replace(

@@ -212,7 +212,11 @@ def choose_candidate(runs: dict, metric: str, refit: dict | None = None) -> dict
             f"({refit['rows']} rows)"
             + ("" if refit.get("all_rows", True) else " (refit.all_rows off: the train split)")
         )
-    shown = {"network": "network", "linear": "linear rival"}.get(role, "baseline")
+    shown = {
+        "network": "network",
+        "linear": "linear rival",
+        "statistical": "statistical rival",
+    }.get(role, "baseline")
     return {"name": name, "role": shown, "entry": entry, "reasons": reasons}
 
 

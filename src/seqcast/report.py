@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from seqcast import io, paths
+from seqcast.config import STATISTICAL_MODELS
 from seqcast.tracking import ui_link
 
 METRICS = ("mae", "rmse", "mase", "smape")
@@ -21,6 +22,7 @@ LABELS = {"mae": "MAE", "rmse": "RMSE", "mase": "MASE", "smape": "sMAPE"}
 RUNS = paths.EVALUATION / "runs.json"
 DECISION = paths.REPORT / "decision.json"
 LINEAR = "linear"
+STATISTICAL_ROLE = "statistical rival"
 
 
 class _Model(BaseModel):
@@ -85,6 +87,7 @@ def model_rows(runs: dict, decision: dict | None, metric: str) -> list[ModelRow]
     for group, entries in groups:
         for name, entry in entries.items():
             role = LINEAR + " rival" if group == "baseline" and name == LINEAR else group
+            role = STATISTICAL_ROLE if group == "baseline" and name in STATISTICAL_MODELS else role
             notes = []
             if group == "network" and name == runs.get("best_network"):
                 notes.append("best network")
@@ -302,7 +305,7 @@ def _backtest_section(backtest: dict | None, metric: str) -> list[str]:
     for model in decision["ranking"]:
         per = [f[metric] for f in backtest["per_origin"][model]]
         mark = " (candidate)" if model == decision["candidate"] else ""
-        shown = LINEAR + " rival" if model == LINEAR else model
+        shown = _shown(model)
         wins = decision["wins_over_best_simple"][model]
         lines.append(
             f"| {shown}{mark} | {decision['means'][model]:.4g} | {decision['spread'][model]:.3g} "
@@ -311,6 +314,30 @@ def _backtest_section(backtest: dict | None, metric: str) -> list[str]:
             + " |"
         )
     lines += [""] + [f"- {reason}" for reason in decision["reasons"]]
+    return lines + _statistical_lines(backtest.get("statistical"))
+
+
+def _shown(model: str) -> str:
+    """A model's name as the report shows it: the rivals say what they are."""
+    if model == LINEAR:
+        return LINEAR + " rival"
+    return f"{model} ({STATISTICAL_ROLE})" if model in STATISTICAL_MODELS else model
+
+
+def _statistical_lines(facts: dict | None) -> list[str]:
+    """The statistical rivals: the model and season each fit, where one failed and why."""
+    if not facts or not facts.get("models"):
+        return []
+    lines = ["", "### Statistical rivals (statsforecast)", ""]
+    for name, fact in facts["models"].items():
+        if fact["status"] == "failed":
+            lines.append(f"- {name}: not applicable on the training split: {fact['reason']}")
+            continue
+        lines.append(f"- {name}: {', '.join(fact['models'])}; {fact['season_note']}")
+        for fold in facts.get("folds", {}).get(name, []):
+            if "failed" in fold:
+                lines.append(f"  - origin {fold['fold'] + 1}: failed: {fold['failed']}")
+    lines.append(f"- {facts['features']}")
     return lines
 
 
@@ -345,6 +372,13 @@ def _intervals_section(intervals: dict | None) -> list[str]:
             else "- | - | -"
             for lv in levels
         )
-        shown = LINEAR + " rival" if model == LINEAR else model
+        shown = _shown(model)
         lines.append(f"| {shown} | {cells} |")
+        if f"native_coverage_{levels[0]}" in s:
+            native = " | ".join(
+                f"{s[f'native_coverage_{lv}']:.1%} | {s[f'native_width_{lv}']:.4g} | "
+                f"{s[f'native_msis_{lv}']:.4g}"
+                for lv in levels
+            )
+            lines.append(f"| {shown}, its own intervals | {native} |")
     return lines

@@ -48,6 +48,7 @@ REQUIREMENTS = (
     "numpy",
     "pandas",
     "scikit-learn",
+    "statsforecast",  # a served statistical rival unpickles its statsforecast fits
 )
 
 

@@ -358,10 +358,17 @@ def _parse_times(raw: pd.Series) -> tuple[pd.Series, str | None]:
         with warnings.catch_warnings():
             # "Could not infer format" is noise here: the unparseable rows are reported instead.
             warnings.simplefilter("ignore", UserWarning)
-            return pd.to_datetime(raw, errors="coerce"), None
+            parsed = pd.to_datetime(raw, errors="coerce")
     except (ValueError, TypeError) as err:
         # errors="coerce" still raises for whole-column problems such as mixed time zones.
         return pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]"), str(err)
+    if not pd.api.types.is_datetime64_any_dtype(parsed):
+        # pandas 2.x returns mixed UTC offsets as objects where pandas 3 raises: the same error.
+        return (
+            pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]"),
+            "Mixed timezones detected. Pass utc=True in to_datetime or tz='UTC' in DatetimeIndex",
+        )
+    return parsed, None
 
 
 def _grid(parsed: pd.Series, frequency: str) -> tuple[pd.Series, pd.Series]:

@@ -217,6 +217,32 @@ def linear_predictor(alpha: float) -> Predictor:
     return fit
 
 
+def statistical_predictor(name: str) -> Predictor:
+    """A statistical rival refit on a fold's whole history; a failed fit forecasts NaN there."""
+
+    def fit(data: FoldFit) -> tuple[Any, dict]:
+        from seqcast import statistical
+
+        n = data.spec.n_targets
+        units = to_units(data.series[:, :n], data.offset[:n], data.scale[:n])
+        started = time.perf_counter()
+        try:
+            rival = statistical.fit(
+                name, units[: data.fold.cutoff], data.reference["seasons"], start=data.fold.start
+            )
+        except statistical.RivalFailed as err:
+            return statistical.FailedRival(name, str(err)), {"failed": str(err)}
+        return rival, {
+            "fit_rows": rival.fit_rows,
+            "rival_season": rival.season,
+            "season_note": rival.season_note,
+            "models": [statistical.describe(f, name) for f in rival.fits],
+            "fit_seconds": round(time.perf_counter() - started, 3),
+        }
+
+    return fit
+
+
 def network_predictor(kind: str, cfg: Config, callbacks: list | None = None) -> Predictor:
     """A network refit on a fold as the train stage fits it, early-stopped on the fold's tail.
 
@@ -313,8 +339,15 @@ class FoldScores:
         return {m: np.array([f[metric] for f in fs]) for m, fs in self.per_fold.items()}
 
     def means(self, metric: str) -> dict[str, float]:
-        """model -> the metric's mean over origins."""
-        return {m: float(v.mean()) for m, v in self.series(metric).items()}
+        """model -> the metric's mean over the origins it was scored on (a failed fold is NaN)."""
+        return {
+            m: float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
+            for m, v in self.series(metric).items()
+        }
+
+    def scored_origins(self, metric: str) -> dict[str, int]:
+        """model -> on how many origins it was scored (a rival that failed a fold is not)."""
+        return {m: int(np.isfinite(v).sum()) for m, v in self.series(metric).items()}
 
 
 def score(
@@ -364,13 +397,20 @@ def decide(
     than `min_wins` of the origins, or its mean alone; otherwise that baseline is.
     """
     per_origin = scores.series(metric)
-    means = {m: float(v.mean()) for m, v in per_origin.items()}
-    spread = {m: float(v.std(ddof=1)) if len(v) > 1 else 0.0 for m, v in per_origin.items()}
+    means = scores.means(metric)
+    spread = {
+        m: float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else 0.0
+        for m, v in per_origin.items()
+    }
+    k = len(scores.folds)
+    scored = scores.scored_origins(metric)
+    # A model not scored on every origin (a rival that failed a fold) is reported, never chosen:
+    # its mean is over other windows than the rest's.
+    partial = [m for m in means if scored[m] < k]
     simple_models = [m for m, r in roles.items() if r == SIMPLE]
     best_simple = min(simple_models, key=means.get)
-    ranked = sorted(means, key=means.get)
+    ranked = sorted((m for m in means if m not in partial), key=means.get) + partial
     best = ranked[0]
-    k = len(scores.folds)
     wins = {m: int(np.sum(per_origin[m] < per_origin[best_simple])) for m in means}
     needed = math.floor(min_wins * k) + 1
     paired = (
@@ -381,7 +421,13 @@ def decide(
     reasons = [
         f"best mean {metric} over {k} origin(s): {best} ({means[best]:.6g}, spread "
         f"{spread[best]:.3g}); best simple baseline: {best_simple} ({means[best_simple]:.6g})"
+    ] + [
+        f"{m} was scored on {scored[m]} of {k} origins (it failed on the others): reported, "
+        "not eligible"
+        for m in partial
     ]
+    if not partial:
+        reasons.append(f"every one of the {len(means)} models was scored on all {k} origin(s)")
     if roles[best] == SIMPLE:
         candidate = best
         reasons.append(f"a simple baseline has the best mean: {best} is the candidate")
@@ -417,6 +463,7 @@ def decide(
         "rule": rule,
         "significance": significance,
         "origins": k,
+        "scored_origins": scored,
         "means": means,
         "spread": spread,
         "wins_over_best_simple": wins,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from seqcast import features, metrics
-from seqcast.config import Config
+from seqcast.config import STATISTICAL_MODELS, Config
 from seqcast.forecaster import Forecaster
 from seqcast.scaling import to_units
 
@@ -157,7 +157,8 @@ def compare(
     """
     test = {name: r["test"] for name, r in results.items()}
     val = {name: r["val"] for name, r in results.items()}
-    simple = [name for name in baselines if name != "linear"]
+    simple = [n for n in baselines if n != "linear" and n not in STATISTICAL_MODELS]
+    rivals = [n for n in baselines if n in STATISTICAL_MODELS]
     best = best_baseline(test, simple, metric)
     return {
         "models": test,
@@ -168,6 +169,9 @@ def compare(
         "fallback": best_baseline(val, simple, metric),
         "beats_best_baseline": {k: test[k][metric] < test[best][metric] for k in networks},
         "beats_linear": {k: test[k][metric] < test["linear"][metric] for k in networks},
+        "beats_statistical": {
+            k: {r: test[k][metric] < test[r][metric] for r in rivals} for k in networks
+        },
         "not_applicable": meta["not_applicable"],
         "reference": meta["reference_choice"],
         "seasons": meta["seasons"],

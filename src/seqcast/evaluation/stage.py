@@ -36,6 +36,7 @@ from seqcast.evaluation.scores import (
 from seqcast.plots import model_plot_pngs, plot_data, plot_pngs, write_plot_data
 
 OOS = "oos.npz"
+METRIC_KEYS = ("mae", "mase", "bt_mae", "bt_mase")
 CALIBRATION = "calibration.npz"
 
 
@@ -43,7 +44,7 @@ def evaluate(cfg: Config, root: Path) -> dict:
     """Every network and baseline on identical windows; backtest decision; metrics, plots, runs."""
     import tempfile
 
-    from seqcast import models, paths, tracking, training
+    from seqcast import models, paths, statistical, tracking, training
     from seqcast.config import MODEL_KINDS, flatten
     from seqcast.forecaster import Forecaster, forecaster_for
     from seqcast.io import atomic_dir, read_json, write_json
@@ -56,6 +57,13 @@ def evaluate(cfg: Config, root: Path) -> dict:
     simple = baseline_forecasters(loaded)
     ridge = models.fit_linear_rival(loaded, cfg.baselines.linear_alpha)
     simple["linear"] = forecaster_for("linear", loaded, predictor=ridge)
+    # The statistical rivals fit on the training rows, each target on its own (features unused).
+    n_train = meta["rows"]["train"]
+    rivals, rival_facts = statistical.fit_rivals(
+        cfg.baselines.statistical, units_of(loaded)[:n_train, : spec.n_targets], meta["seasons"]
+    )
+    for name, rival in rivals.items():
+        simple[name] = forecaster_for(name, loaded, predictor=rival)
     scale = mase_scale(loaded, meta["mase_season"])
     scored = {
         name: {split: score(f, loaded, split, scale) for split in SPLITS}
@@ -65,11 +73,14 @@ def evaluate(cfg: Config, root: Path) -> dict:
     results = {name: summarise(s, targets) for name, s in scored.items()}
     test = {name: r["test"] for name, r in results.items()}
     comparison = compare(results, list(networks), list(simple), cfg.promotion.metric, meta)
+    comparison["statistical"] = statistical_facts(rival_facts, spec.n_targets, meta)
     best = comparison["best_baseline"]
-    roles = {k: "network" for k in networks} | {
-        name: ("linear" if name == "linear" else SIMPLE) for name in simple
-    }
-    folds, runs_bt = run_backtest(cfg, root, loaded, scored, list(networks))
+    roles = (
+        {k: "network" for k in networks}
+        | {name: ("linear" if name == "linear" else SIMPLE) for name in simple}
+        | {name: statistical.ROLE for name in rivals}
+    )
+    folds, runs_bt = run_backtest(cfg, root, loaded, scored, list(networks), list(rivals))
     units = units_of(loaded)
     fold_scores = backtest.score(runs_bt, folds, units, spec, meta["mase_season"])
     decision = backtest.decide(
@@ -80,8 +91,18 @@ def evaluate(cfg: Config, root: Path) -> dict:
     comparison["candidate"] = decision
     fallback = decision["best_simple"]
     oos_origins, oos = out_of_sample(runs_bt, scored, loaded)
-    bands = calibrate(cfg, loaded, oos_origins, oos, scored, scale, runs_bt)
+    native = {
+        name: rival.native_bands(
+            units_of(loaded)[:, : spec.n_targets], loaded["origins"]["test"], spec.horizon,
+            spec.shift, cfg.intervals.levels,
+        )
+        for name, rival in rivals.items()
+    }  # fmt: skip
+    bands = calibrate(cfg, loaded, oos_origins, oos, scored, scale, runs_bt, native)
     bt_summary = backtest_summary(cfg, loaded, folds, fold_scores, runs_bt, decision)
+    bt_summary["statistical"] = comparison["statistical"] | {
+        "folds": {name: runs_bt[name].folds for name in rivals if name in runs_bt}
+    }
     train_info = {k: read_json(root / paths.MODELS / k / "train.json") for k in networks}
     curves = {k: training.read_history(root / paths.MODELS / k / "history.csv") for k in networks}
     tags = tracking.run_tags(
@@ -156,6 +177,9 @@ def evaluate(cfg: Config, root: Path) -> dict:
                 (out / "plots" / png.name).write_bytes(png.read_bytes())
     for name in paths.METRIC_FILES:
         model = best if name == "best_baseline" else name
+        if model not in results:  # a statistical rival turned off or failed: a row of nulls
+            write_json(root / paths.METRICS / f"{name}.json", dict.fromkeys(METRIC_KEYS))
+            continue
         means = {m: bt_summary["means"][m][model] for m in ("mae", "mase")}
         entry = metrics_file(results[model], means)
         write_json(root / paths.METRICS / f"{name}.json", entry)
@@ -172,8 +196,27 @@ def evaluate(cfg: Config, root: Path) -> dict:
     return {"best_baseline": best, "models": test, "parent_run_id": runs["parent_run_id"]}
 
 
+def statistical_facts(facts: dict[str, dict], n_targets: int, meta: dict) -> dict:
+    """What the report says of the statistical rivals: models, seasons, failures, features."""
+    ignored = meta["columns"][n_targets:]
+    return {
+        "models": facts,
+        "features": (
+            f"features {ignored} and calendar inputs are ignored: each target is forecast from "
+            "its own history"
+            if ignored
+            else "calendar inputs are ignored: each target is forecast from its own history"
+        ),
+    }
+
+
 def run_backtest(
-    cfg: Config, root: Path, loaded: dict, scored: dict, networks: list[str]
+    cfg: Config,
+    root: Path,
+    loaded: dict,
+    scored: dict,
+    networks: list[str],
+    rivals: list[str] = (),
 ) -> tuple[list[Fold], dict[str, Backtest]]:
     """Every model's forecasts of the backtest blocks; with the backtest off, of the val split."""
     from seqcast import paths
@@ -191,11 +234,13 @@ def run_backtest(
     out = {
         name: backtest.simple(name, folds, loaded, cfg)
         for name in scored
-        if name not in networks and name != "linear"
+        if name not in networks and name != "linear" and name not in rivals
     }
     out["linear"] = backtest.run(
         "linear", folds, loaded, cfg, backtest.linear_predictor(cfg.baselines.linear_alpha)
     )
+    for name in rivals:
+        out[name] = backtest.run(name, folds, loaded, cfg, backtest.statistical_predictor(name))
     for kind in networks:
         out[kind] = Backtest.load(root / paths.BACKTEST / kind)
     return folds, out
@@ -224,8 +269,13 @@ def calibrate(
     scored: dict,
     scale: np.ndarray,
     runs: dict[str, Backtest],
+    native: dict[str, dict | None] | None = None,
 ) -> dict:
-    """Rolling conformal bands on the test windows; scores; the errors that calibrate serving."""
+    """Rolling conformal bands on the test windows; scores; the errors that calibrate serving.
+
+    A statistical rival's own intervals (native: level -> (windows, horizon, targets, 2)) are
+    scored beside its conformal bands as native_coverage_<L>, native_width_<L>, native_msis_<L>.
+    """
     spec, levels = loaded["spec"], cfg.intervals.levels
     units = units_of(loaded)
     actual_oos = features.targets(spec, units, origins)
@@ -240,6 +290,8 @@ def calibrate(
         point = scored[name]["test"].forecast
         scores[name] = intervals.score_intervals(actual, point, half[name], levels, scale)
         scores[name]["calibration_errors"] = int(min(len(errors), cfg.intervals.calibration_window))
+        if (native or {}).get(name) is not None:
+            scores[name] |= native_scores(actual, native[name], levels, scale)
         calibration[name] = serving_errors(
             runs.get(name), units, spec, errors, cfg.intervals.calibration_window
         )
@@ -257,6 +309,21 @@ def calibrate(
         },
     }
     return {"scores": scores, "calibration": calibration, "plot": plot}
+
+
+def native_scores(
+    actual: np.ndarray, native: dict, levels: list[float], scale: np.ndarray
+) -> dict[str, float]:
+    """Coverage, mean width and MSIS of a model's own intervals on the test windows."""
+    out = {}
+    for level in levels:
+        lower, upper = native[level][..., 0], native[level][..., 1]
+        name = intervals.level_name(level)
+        score = intervals.interval_scores(actual, lower[..., None], upper[..., None], [level])
+        out[f"native_coverage_{name}"] = float(((lower <= actual) & (actual <= upper)).mean())
+        out[f"native_width_{name}"] = float((upper - lower).mean())
+        out[f"native_msis_{name}"] = float(np.mean(score[..., 0].mean(axis=(0, 1)) / scale))
+    return out
 
 
 def serving_errors(
