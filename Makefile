@@ -12,6 +12,8 @@ MLFLOW_PORT ?= 5000
 SERVE_PORT ?= 5001
 PREFECT_PORT ?= 4200
 EXPS_WIDTH ?= 120
+# pytest-xdist workers for `make test` (0: one process, in collection order).
+TEST_WORKERS ?= 2
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export UV_PYTHON_DOWNLOADS := never
@@ -58,8 +60,8 @@ tune-apply: $(STAMP) ## run tune/best.yaml's settings as a DVC experiment (dvc e
 pipeline: $(STAMP) ## one run of the pipeline flow: ingest, dvc repro, report artifact
 	$(BIN)/python -m pipelines.server run --port $(PREFECT_PORT) -- $(BIN)/python -m pipelines.pipeline
 
-test: $(STAMP) ## run the test suite
-	$(BIN)/python -m pytest
+test: $(STAMP) ## run the test suite on TEST_WORKERS (2) processes, a whole file per worker
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP) ## ruff lint and format check
 	$(BIN)/ruff check src pipelines tests benchmarks

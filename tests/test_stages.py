@@ -158,7 +158,8 @@ TINY = {
     "window": {"input_width": 48, "horizon": 12},
     "features": {"calendar": ["time_of_day"], "reference": "auto", "reference_season": None},
     "baselines": {"seasons": [48, 336]},
-    "train": {"epochs": 2, "batch_size": 128, "patience": 1},
+    # XLA off: its compile is most of a tiny fit; tests/test_training.py covers jit_compile auto.
+    "train": {"epochs": 2, "batch_size": 128, "patience": 1, "jit_compile": False},
     "tracking": {"experiment": "tiny", "registered_model": "tiny-forecaster"},
     "backtest": {"origins": 2, "refit_every": "once"},
 }

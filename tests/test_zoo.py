@@ -68,10 +68,13 @@ def zoo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     """Every kind run once: name -> its workspace (a git copy for the `dvc repro` kinds)."""
     roots: dict[str, Path] = {}
     done: dict[str, subprocess.CompletedProcess] = {}
+    # Made here, not in the thread: tmp_path_factory is not thread-safe, and when this module is
+    # the first on its pytest-xdist worker both threads would create (and wipe) the base folder.
+    folders = {name: tmp_path_factory.mktemp("zoo-dvc") for name in BY_DVC}
 
     def by_dvc() -> None:
         for name in BY_DVC:
-            repo = git_copy(tmp_path_factory.mktemp("zoo-dvc") / "seqcast")
+            repo = git_copy(folders[name] / "seqcast")
             roots[name], done[name] = repo, repro(repo, name)
 
     worker = threading.Thread(target=by_dvc)
