@@ -302,7 +302,8 @@ def publish_report(
     checked: tuple[monitoring.Assessment, monitoring.Decision] | None = None,
 ) -> str:
     """Publish the model comparison as a table and the whole report as Markdown (one Report)."""
-    run = report.from_workspace(Path(root), metric, stages)
+    # Plots embedded: the Prefect UI reads the artifact away from reports/report/plots/.
+    run = report.from_workspace(Path(root), metric, stages, embed=True)
     update: dict[str, Any] = {"ingestion": _ingestion(ingested)}
     if checked is not None:
         assessment, decision = checked
@@ -333,6 +334,33 @@ def _ingestion(ingested: dict[str, Any] | None) -> str:
         f"`{ingested['source']}` ({ingested['mode']}): {ingested['rows_before']} → "
         f"{ingested['rows_after']} rows"
     )
+
+
+def flow_run_tags(
+    decision: monitoring.Decision, assessment: monitoring.Assessment, champion: str | None = None
+) -> list[str]:
+    """What scheduled runs are filtered by: retrain:<reason> or none, alarm:<check>, champion:vN."""
+    reason = re.sub(r"[^a-z0-9]+", "-", decision.reason.lower()).strip("-")
+    tags = [f"retrain:{reason}" if decision.retrain else "retrain:none"]
+    tags += [
+        f"alarm:{c.name}"
+        for c in (assessment.decay, assessment.drift)
+        if c.status == monitoring.ALARM
+    ]
+    return tags + ([f"champion:v{champion}"] if champion else [])
+
+
+def _tag_flow_run(tags: list[str]) -> None:
+    """Add tags to this flow run, as it runs (the decision is made inside it)."""
+    from prefect import get_client
+
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    # The API replaces a run's tags: keep the deployment's and the earlier ones.
+    with get_client(sync_client=True) as client:
+        current = client.read_flow_run(context.flow_run.id).tags
+        client.update_flow_run(context.flow_run.id, tags=list(dict.fromkeys([*current, *tags])))
 
 
 def _failed(state: State) -> State:
@@ -381,6 +409,8 @@ def seqcast_pipeline(root: str | None = None) -> State:
             decision = monitoring.Decision(True, "schedule", why)
         else:
             assessment, decision = checked.result()
+        # Tagged now: a run that fails in `dvc repro` still says why it retrained.
+        _tag_flow_run(flow_run_tags(decision, assessment))
         stages = []
         if decision.retrain:
             stages = reproduce(str(path), deadline, cfg.schedule.timeout_seconds, return_state=True)
@@ -392,6 +422,8 @@ def seqcast_pipeline(root: str | None = None) -> State:
         if monitoring.store_exists(path):
             fresh = monitoring.new_alarms(cfg, path, assessment)  # before this run's record
             monitoring.record_check(cfg, path, assessment, decision, decision.retrain)
+        if recorded is not None:
+            _tag_flow_run([f"champion:v{recorded['version']}"])
         checked = (assessment, decision)
         artifact = publish_report(str(path), stages, ingested, cfg.promotion.metric, checked)
     finally:

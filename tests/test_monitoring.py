@@ -260,7 +260,49 @@ def test_an_unchanged_replay_never_alarms_and_a_night_rerun_adds_nothing(
         filter_string=f"tags.`seqcast.live.version` = '{version}' "
         "and tags.`seqcast.live.registered_model` = 'mon-same'",
     )
-    assert len(client.get_metric_history(live.info.run_id, "live_mae")) == 5
+    history = client.get_metric_history(live.info.run_id, "live_mae")
+    # Steps count the scored forecasts; timestamps are their origins (MLflow's time axis).
+    origins = [e.origin for e in ledger.entries(cfg, tmp_path)][:5]  # the 6th awaits actuals
+    by_step = sorted(history, key=lambda m: m.step)
+    assert [m.step for m in by_step] == [1, 2, 3, 4, 5]
+    assert [m.timestamp for m in by_step] == [
+        int(o.tz_localize("UTC").timestamp()) * 1000 for o in origins
+    ]
+    assert origins[0] == pd.Timestamp(full["timestamp"].iloc[HISTORY - 1])
+
+
+def test_each_champion_version_gets_its_live_run_once_its_first_forecast_is_scored(
+    store: str, tmp_path: Path
+) -> None:
+    """v1 then v2 as champion: `live v2` appears the night v2's first forecast is scored, its
+    steps start at 1, and the report says which versions have live scores."""
+    cfg = setup(tmp_path, "mon-versions")
+    full = series(HISTORY + 4 * NIGHT)
+    first = champion(tmp_path, "mon-versions", full.iloc[:HISTORY])
+    replay(cfg, tmp_path, full, 2)
+    (tmp_path / "second").mkdir()
+    second = champion(tmp_path / "second", "mon-versions", full.iloc[: HISTORY + NIGHT])
+    assert (first, second) == ("1", "2")
+    assessment, decision, recorded = night(cfg, tmp_path, full.iloc[: HISTORY + 2 * NIGHT])
+    assert recorded["version"] == second and {s.version for s in assessment.scores} == {first}
+    lines = monitoring.summary_lines(assessment, decision, retrained=False)
+    assert (
+        "- live scores (MLflow runs in the ledger experiment): `live v1`; champion v2 has none "
+        "yet (its first forecast awaits actuals)"
+    ) in lines
+    assessment, decision, _ = night(cfg, tmp_path, full.iloc[: HISTORY + 3 * NIGHT])
+    lines = monitoring.summary_lines(assessment, decision, retrained=False)
+    assert "- live scores (MLflow runs in the ledger experiment): `live v1`, `live v2`" in lines
+    client = MlflowClient()
+    live = client.search_runs(
+        [ledger.experiment_id(cfg, tmp_path)],
+        filter_string="tags.`seqcast.live.registered_model` = 'mon-versions'",
+    )
+    steps = {
+        run.info.run_name: [m.step for m in client.get_metric_history(run.info.run_id, "live_mae")]
+        for run in live
+    }
+    assert {name: sorted(s) for name, s in steps.items()} == {"live v1": [1, 2], "live v2": [1]}
 
 
 def test_late_duplicate_and_shuffled_actuals_count_once(store: str, tmp_path: Path) -> None:
@@ -383,12 +425,14 @@ def test_the_pipeline_flow_ends_in_alarm_retrains_and_says_why(
             artifacts = client.read_artifacts(
                 artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run]))
             )
+            tags = client.read_flow_run(run).tags
     assert state.is_completed() and state.name == ALARM_STATE, state
     assert "drift alarm" in state.message and (tmp_path / "retrained.txt").is_file()
     keys = {a.key: a for a in artifacts}
     assert {"seqcast-report", ALARM_KEY} <= set(keys)
     assert "retrain: drift alarm (dvc repro)" in keys["seqcast-report"].data
     assert "- stages run: `retrain`" in keys["seqcast-report"].data
+    assert set(tags) == {"retrain:drift-alarm", "alarm:drift", "champion:v1"}
 
 
 def test_served_bands_learn_from_the_live_errors_and_misses(store: str, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ here depends on the ML stages.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -67,6 +68,11 @@ STAGE = textwrap.dedent(
         "candidate": {"kind": "gru", "version": "1"}, "aliases_set": {"champion": "1"},
     }
     Path("reports/report/decision.json").write_text(json.dumps(decision))
+    from PIL import Image  # the six plots promote copies beside report.md
+
+    Path("reports/report/plots").mkdir(exist_ok=True)
+    for stem in ("backtest", "bands", "coverage", "forecast", "horizon_mae", "learning_curves"):
+        Image.new("RGB", (40, 20), (0, 90, 200)).save(f"reports/report/plots/{stem}.png")
     runs = {
         "parent_run_id": "abc123", "experiment_id": "7", "best_network": "gru",
         "best_baseline": "naive", "baselines": {"naive": {"metrics": models.pop("naive")}},
@@ -383,9 +389,10 @@ def test_pipeline_skips_while_the_lock_is_held(tmp_path: Path, api: str) -> None
 
 
 def test_stage_flows_are_subflows_with_their_prints_logged(
-    tmp_path: Path, api: str, capfd: pytest.CaptureFixture[str]
+    tmp_path: Path, api: str, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Under the pipeline flow a stage's flow run is a subflow; its printed lines are in its log."""
+    """Under the pipeline flow a stage's flow run is a subflow; its printed lines are in its log;
+    the report artifact carries the six plots; the run is tagged with its retrain reason."""
     from prefect import get_client
     from prefect.client.schemas.filters import (
         ArtifactFilter,
@@ -398,6 +405,8 @@ def test_stage_flows_are_subflows_with_their_prints_logged(
 
     from pipelines.pipeline import seqcast_pipeline
 
+    # This repo's own (absent) store, not one an earlier test named: no champion yet.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     repo = make_repo(tmp_path / "repo", flow_stage=True)
     state = seqcast_pipeline(root=str(repo), return_state=True)
     assert state.is_completed(), state.message
@@ -441,6 +450,17 @@ def test_stage_flows_are_subflows_with_their_prints_logged(
     assert [row["model"] for row in rows] == ["gru", "lstm", "naive"]
     assert rows[0]["MASE"] == 0.61 and rows[0]["role"] == "network"
     assert {a.key for a in artifacts} == {"seqcast-models", "seqcast-report"}
+    # The plots as data: URIs, which the Prefect UI's Markdown renders as <img> (relative paths
+    # would resolve against the UI's own URL).
+    text = next(a for a in artifacts if a.key == "seqcast-report").data
+    images = re.findall(r"!\[(\w+)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", text)
+    assert [stem for stem, _ in images] == [
+        "backtest", "bands", "coverage", "forecast", "horizon_mae", "learning_curves",
+    ]  # fmt: skip
+    assert all(base64.b64decode(data).startswith(b"\x89PNG") for _, data in images)
+    with get_client(sync_client=True) as client:
+        tags = client.read_flow_run(pipeline_run).tags
+    assert tags == ["retrain:no-champion"]
 
 
 def test_stage_flow_without_a_parent_is_a_top_level_run(tmp_path: Path, api: str) -> None:
@@ -461,3 +481,18 @@ def test_stage_flow_without_a_parent_is_a_top_level_run(tmp_path: Path, api: str
         run = client.read_flow_run(run_id)
     assert run.name == "report" and run.state.is_completed()
     assert run.parent_task_run_id is None
+
+
+def test_flow_run_tags_name_the_retrain_reason_alarms_and_champion() -> None:
+    """retrain:<reason> when it retrains, retrain:none otherwise; alarm:<check>; champion:vN."""
+    from dataclasses import replace
+
+    from pipelines.pipeline import flow_run_tags
+    from seqcast import monitoring
+
+    quiet = monitoring.nothing_yet(100)
+    retrained = monitoring.Decision(True, "new data", "48 new row(s)")
+    assert flow_run_tags(retrained, quiet, "3") == ["retrain:new-data", "champion:v3"]
+    kept = monitoring.Decision(False, "cooldown", "only 10 row(s) since the last retrain")
+    alarmed = replace(quiet, decay=monitoring.Check("decay", monitoring.ALARM, 0.001, "worse"))
+    assert flow_run_tags(kept, alarmed) == ["retrain:none", "alarm:decay"]

@@ -256,6 +256,16 @@ def test_first_promotion_registers_tags_and_records(lab: Lab, name: str) -> None
     assert recorded["summary"] == decision["summary"]
     parent = client.get_run(runs["parent_run_id"])
     assert parent.data.tags["seqcast.promotion.outcome"] == "promoted"
+    version = decision["candidate"]["version"]
+    assert parent.data.tags["seqcast.promotion.registered_version"] == version
+    assert parent.data.tags["seqcast.promotion.registered_kind"] == "gru"
+    assert parent.data.tags["seqcast.promotion.champion_before"] == "none"
+    assert parent.data.tags["seqcast.promotion.champion_after"] == version
+    # The MLflow UI shows this note as the run's description: the decision in one paragraph.
+    note = parent.data.tags["mlflow.note.content"]
+    assert note.startswith(f"**v{version} (gru) promoted to champion.** Candidate: **gru**")
+    assert f"Served model (`champion`): **v{version} (gru)**. Promoted: **yes**" in note
+    assert "Best simple baseline: **" + runs["best_baseline"] + "**" in note
     assert parent.data.params["promotion.metric"] == "mase"
     assert parent.data.metrics["promotion.candidate_score"] == 0.5
     logged = {a.path for a in client.list_artifacts(runs["parent_run_id"], "report")}
@@ -271,6 +281,8 @@ def test_worse_candidate_becomes_challenger_better_one_champion(lab: Lab, name: 
     worse = registry.promote(cfg, lab.root)
     assert not worse["promoted"] and worse["outcome"] == "challenger"
     assert worse["candidate"]["kind"] == "lstm"
+    note = MlflowClient().get_run(worse["parent_run_id"]).data.tags["mlflow.note.content"]
+    assert f"Served model (`champion`): **v{first} (gru)**. Promoted: **no**" in note
     assert worse["champion"]["score"] == 0.5 and not worse["champion"]["rescored"]
     assert aliases(name) == {"champion": first, "challenger": worse["candidate"]["version"]}
 

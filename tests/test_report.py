@@ -87,3 +87,65 @@ def test_a_run_that_did_not_promote_does_not_restate_the_decision(tmp_path: Path
     assert "stages run: none (everything was up to date)" in text
     empty = report.markdown(report.from_workspace(tmp_path / "empty", "mase", []))
     assert "_No model comparison" in empty and "_No promotion decision" in empty
+
+
+PLOTS = ("backtest", "bands", "coverage", "forecast", "horizon_mae", "learning_curves")
+
+
+def _png(path: Path, width: int) -> None:
+    """A real PNG of `width` x 300 pixels."""
+    from PIL import Image
+
+    Image.new("RGB", (width, 300), (200, 30, 30)).save(path)
+
+
+def test_plots_are_embedded_for_prefect_and_relative_on_disk(tmp_path: Path) -> None:
+    """The Prefect copy carries each plot as a data: URI (scaled to EMBED_WIDTH); report.md
+    keeps `plots/<name>` beside it."""
+    import base64
+    import re
+    from io import BytesIO
+
+    from PIL import Image
+
+    root = _workspace(tmp_path, _decision())
+    (root / "reports/report/plots").mkdir()
+    for stem in PLOTS:
+        _png(root / f"reports/report/plots/{stem}.png", 1800 if stem == "bands" else 600)
+    on_disk = report.markdown(report.from_workspace(root, "mase", ["promote"]))
+    assert [f"![{s}](plots/{s}.png)" in on_disk for s in PLOTS] == [True] * 6
+    embedded = report.markdown(report.from_workspace(root, "mase", ["promote"], embed=True))
+    found = re.findall(r"!\[(\w+)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", embedded)
+    assert [stem for stem, _ in found] == list(PLOTS)
+    sizes = {stem: Image.open(BytesIO(base64.b64decode(data))).size for stem, data in found}
+    assert sizes["bands"] == (report.EMBED_WIDTH, 150) and sizes["forecast"] == (600, 300)
+    assert "](plots/" not in embedded
+    # Each image is a paragraph of its own (one under the other in the UI).
+    assert "\n\n![bands](data:" in embedded
+
+
+def test_the_description_says_candidate_baseline_served_and_promoted() -> None:
+    """One paragraph: the candidate, the best simple baseline, the served model, promoted or not."""
+    decision = _decision() | {
+        "promoted": True,
+        "best_baseline": {"name": "seasonal_naive_48", "score": 1.1},
+    }
+    runs = _runs() | {"best_on_test": "linear"}
+    text = report.description(decision, runs)
+    assert text == (
+        "**v3 (gru) promoted to champion.** Candidate: **gru** (the backtest's choice), "
+        "registered as v3, backtest mean MASE 0.5. Best simple baseline: **seasonal_naive_48**, "
+        "test MASE 1.1. Served model (`champion`): **v3 (gru)**. Promoted: **yes** (outcome "
+        "`promoted`). Lowest test MASE: linear (reported only, not decided on). The reasons "
+        "and plots are in the report/ artifacts."
+    )
+    held = decision | {
+        "outcome": "challenger",
+        "promoted": False,
+        "aliases_set": {"challenger": "3"},
+        "champion": {"version": "2", "kind": "lstm"},
+    }
+    assert "Served model (`champion`): **v2 (lstm)**. Promoted: **no**" in report.description(
+        held, runs
+    )
+    assert report.served_after(held | {"champion": None}) == (None, None)

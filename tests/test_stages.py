@@ -217,6 +217,24 @@ def test_evaluate_logs_parent_and_child_runs(tmp_path: Path, monkeypatch) -> Non
     assert [m.step for m in client.get_metric_history(bt.info.run_id, "gru_mase")] == [1, 2]
     tables = {a.path for a in client.list_artifacts(bt.info.run_id, "backtest")}
     assert "backtest/per_origin.json" in tables
+    assert {a.path for a in client.list_artifacts(bt.info.run_id, "plots")} == {
+        "plots/backtest.png"
+    }
+    # Tags named for what they hold; the description says the same until promote decides.
+    runs = json.loads((root / "evaluation/runs.json").read_text())
+    decided = runs["candidate"]["candidate"]
+    tags = parent.data.tags
+    assert tags["seqcast.candidate"] == bt.data.tags["seqcast.candidate"] == decided
+    assert tags["seqcast.candidate_chosen_on"] == "backtest"
+    assert (
+        tags["seqcast.best_on_test"]
+        == runs["best_on_test"]
+        == min(summary["models"], key=lambda k: summary["models"][k]["mase"])
+    )
+    assert tags["seqcast.best_baseline_on_test"] == summary["best_baseline"]
+    assert tags["seqcast.best_network_on_val"] in ("gru", "lstm")
+    assert "seqcast.best_network" not in tags
+    assert tags["mlflow.note.content"].startswith(f"Evaluation: candidate **{decided}**")
     gru = by_name["gru"]
     assert {
         "test_mae",

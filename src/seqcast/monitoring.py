@@ -469,45 +469,56 @@ def decide(
 
 
 def log_live(cfg: Config, root: Path, scores: list[Score]) -> int:
-    """live_mae, live_mase and live_coverage_<L> per forecast, stepped by origin time, in one
-    `live v<N>` run per version; an origin already logged is never logged again."""
+    """live_mae, live_mase and live_coverage_<L> per scored forecast in one `live v<N>` run per
+    version: step the count of its scored forecasts, timestamp the origin's time; an origin
+    already logged is never logged again."""
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
     client, experiment, logged = MlflowClient(), ledger.experiment_id(cfg, root), 0
     model = cfg.tracking.registered_model
     for version in sorted({s.version for s in scores}, key=int):
-        # By model too: two registered models in one experiment each have a v1.
-        found = client.search_runs(
-            [experiment],
-            filter_string=(
-                f"tags.`{LIVE_TAG}` = '{version}' and tags.`{LIVE_MODEL_TAG}` = '{model}'"
-            ),
-            order_by=["attributes.start_time ASC"],
-            max_results=1,
-        )
-        if found:
-            run_id = found[0].info.run_id
-        else:
-            tags = {LIVE_TAG: version, LIVE_MODEL_TAG: model}
-            run = client.create_run(experiment, run_name=f"live v{version}", tags=tags)
-            run_id = run.info.run_id
-        seen = {m.step for m in client.get_metric_history(run_id, "live_mae")}
+        run_id = live_run(client, experiment, model, version)
+        # The origin is the metric's timestamp: MLflow's time axis shows when each forecast was
+        # made, and a small step (1, 2, ...) keeps the step axis readable.
+        seen = {m.timestamp for m in client.get_metric_history(run_id, "live_mae")}
+        count = len(seen)
         mine = [s for s in scores if s.version == version]
-        # The pipeline's own first: its forecast is the one logged for an origin served twice.
-        for s in sorted(mine, key=lambda s: s.source != ledger.PIPELINE):
-            step = int(s.origin.timestamp())
-            if step in seen:  # logged, or another source's forecast from the same origin
+        # Oldest origin first; the pipeline's own first: its forecast is the one logged for an
+        # origin served twice.
+        for s in sorted(mine, key=lambda s: (s.origin, s.source != ledger.PIPELINE)):
+            when = origin_millis(s.origin)
+            if when in seen:  # logged, or another source's forecast from the same origin
                 continue
-            seen.add(step)
-            when = step * 1000
+            seen.add(when)
+            count += 1
             values = {"live_mae": s.mae, "live_mase": s.mase}
             values |= {f"live_coverage_{lv}": c for lv, c in s.coverage.items()}
             # One batch per forecast: a kill between batches leaves whole forecasts only.
-            client.log_batch(run_id, [Metric(k, v, when, step) for k, v in values.items()])
+            client.log_batch(run_id, [Metric(k, v, when, count) for k, v in values.items()])
             logged += 1
         client.set_terminated(run_id, "FINISHED")
     return logged
+
+
+def origin_millis(origin: pd.Timestamp) -> int:
+    """The origin as MLflow's metric timestamp: milliseconds since the epoch (naive: UTC)."""
+    return int(origin.timestamp()) * 1000
+
+
+def live_run(client, experiment: str, model: str, version: str) -> str:
+    """The `live v<N>` run of a registered model's version, created on its first scored forecast."""
+    # By model too: two registered models in one experiment each have a v1.
+    found = client.search_runs(
+        [experiment],
+        filter_string=f"tags.`{LIVE_TAG}` = '{version}' and tags.`{LIVE_MODEL_TAG}` = '{model}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1,
+    )
+    if found:
+        return found[0].info.run_id
+    tags = {LIVE_TAG: version, LIVE_MODEL_TAG: model}
+    return client.create_run(experiment, run_name=f"live v{version}", tags=tags).info.run_id
 
 
 def live_frame(assessment: Assessment) -> pd.DataFrame:
@@ -628,6 +639,18 @@ def record_check(
     return run.info.run_id
 
 
+def live_versions_line(assessment: Assessment, versions: list[str]) -> str:
+    """Which versions have live scores (a `live v<N>` MLflow run each), and the champion's."""
+    ordered = sorted(versions, key=int)
+    have = ", ".join(f"`live v{v}`" for v in ordered) or "none yet"
+    line = f"- live scores (MLflow runs in the ledger experiment): {have}"
+    if assessment.champion and assessment.champion not in versions:
+        line += (
+            f"; champion v{assessment.champion} has none yet (its first forecast awaits actuals)"
+        )
+    return line
+
+
 def summary_lines(assessment: Assessment, decision: Decision, retrained: bool) -> list[str]:
     """The report's monitoring section: scores, checks, the decision and its reason."""
     by_version: dict[str, list[Score]] = {}
@@ -643,6 +666,7 @@ def summary_lines(assessment: Assessment, decision: Decision, retrained: bool) -
         "actuals",
     ]
     lines += [f"- {message}" for message in assessment.skipped]
+    lines.append(live_versions_line(assessment, list(by_version)))
     if by_version:
         levels = list(assessment.scores[0].coverage)
         lines += [

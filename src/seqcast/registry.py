@@ -34,6 +34,7 @@ METRICS = ("mae", "rmse", "mase", "smape")
 RUNS = paths.EVALUATION / "runs.json"
 LOCK = locks.FILE  # the local store's lock; a tracking server's lives in its registry
 TAG = "seqcast."
+NOTE = "mlflow.note.content"  # the run's description in the MLflow UI
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -691,7 +692,7 @@ def _record(cfg: Config, root: Path, runs: dict, decision: dict) -> None:
         io.write_json(folder / "decision.json", decision)
         for plot in plots:
             shutil.copyfile(plot, folder / "plots" / plot.name)
-        _log_to_run(client, run_id, decision)
+        _log_to_run(client, run_id, decision, runs)
         client.log_artifacts(run_id, str(folder), "report")
         with io.atomic_dir(root / paths.REPORT) as out:
             shutil.copytree(folder, out, dirs_exist_ok=True)
@@ -700,7 +701,7 @@ def _record(cfg: Config, root: Path, runs: dict, decision: dict) -> None:
     io.write_json(root / paths.PROMOTION_METRICS, promotion_metrics(decision))
 
 
-def _log_to_run(client: MlflowClient, run_id: str, decision: dict) -> None:
+def _log_to_run(client: MlflowClient, run_id: str, decision: dict, runs: dict) -> None:
     """Params once, tags and metrics every time (a re-run may decide differently)."""
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.utils.time import get_current_time_millis
@@ -710,18 +711,21 @@ def _log_to_run(client: MlflowClient, run_id: str, decision: dict) -> None:
     # Params are immutable in MLflow; a re-run with other settings records them in tags.
     params = [Param(k, v) for k, v in wanted.items() if k not in existing]
     champion = decision["champion"] or {}
+    served, _ = report.served_after(decision)
+    # Names say what they hold: the version this run registered, the champion it was compared
+    # with, and the one serving once the decision is made.
     tags = {
         "promoted": str(decision["promoted"]).lower(),
         "outcome": decision["outcome"],
         "summary": decision["summary"],
         "metric": decision["metric"],
         "margin": str(decision["margin"]),
-        "candidate_version": decision["candidate"]["version"],
-        "candidate_kind": decision["candidate"]["kind"],
+        "registered_version": decision["candidate"]["version"],
+        "registered_kind": decision["candidate"]["kind"],
         "fallback": str(decision["fallback"]).lower(),
-        "champion_version": champion.get("version") or "none",
+        "champion_before": champion.get("version") or "none",
+        "champion_after": served or "none",
         "champion_rescored": str(decision["champion_rescored"]).lower(),
-        "best_baseline": decision["best_baseline"]["name"],
     }
     now = get_current_time_millis()
     values = {f"promotion.{k}": v for k, v in promotion_metrics(decision).items()}
@@ -733,5 +737,7 @@ def _log_to_run(client: MlflowClient, run_id: str, decision: dict) -> None:
         run_id,
         metrics=[Metric(k, float(v), now, 0) for k, v in values.items()],
         params=params,
-        tags=[RunTag(f"{TAG}promotion.{k}", str(v)) for k, v in tags.items()],
+        tags=[RunTag(f"{TAG}promotion.{k}", str(v)) for k, v in tags.items()]
+        # MLflow shows this note as the run's description, uncut (the tags table cuts values).
+        + [RunTag(NOTE, report.description(decision, runs))],
     )

@@ -7,7 +7,9 @@ thing ("linear rival", "best baseline", "fallback" only when one happened) where
 
 from __future__ import annotations
 
+import base64
 import math
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,9 @@ RUNS = paths.EVALUATION / "runs.json"
 DECISION = paths.REPORT / "decision.json"
 LINEAR = "linear"
 STATISTICAL_ROLE = "statistical rival"
+# Wide enough to read in the Prefect UI's artifact pane, small enough that six plots stay a few
+# hundred kB of Markdown in the Prefect database.
+EMBED_WIDTH = 900
 
 
 class _Model(BaseModel):
@@ -64,6 +69,8 @@ class Report(_Model):
     backtest: dict[str, Any] | None = None
     intervals: dict[str, Any] | None = None
     plots: list[str] = []
+    # Where each plot is read from, by file name; absent: `plots/<name>` beside report.md.
+    plot_sources: dict[str, str] = {}
     # Set by the pipeline flow only: what this scheduled run ingested, ran and decided.
     ingestion: str | None = None
     stages: list[str] | None = None
@@ -160,8 +167,26 @@ def _read(path: Path) -> Any:
     return io.read_json(path) if path.is_file() else None
 
 
-def from_workspace(root: Path, metric: str, stages: list[str] | None = None) -> Report:
-    """The report of what a workspace holds; `stages` (those this run ran) say what is new."""
+def embedded(png: Path, max_width: int = EMBED_WIDTH) -> str:
+    """A PNG as a data: URI, scaled down to max_width pixels wide."""
+    # The Prefect UI renders a Markdown artifact apart from any file: a relative path resolves
+    # against the UI's own URL, a data: URI needs nothing else (and no MLflow UI running).
+    from PIL import Image
+
+    with Image.open(png) as image:
+        image.thumbnail((max_width, max_width * 4))
+        # A chart needs few colours: a 256-colour palette is a third of the bytes of RGBA.
+        small = image.convert("RGB").quantize(colors=256)
+    out = BytesIO()
+    small.save(out, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def from_workspace(
+    root: Path, metric: str, stages: list[str] | None = None, embed: bool = False
+) -> Report:
+    """The report of what a workspace holds; `stages` (those this run ran) say what is new;
+    `embed`: the plots as data: URIs, for a report read away from its folder (Prefect)."""
     root = Path(root)
     runs = _read(root / RUNS) or {}
     decision = _read(root / DECISION)
@@ -170,7 +195,8 @@ def from_workspace(root: Path, metric: str, stages: list[str] | None = None) -> 
     pngs = sorted(p.name for p in plots.glob("*.png")) if plots.is_dir() else []
     decided_now = stages is None or any(s.split("@")[0] == "promote" for s in stages)
     built = build(runs, decision, metric, pngs, decided_now=decided_now, **extra)
-    return built.model_copy(update={"stages": stages})
+    sources = {name: embedded(plots / name) for name in pngs} if embed else {}
+    return built.model_copy(update={"stages": stages, "plot_sources": sources})
 
 
 def _number(value: float | None, bold: bool = False) -> str:
@@ -218,6 +244,39 @@ def promotion_lines(report: Report) -> list[str]:
     return lines
 
 
+def served_after(decision: dict) -> tuple[str | None, str | None]:
+    """The champion's version and kind once the decision is made (None, None: no champion)."""
+    candidate, champion = decision["candidate"], decision.get("champion") or {}
+    if decision["outcome"] in ("promoted", "unchanged"):
+        return str(candidate["version"]), candidate["kind"]
+    if champion.get("version"):
+        return str(champion["version"]), champion.get("kind")
+    return None, None
+
+
+def description(decision: dict, runs: dict) -> str:
+    """The evaluation parent run's description: the decision in one paragraph (MLflow Markdown)."""
+    label = LABELS.get(decision["metric"], decision["metric"])
+    candidate, baseline = decision["candidate"], decision["best_baseline"]
+    role = "fallback baseline" if decision.get("fallback") else "the backtest's choice"
+    version, kind = served_after(decision)
+    served = f"v{version}" + (f" ({kind})" if kind else "") if version else "none"
+    best_test = runs.get("best_on_test")
+    test_note = (
+        f" Lowest test {label}: {best_test} (reported only, not decided on)."
+        if best_test and best_test != candidate["kind"]
+        else ""
+    )
+    return (
+        f"**{decision['summary']}.** Candidate: **{candidate['kind']}** ({role}), registered as "
+        f"v{candidate['version']}, backtest mean {label} {candidate['score']:.4g}. Best simple "
+        f"baseline: **{baseline['name']}**, test {label} {baseline['score']:.4g}. Served model "
+        f"(`champion`): **{served}**. Promoted: **{'yes' if decision['promoted'] else 'no'}** "
+        f"(outcome `{decision['outcome']}`).{test_note} The reasons and plots are in the "
+        "report/ artifacts."
+    )
+
+
 def markdown(report: Report, title: str = "# seqcast: model comparison") -> str:
     """The whole report as Markdown: run facts, models, backtest, bands, decision, plots."""
     metric, label = report.metric, LABELS.get(report.metric, report.metric)
@@ -263,7 +322,12 @@ def markdown(report: Report, title: str = "# seqcast: model comparison") -> str:
     lines += ["", "## Promotion decision", "", *promotion_lines(report)]
     if report.plots:
         lines += ["", "## Plots", ""]
-        lines += [f"![{Path(p).stem}](plots/{p})" for p in report.plots]
+        # A paragraph each: one under the other, not side by side.
+        images = [
+            f"![{Path(name).stem}]({report.plot_sources.get(name, f'plots/{name}')})"
+            for name in report.plots
+        ]
+        lines.append("\n\n".join(images))
     return "\n".join(lines) + "\n"
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from seqcast import console, paths
 
+NOTE = "mlflow.note.content"  # the run's description in the MLflow UI
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 VERSIONED = (
     "tensorflow",
@@ -393,9 +394,8 @@ def log_evaluation(
         best = comparison["best_network"]
         best_test = results[best]["test"]
         mlflow.log_metrics({f"best_network_test_{k}": v for k, v in best_test.items()})
-        mlflow.set_tags(
-            {"seqcast.best_network": best, "seqcast.best_baseline": comparison["best_baseline"]}
-        )
+        runs["best_on_test"] = best_on_test(results, comparison["metric"])
+        mlflow.set_tags(evaluation_tags(comparison, runs["best_on_test"]))
         for name, result in results.items():
             kind = "network" if name in networks else "baseline"
             with mlflow.start_run(
@@ -439,12 +439,48 @@ def log_evaluation(
                     entry["model_uri"] = info.model_uri
                 runs["networks" if name in networks else "baselines"][name] = entry
         if backtest:
-            runs["backtest_run_id"] = _log_backtest(experiment_id, params, tags, backtest)
+            own = [p for p in artifacts.get("plots", []) if p.stem == "backtest" and p.exists()]
+            runs["backtest_run_id"] = _log_backtest(experiment_id, params, tags, backtest, own)
     return runs
 
 
-def _log_backtest(experiment_id: str, params: dict, tags: dict, backtest: dict) -> str:
-    """One run for the whole backtest: each model's metrics stepped by origin, and the table."""
+def best_on_test(results: dict[str, dict], metric: str) -> str:
+    """The model, network or baseline, with the lowest `metric` on the test windows."""
+    import math
+
+    def value(name: str) -> float:
+        found = results[name]["test"].get(metric)
+        return found if found is not None and math.isfinite(found) else math.inf
+
+    return min(results, key=value)
+
+
+def evaluation_tags(comparison: dict, best_test: str) -> dict[str, str]:
+    """The parent run's tags, each named for what it holds and on which windows it was chosen."""
+    decision = comparison.get("candidate") or {}
+    tags = {
+        "seqcast.best_on_test": best_test,
+        "seqcast.best_network_on_val": comparison["best_network"],
+        "seqcast.best_baseline_on_test": comparison["best_baseline"],
+    }
+    if decision:
+        tags["seqcast.candidate"] = decision["candidate"]
+        tags["seqcast.candidate_chosen_on"] = decision.get("mode", "backtest")
+        # The promote stage replaces this with the decision; until then, what evaluate knows.
+        tags[NOTE] = (
+            f"Evaluation: candidate **{decision['candidate']}** (chosen on the "
+            f"{decision.get('mode', 'backtest')}), best simple baseline on test "
+            f"**{comparison['best_baseline']}**, lowest test {comparison['metric']} "
+            f"**{best_test}**. The promote stage adds whether it was promoted and what is served."
+        )
+    return tags
+
+
+def _log_backtest(
+    experiment_id: str, params: dict, tags: dict, backtest: dict, plots: list[Path]
+) -> str:
+    """One run for the whole backtest: each model's metrics stepped by origin, the table and
+    its own per-origin plot."""
     import time
 
     import mlflow
@@ -481,8 +517,14 @@ def _log_backtest(experiment_id: str, params: dict, tags: dict, backtest: dict) 
         ]
         mlflow.log_table(pd.DataFrame(rows), "backtest/per_origin.json")
         mlflow.log_dict(backtest, "backtest/backtest.json")
+        for path in plots:
+            mlflow.log_artifact(str(path), artifact_path="plots")
         decision = backtest["decision"]
         mlflow.set_tags(
-            {"seqcast.candidate": decision["candidate"], "seqcast.backtest_mode": decision["mode"]}
+            {
+                "seqcast.candidate": decision["candidate"],
+                "seqcast.candidate_chosen_on": decision["mode"],
+                "seqcast.best_simple_on_backtest": decision["best_simple"],
+            }
         )
         return run.info.run_id
