@@ -165,12 +165,14 @@ def refit(cfg: Config, root: Path) -> dict:
     )
     with atomic_dir(root / paths.SERVED) as out:
         forecaster.save(out / SERVED)
-        info |= _log(cfg, root, out / SERVED, info, loaded)
+        info |= _log(cfg, root, out / SERVED, info, loaded, forecaster)
         write_json(out / INFO, info)
     return info
 
 
-def _log(cfg: Config, root: Path, folder: Path, info: dict, loaded: dict) -> dict:
+def _log(
+    cfg: Config, root: Path, folder: Path, info: dict, loaded: dict, forecaster: Forecaster
+) -> dict:
     """The refit as a run nested under the evaluation's parent run, with the pyfunc model."""
     import mlflow
 
@@ -204,8 +206,10 @@ def _log(cfg: Config, root: Path, folder: Path, info: dict, loaded: dict) -> dic
             }
             | ({"fit_epochs": float(info["epochs"])} if "epochs" in info else {})
         )
-        forecaster = Forecaster.load(folder)
         model = serving.log_forecaster(
-            folder, name="model", input_example=recent_history(loaded, forecaster.min_history)
+            folder,
+            name="model",
+            input_example=recent_history(loaded, forecaster.min_history),
+            forecaster=forecaster,
         )
         return {"run_id": run.info.run_id, "model_uri": model.model_uri}
