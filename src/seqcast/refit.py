@@ -116,7 +116,12 @@ def refit(cfg: Config, root: Path) -> dict:
             )
             result = training.fit_epochs(model, spec, series, cal, everything, cfg.train, epochs)
             forecaster = forecaster_for(name, loaded, predictor=model)
-            info |= {"epochs": epochs, "epochs_from": why, "loss": result.history["loss"][-1]}
+            info |= {
+                "epochs": epochs,
+                "epochs_from": why,
+                "loss": result.history["loss"][-1],
+                "fit_seconds": round(result.seconds, 3),  # model.fit alone (benchmarks.repro)
+            }
         elif role == "linear":
             rival = models.fit_linear_rival(whole, cfg.baselines.linear_alpha)
             forecaster = forecaster_for(name, loaded, predictor=rival)
