@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -24,20 +25,20 @@ BIN = Path(sys.executable).parent
 TRAIN_PREFIX = "train@"
 
 
-def git_copy(dest: Path, params: dict | None = None) -> Path:
+def git_copy(dest: Path, params: dict | None = None, source: Path = ROOT) -> Path:
     """The working tree's tracked and new files, committed in a new git repo at dest."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT,
+        cwd=source,
         capture_output=True,
         text=True,
         check=True,
     ).stdout.split("\0")
     for name in filter(None, listed):
-        source = ROOT / name
-        if source.is_file() and not name.startswith("benchmarks/results/"):
+        path = source / name
+        if path.is_file() and not name.startswith("benchmarks/results/"):
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
+            shutil.copy2(path, dest / name)
     if params:
         merged = _merge(yaml.safe_load((dest / "params.yaml").read_text()), params)
         (dest / "params.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
@@ -232,3 +233,116 @@ def report(result: dict) -> tuple[list[str], list[list[object]]]:
         ["share of cold not in model.fit", result["not_fitting_share"], "fraction"],
     ]
     return ["dvc repro", "seconds", "note"], rows
+
+
+def fit_seconds(repo: Path) -> dict[str, float]:
+    """Seconds inside the networks' `fit` calls per stage, read off the stages' outputs."""
+    fits: dict[str, float] = {}
+    for kind in ("gru", "lstm"):
+        train = repo / "models" / kind / "train.json"
+        if train.exists():
+            fits[f"train@{kind}"] = json.loads(train.read_text())["seconds"]
+        folds = repo / "backtest" / kind / "folds.json"
+        if folds.exists():
+            info = json.loads(folds.read_text())["folds"]
+            fits[f"backtest@{kind}"] = sum(f.get("fit_seconds", 0.0) for f in info)
+    refit = repo / "models" / "served" / "refit.json"
+    if refit.exists():
+        info = json.loads(refit.read_text())
+        # Older refits recorded only the whole refit's seconds (fit, linear start, calibration).
+        fits["refit"] = info.get("fit_seconds", info["seconds"] if "epochs" in info else 0.0)
+    return fits
+
+
+def cold(source: Path = ROOT, timeout: float = 1800, keep: Path | None = None) -> dict:
+    """One cold `make repro` of source's working tree: per-stage wall and fit seconds."""
+    with tempfile.TemporaryDirectory(prefix="seqcast-cold-") as tmp:
+        repo = git_copy(Path(tmp) / "seqcast", source=source)
+        load = os.getloadavg()[0]
+        # CPU seconds of every process the run waited for (DVC, stages, the Prefect server): on
+        # a shared machine less noisy than wall seconds.
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        run = streamed(make_repro(), repo, timeout)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if run["returncode"] != 0:  # the stages that ran are still worth printing
+            return {
+                "error": f"cold dvc repro failed ({run['returncode']}):\n{run['tail']}",
+                "stages": run["stages"],
+            }
+        fits = fit_seconds(repo)
+        if keep is not None:  # outputs kept to compare bytes between revisions
+            shutil.copytree(repo, keep, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".git"))
+        return {
+            "seconds": run["seconds"],
+            "stages": run["stages"],
+            "fits": fits,
+            "fit_seconds": sum(fits.values()),
+            "fixed_seconds": run["seconds"] - sum(fits.values()),
+            "cpu_seconds": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
+            "load": [load, os.getloadavg()[0]],
+        }
+
+
+def print_cold(runs: dict[str, dict]) -> None:
+    """A table per stage: wall, fit and the rest, for each labelled cold run side by side."""
+    labels = list(runs)
+    stages = list(dict.fromkeys(s for r in runs.values() for s in r.get("stages", {})))
+    head = " | ".join(f"{x} wall | {x} fit | {x} rest" for x in labels)
+    print(f"| stage | {head} |")
+    print("|---" * (1 + 3 * len(labels)) + "|")
+
+    def cells(run: dict, stage: str | None) -> str:
+        if "error" in run:
+            wall = run["stages"].get(stage, float("nan")) if stage else float("nan")
+            return f"{wall:.1f} | ? | ?"
+        wall = run["seconds"] if stage is None else run["stages"].get(stage, float("nan"))
+        fit = run["fit_seconds"] if stage is None else run["fits"].get(stage, 0.0)
+        return f"{wall:.1f} | {fit:.1f} | {wall - fit:.1f}"
+
+    for stage in stages:
+        print(f"| {stage} | " + " | ".join(cells(runs[x], stage) for x in labels) + " |")
+    print("| **total** | " + " | ".join(cells(runs[x], None) for x in labels) + " |")
+    for label, run in runs.items():
+        if "error" in run:
+            print(f"{label}: {run['error']}")
+        else:
+            print(
+                f"{label}: cold {run['seconds']:.1f} s, fits {run['fit_seconds']:.1f} s, fixed "
+                f"overhead {run['fixed_seconds']:.1f} s; CPU {run['cpu_seconds']:.1f} s; "
+                f"1-min load {run['load'][0]:.2f} -> "
+                f"{run['load'][1]:.2f}"
+            )
+
+
+def checkout(rev: str, dest: Path) -> Path:
+    """A clone of this repository at rev (the baseline of a before/after run)."""
+    subprocess.run(["git", "clone", "-q", "--no-checkout", str(ROOT), str(dest)], check=True)
+    subprocess.run(["git", "checkout", "-q", rev], cwd=dest, check=True)
+    return dest
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m benchmarks.repro [--before REV]: cold runs, before then after, per stage."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--before", help="a git revision to run first, as the baseline")
+    parser.add_argument("--keep", type=Path, help="copy each run's outputs under this folder")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per cold run")
+    parser.add_argument("--label", default="this tree", help="the run's name in the table")
+    args = parser.parse_args(argv)
+    runs: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="seqcast-before-") as tmp:
+        if args.before:
+            base = checkout(args.before, Path(tmp) / "before")
+            keep = args.keep / "before" if args.keep else None
+            runs[f"before ({args.before})"] = cold(base, args.timeout, keep)
+        runs["after" if args.before else args.label] = cold(
+            ROOT, args.timeout, args.keep / "after" if args.keep else None
+        )
+    print(f"{os.cpu_count()} CPUs")
+    print_cold(runs)
+
+
+if __name__ == "__main__":
+    main()

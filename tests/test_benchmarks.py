@@ -126,3 +126,43 @@ def test_tfdata_alternative_gathers_what_features_inputs_gives(
         pipelines.same_inputs(spec, series, cal, rows, [(x, y)])
     shuffled = list(pipelines.checked_dataset(spec, series, cal, origins, 50, True, 1))
     assert [len(y) for _, y in shuffled] == [50] * len(batches)
+
+
+def test_cold_repro_splits_each_stage_into_fit_and_the_rest(tmp_path: Path, capsys) -> None:
+    """Fit seconds are read off the stages' outputs; the table subtracts them per stage."""
+    from benchmarks import repro
+
+    for kind, seconds, folds in (("gru", 3.0, [1.5, 2.5]), ("lstm", 4.0, [0.5])):
+        (tmp_path / "models" / kind).mkdir(parents=True)
+        (tmp_path / "models" / kind / "train.json").write_text(json.dumps({"seconds": seconds}))
+        (tmp_path / "backtest" / kind).mkdir(parents=True)
+        (tmp_path / "backtest" / kind / "folds.json").write_text(
+            json.dumps({"folds": [{"fit_seconds": s} for s in folds] + [{"refit": False}]})
+        )
+    (tmp_path / "models" / "served").mkdir()
+    (tmp_path / "models" / "served" / "refit.json").write_text(
+        json.dumps({"seconds": 9.0, "epochs": 4, "fit_seconds": 6.0})
+    )
+    fits = repro.fit_seconds(tmp_path)
+    assert fits == {
+        "train@gru": 3.0,
+        "backtest@gru": 4.0,
+        "train@lstm": 4.0,
+        "backtest@lstm": 0.5,
+        "refit": 6.0,
+    }
+    run = {
+        "seconds": 30.0,
+        "stages": {"train@gru": 5.0, "refit": 8.0},
+        "fits": fits,
+        "fit_seconds": sum(fits.values()),
+        "fixed_seconds": 30.0 - sum(fits.values()),
+        "cpu_seconds": 40.0,
+        "load": [1.0, 2.0],
+    }
+    repro.print_cold({"after": run})
+    out = capsys.readouterr().out
+    assert "| train@gru | 5.0 | 3.0 | 2.0 |" in out
+    assert "| refit | 8.0 | 6.0 | 2.0 |" in out
+    assert "| **total** | 30.0 | 17.5 | 12.5 |" in out
+    assert "fixed overhead 12.5 s" in out

@@ -119,7 +119,12 @@ def refit(cfg: Config, root: Path) -> dict:
             )
             result = training.fit_epochs(model, spec, series, cal, everything, cfg.train, epochs)
             forecaster = forecaster_for(name, loaded, predictor=model)
-            info |= {"epochs": epochs, "epochs_from": why, "loss": result.history["loss"][-1]}
+            info |= {
+                "epochs": epochs,
+                "epochs_from": why,
+                "loss": result.history["loss"][-1],
+                "fit_seconds": round(result.seconds, 3),  # model.fit alone (benchmarks.repro)
+            }
         elif role == "linear":
             rival = models.fit_linear_rival(whole, cfg.baselines.linear_alpha)
             forecaster = forecaster_for(name, loaded, predictor=rival)
@@ -173,12 +178,14 @@ def refit(cfg: Config, root: Path) -> dict:
     )
     with atomic_dir(root / paths.SERVED) as out:
         forecaster.save(out / SERVED)
-        info |= _log(cfg, root, out / SERVED, info, loaded)
+        info |= _log(cfg, root, out / SERVED, info, loaded, forecaster)
         write_json(out / INFO, info)
     return info
 
 
-def _log(cfg: Config, root: Path, folder: Path, info: dict, loaded: dict) -> dict:
+def _log(
+    cfg: Config, root: Path, folder: Path, info: dict, loaded: dict, forecaster: Forecaster
+) -> dict:
     """The refit as a run nested under the evaluation's parent run, with the pyfunc model."""
     import mlflow
 
@@ -212,8 +219,10 @@ def _log(cfg: Config, root: Path, folder: Path, info: dict, loaded: dict) -> dic
             }
             | ({"fit_epochs": float(info["epochs"])} if "epochs" in info else {})
         )
-        forecaster = Forecaster.load(folder)
         model = serving.log_forecaster(
-            folder, name="model", input_example=recent_history(loaded, forecaster.min_history)
+            folder,
+            name="model",
+            input_example=recent_history(loaded, forecaster.min_history),
+            forecaster=forecaster,
         )
         return {"run_id": run.info.run_id, "model_uri": model.model_uri}

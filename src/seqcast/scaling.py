@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.base import TransformerMixin
-from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 
 from seqcast.config import Config, SplitConfig
 from seqcast.errors import ConfigError, DataError
 
-SCALERS = {"standard": StandardScaler, "minmax": MinMaxScaler, "robust": RobustScaler}
+if TYPE_CHECKING:
+    from sklearn.base import TransformerMixin
+
+# scikit-learn (with SciPy, about a second) is imported only to fit or read a scaler: the window
+# stage and everything importing the forecaster use the split and unit helpers alone.
+SCALERS = {"standard": "StandardScaler", "minmax": "MinMaxScaler", "robust": "RobustScaler"}
 SPLITS = ("train", "val", "test")
 
 
@@ -50,11 +54,15 @@ def _require_variation(train: np.ndarray, columns: list[str], source: str) -> No
 
 def fit_scaler(train_values: np.ndarray, kind: str) -> TransformerMixin:
     """A scikit-learn scaler fit on training rows only."""
-    return SCALERS[kind]().fit(train_values)
+    from sklearn import preprocessing
+
+    return getattr(preprocessing, SCALERS[kind])().fit(train_values)
 
 
 def affine(scaler: TransformerMixin, n_columns: int) -> tuple[np.ndarray, np.ndarray]:
     """(offset, scale) with scaled = (x - offset) / scale, read off any per-column affine scaler."""
+    from sklearn.preprocessing import RobustScaler, StandardScaler
+
     if isinstance(scaler, StandardScaler):
         offset, scale = scaler.mean_, scaler.scale_
     elif isinstance(scaler, RobustScaler):

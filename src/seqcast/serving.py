@@ -140,11 +140,16 @@ def requirements() -> list[str]:
 
 
 def log_forecaster(
-    folder: Path, name: str = "model", input_example: pd.DataFrame | None = None
+    folder: Path,
+    name: str = "model",
+    input_example: pd.DataFrame | None = None,
+    forecaster: Forecaster | None = None,
 ) -> ModelInfo:
     """Log a saved Forecaster folder as a pyfunc model in the active run."""
     folder = Path(folder)
-    forecaster = Forecaster.load(folder)
+    # The caller's copy of what the folder holds, when it has one: loading a network costs
+    # a Keras model build (about a second), and MLflow loads it once more to check the example.
+    forecaster = forecaster if forecaster is not None else Forecaster.load(folder)
     return mlflow.pyfunc.log_model(
         name=name,
         # A code file, not a pickled object: see seqcast.served_model.

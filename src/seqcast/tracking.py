@@ -355,6 +355,7 @@ def log_evaluation(
     networks: list[str],
     models: dict[str, Path],
     input_example,
+    loaded: dict | None = None,
     artifacts: dict[str, list[Path]],
     comparison: dict,
     data_facts: dict[str, float] | None = None,
@@ -365,8 +366,9 @@ def log_evaluation(
     """One parent run for this pipeline execution, a child per model and baseline; returns ids.
 
     `models` are the saved Forecaster folders logged as MLflow models: the networks, and the
-    best simple baseline, which is what gets served when no network beats it. `model_plots`
-    are each model's own charts, logged to its child run under plots/.
+    best simple baseline, which is what gets served when no network beats it; `loaded` holds
+    the Forecasters already in memory for some of them (by name), so they are not read again.
+    `model_plots` are each model's own charts, logged to its child run under plots/.
     """
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -434,7 +436,10 @@ def log_evaluation(
                     mlflow.set_tag("seqcast.train_run_id", train_info[name]["train_run_id"])
                 if name in models:
                     info = serving.log_forecaster(
-                        models[name], name="model", input_example=input_example
+                        models[name],
+                        name="model",
+                        input_example=input_example,
+                        forecaster=(loaded or {}).get(name),
                     )
                     entry["model_uri"] = info.model_uri
                 runs["networks" if name in networks else "baselines"][name] = entry

@@ -131,6 +131,7 @@ def evaluate(cfg: Config, root: Path) -> dict:
             networks=list(networks),
             models=logged,
             input_example=recent_history(loaded, max(f.min_history for f in networks.values())),
+            loaded={**{n: simple[n] for n in logged if n in simple}, **networks},
             artifacts={
                 "plots": pngs,
                 "inputs": [
