@@ -51,7 +51,7 @@ FLAT = {
     "locks": "registry",
     "report": "registry",
     "store": "registry",
-    "server": "registry",
+    "server": "operations",
     "ledger": "operations",
     "monitoring": "operations",
     "refit": "operations",
