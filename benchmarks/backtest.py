@@ -43,7 +43,7 @@ def workspace(tmp: Path, params: dict | None = None) -> Path:
 def pipeline(root: Path) -> dict:
     """Every stage in dvc.yaml's order, timed; what the figures are read from."""
     from pipelines.common import MODEL_KINDS, PER_MODEL, STAGE_FUNCTIONS
-    from seqcast.config import load_config
+    from seqcast.core.config import load_config
 
     cfg = load_config(root / "params.yaml")
     seconds: dict[str, float] = {}

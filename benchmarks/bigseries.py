@@ -33,7 +33,7 @@ def bounds(n: int) -> dict[str, tuple[int, int]]:
 def prepare(points: int, out: Path) -> dict:
     """Write series.npy, calendar.npy and every origin per split (stride 1)."""
     from benchmarks.windowing import spec_for, synthetic
-    from seqcast import windowing
+    from seqcast.data import windowing
 
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -53,14 +53,14 @@ def prepare(points: int, out: Path) -> dict:
 
 def train(out: Path, backend: str, train_windows: int, pipeline_batches: int, kind: str) -> dict:
     """Peak memory of the stride-1 pipeline and of one epoch's fit on strided origins."""
-    from seqcast import training
+    from seqcast.models import training
 
     training.use_backend(backend)
     import keras
 
     from benchmarks.windowing import spec_for
-    from seqcast import models
-    from seqcast.config import ModelConfig, TrainConfig
+    from seqcast.core.config import ModelConfig, TrainConfig
+    from seqcast.models import networks
 
     rss_imports = rss_mb()
     spec = spec_for(INPUT_WIDTH, HORIZON)
@@ -82,7 +82,7 @@ def train(out: Path, backend: str, train_windows: int, pipeline_batches: int, ki
     del pipeline
     stride = max(1, math.ceil(len(origins["train"]) / train_windows))
     strided = {k: v[::stride] for k, v in origins.items()}
-    model = models.build(kind, spec, ModelConfig(units=50, dropout=0.1))
+    model = networks.build(kind, spec, ModelConfig(units=50, dropout=0.1))
     result = training.fit(model, spec, series, cal, strided["train"], strided["val"], cfg)
     rate = len(strided["train"]) / result.seconds
     return {

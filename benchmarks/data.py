@@ -11,8 +11,8 @@ from benchmarks.common import ROOT
 
 def shipped_windows(folder: Path | None = None) -> Path:
     """A root holding data/windows for the shipped data and params.yaml: the first three stages."""
-    from seqcast import scaling, validation, windowing
-    from seqcast.config import load_config
+    from seqcast.core.config import load_config
+    from seqcast.data import scaling, validation, windowing
 
     root = Path(folder or tempfile.mkdtemp(prefix="seqcast-bench-"))
     cfg = load_config(ROOT / "params.yaml")

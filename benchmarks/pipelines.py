@@ -11,9 +11,9 @@ import math
 
 import numpy as np
 
-from seqcast import baselines, features
-from seqcast.features import InputSpec
-from seqcast.windowing import history_offsets, horizon_offsets
+from seqcast.data import baselines, features
+from seqcast.data.features import InputSpec
+from seqcast.data.windowing import history_offsets, horizon_offsets
 
 
 def graph_batch(spec: InputSpec, series: np.ndarray, cal: np.ndarray):

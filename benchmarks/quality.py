@@ -140,9 +140,11 @@ def write_series(case: Case, root: Path, seed: int) -> None:
 
 def score_all(cfg, root: Path, kinds: list[str]) -> dict:
     """MAE (in units) of every baseline, the linear rival and each network on val and test."""
-    from seqcast import models, paths, windowing
+    from seqcast.core import paths
+    from seqcast.data import windowing
     from seqcast.evaluation import scores as evaluation
-    from seqcast.forecaster import Forecaster, forecaster_for
+    from seqcast.models import networks
+    from seqcast.models.forecaster import Forecaster, forecaster_for
 
     loaded = windowing.load_windows(root)
     spec, meta = loaded["spec"], loaded["meta"]
@@ -154,7 +156,7 @@ def score_all(cfg, root: Path, kinds: list[str]) -> dict:
             spec, reference="seasonal_naive", season=season
         )
     forecasters = {name: forecaster_for(name, loaded, spec=s) for name, s in simple.items()}
-    linear = models.fit_linear_rival(loaded, cfg.baselines.linear_alpha)
+    linear = networks.fit_linear_rival(loaded, cfg.baselines.linear_alpha)
     forecasters["linear"] = forecaster_for("linear", loaded, predictor=linear)
     for kind in kinds:
         forecasters[kind] = Forecaster.load(root / paths.MODELS / kind / "forecaster")
@@ -172,8 +174,9 @@ def run_case(
     name: str, case: Case, base: dict, settings: dict, kinds: list[str], work: Path, seed: int
 ) -> dict:
     """Validate, normalise, window and train in a fresh root; every model's val and test MAE."""
-    from seqcast import scaling, training, validation, windowing
-    from seqcast.config import parse_config
+    from seqcast.core.config import parse_config
+    from seqcast.data import scaling, validation, windowing
+    from seqcast.models import training
 
     root = work / name
     write_series(case, root, seed)

@@ -58,8 +58,8 @@ STEPS = """
 import json, sys, time
 from pathlib import Path
 start = time.perf_counter()
-from seqcast import ledger, monitoring
-from seqcast.config import load_config
+from seqcast.operations import ledger, monitoring
+from seqcast.core.config import load_config
 root = Path(sys.argv[1]); cfg = load_config(root / "params.yaml"); out = {}
 out["import"] = time.perf_counter() - start; at = time.perf_counter()
 assessment, decision = monitoring.check(cfg, root, False)

@@ -225,8 +225,8 @@ def pick_forecaster(args: argparse.Namespace, work: Path) -> Path:
         if folder is not None and (folder / "forecaster.json").exists():
             return folder
     from benchmarks.data import shipped_windows
-    from seqcast import windowing
-    from seqcast.forecaster import forecaster_for
+    from seqcast.data import windowing
+    from seqcast.models.forecaster import forecaster_for
 
     root = shipped_windows(work / "serving-windows")
     folder = work / "baseline-forecaster"

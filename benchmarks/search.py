@@ -35,7 +35,7 @@ from benchmarks.common import emit
 def shipped_workspace() -> Iterator[tuple[Path, Path, dict]]:
     """A temporary workspace with the shipped windows, its own MLflow store, local Ray."""
     from benchmarks.data import shipped_windows
-    from seqcast.config import load_config
+    from seqcast.core.config import load_config
 
     with tempfile.TemporaryDirectory(prefix="seqcast-bench-search-") as tmp:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
@@ -64,8 +64,9 @@ def worker(argv: list[str]) -> int:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--parallel", default="1,2")
     args = parser.parse_args(argv)
-    from seqcast import training, tune
-    from seqcast.config import parse_config
+    from seqcast.core.config import parse_config
+    from seqcast.models import training
+    from seqcast.operations import tune
 
     with shipped_workspace() as (tmp, root, raw):
         raw["train"]["epochs"] = args.epochs
@@ -110,10 +111,11 @@ def test_mase(raw: dict, folder: Path) -> dict:
     import yaml
 
     from benchmarks.common import ROOT
-    from seqcast import scaling, training, validation, windowing
-    from seqcast.config import parse_config
+    from seqcast.core.config import parse_config
+    from seqcast.data import scaling, validation, windowing
     from seqcast.evaluation.scores import mase_scale, score
-    from seqcast.forecaster import Forecaster
+    from seqcast.models import training
+    from seqcast.models.forecaster import Forecaster
 
     cfg = parse_config(raw)
     raw_csv = folder / cfg.data.path
@@ -138,8 +140,8 @@ def quality(argv: list[str]) -> int:
     parser.add_argument("--timeout-minutes", type=float, default=None)
     parser.add_argument("--parallel", type=int, default=2)
     args = parser.parse_args(argv)
-    from seqcast import tune
-    from seqcast.config import parse_config
+    from seqcast.core.config import parse_config
+    from seqcast.operations import tune
 
     with shipped_workspace() as (tmp, root, raw):
         raw["search"] |= {

@@ -3,7 +3,7 @@ concurrent requests, and 1,000 series.
 
     python -m benchmarks.serving --forecaster models/gru/forecaster --requests 100
 
-The model is logged with seqcast.serving.log_forecaster into a temporary MLflow store and
+The model is logged with seqcast.models.serving.log_forecaster into a temporary MLflow store and
 loaded back with mlflow.pyfunc.load_model, as `mlflow models serve` does; a request is the
 last 700 rows of the shipped raw CSV (--history-rows). The same model is served by `seqcast
 serve` for the HTTP figures: one client in turn, then many at once, with its default number
@@ -42,7 +42,7 @@ SERVER_START_SECONDS = 180
 
 def history(forecaster, rows: int | None = None) -> pd.DataFrame:
     """The raw CSV's last rows as a request: timestamps as text, values as floats."""
-    from seqcast.config import load_config
+    from seqcast.core.config import load_config
 
     raw = pd.read_csv(ROOT / load_config(ROOT / "params.yaml").data.path)
     return raw[[forecaster.timestamp, *forecaster.columns]].tail(rows or forecaster.min_history)
@@ -71,8 +71,9 @@ def bench(
     """Request latency in-process and over HTTP, concurrent throughput, 1,000 series both ways."""
     import mlflow
 
-    from seqcast import server, serving
-    from seqcast.forecaster import Forecaster
+    from seqcast.models import serving
+    from seqcast.models.forecaster import Forecaster
+    from seqcast.operations import server
 
     forecaster = Forecaster.load(folder)
     workers = server.default_workers() if workers is None else workers
@@ -139,9 +140,9 @@ def bench(
 
 def network_figures(forecaster, values, times, origins, requests: int) -> dict:
     """The network alone on one series and on all origins: seqcast's path vs model.predict."""
-    from seqcast import features
-    from seqcast.forecaster import network_predict
-    from seqcast.scaling import to_scaled
+    from seqcast.data import features
+    from seqcast.data.scaling import to_scaled
+    from seqcast.models.forecaster import network_predict
 
     if not hasattr(forecaster.predictor, "predict_on_batch"):
         return {}  # a baseline or the linear rival: no network to compare

@@ -35,8 +35,8 @@ def import_seconds() -> float:
 
 def main() -> None:
     """Print the figures."""
-    from seqcast import statistical
-    from seqcast.config import load_config
+    from seqcast.core.config import load_config
+    from seqcast.models import statistical
 
     cfg = load_config(ROOT / "params.yaml")
     frame = pd.read_csv(ROOT / cfg.data.path)

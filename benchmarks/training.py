@@ -4,7 +4,7 @@ The backend is fixed when keras is imported, so each backend runs in its own pro
 
     python -m benchmarks.training --backend tensorflow --root DIR --kinds gru,lstm --epochs 4
 
-Every variant trains the same model (models.build, same seed) with the same hyperparameters
+Every variant trains the same model (networks.build, same seed) with the same hyperparameters
 (Adam, learning rate, MSE, batch size, epochs) on the shipped windows. Throughput is training
 windows per second of an epoch's training phase (validation excluded), median over the epochs
 after the first (which compiles); the first epoch and the whole fit are reported beside it.
@@ -84,7 +84,7 @@ def epoch_clock(backend: str):
 
 def arrays(spec, series, cal, origins) -> tuple[dict, np.ndarray]:
     """Every window's inputs and residual target in memory (fine for the shipped series)."""
-    from seqcast import features
+    from seqcast.data import features
 
     return (
         features.inputs(spec, series, cal, origins),
@@ -99,7 +99,7 @@ def run_variant(
     import keras
 
     from benchmarks import pipelines
-    from seqcast import models, training
+    from seqcast.models import networks, training
 
     spec, series, cal = loaded["spec"], loaded["series"], loaded["calendar"]
     origins = loaded["origins"]
@@ -114,7 +114,7 @@ def run_variant(
     if variant == "seqcast_nojit":
         train_cfg = train_cfg.model_copy(update={"jit_compile": False})
     keras.utils.set_random_seed(train_cfg.seed)
-    model = models.build(kind, spec, cfg.models.get(kind))
+    model = networks.build(kind, spec, cfg.models.get(kind))
     clock = epoch_clock(backend)
     stop = keras.callbacks.EarlyStopping(  # as training.fit: used only when epochs is 0
         monitor="val_loss", patience=train_cfg.patience, restore_best_weights=True
@@ -233,11 +233,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-windows", type=int, default=None, help="cap train/val/test windows")
     args = parser.parse_args(argv)
 
-    from seqcast import training
+    from seqcast.models import training
 
     training.use_backend(args.backend)
-    from seqcast import windowing
-    from seqcast.config import load_config
+    from seqcast.core.config import load_config
+    from seqcast.data import windowing
 
     cfg = load_config(args.root / "params.yaml")
     if args.units:

@@ -89,9 +89,12 @@ def write_case(root: Path, name: str, overrides: dict | None = None) -> None:
 
 def pipeline(root: Path) -> dict:
     """Every stage in order from the workspace's params; window summary, decision, comparison."""
-    from seqcast import refit, registry, scaling, training, validation, windowing
-    from seqcast.config import load_config
+    from seqcast.core.config import load_config
+    from seqcast.data import scaling, validation, windowing
     from seqcast.evaluation import backtest, stage
+    from seqcast.models import training
+    from seqcast.operations import refit
+    from seqcast.registry import registry
 
     cfg = load_config(root / "params.yaml")
     validation.validate(cfg, root)
@@ -115,15 +118,16 @@ def future(root: Path, name: str, model: str | None = None) -> dict:
     not scored) and the served bands' coverage. `model`: a registry URI or forecaster folder
     (default: the champion, as `seqcast forecast` loads it).
     """
-    from seqcast import data, models, serving
-    from seqcast.config import load_config
+    from seqcast.core.config import load_config
+    from seqcast.data import series
+    from seqcast.data.windowing import load_windows
     from seqcast.evaluation.scores import baseline_forecasters
-    from seqcast.forecaster import Forecaster, forecaster_for
-    from seqcast.windowing import load_windows
+    from seqcast.models import networks, serving
+    from seqcast.models.forecaster import Forecaster, forecaster_for
 
     cfg = load_config(root / "params.yaml")
     full = ZOO[name].make()
-    frame, _ = data.regularise(full, cfg.data, cfg.split.max_gap_steps, "the whole series")
+    frame, _ = series.regularise(full, cfg.data, cfg.split.max_gap_steps, "the whole series")
     stamps = pd.DatetimeIndex(pd.to_datetime(full[cfg.data.timestamp]))
     raw = full[cfg.data.value_columns].astype(float).set_axis(stamps)
     observed = raw.reindex(frame.index)[cfg.data.targets].to_numpy()
@@ -142,7 +146,7 @@ def future(root: Path, name: str, model: str | None = None) -> dict:
     rivals = {
         kind: Forecaster.load(root / "models" / kind / "forecaster") for kind in ("gru", "lstm")
     }
-    ridge = models.fit_linear_rival(loaded, cfg.baselines.linear_alpha)
+    ridge = networks.fit_linear_rival(loaded, cfg.baselines.linear_alpha)
     rivals["linear"] = forecaster_for("linear", loaded, predictor=ridge)
     simple = baseline_forecasters(loaded)
     backtest_simple = json.loads((root / "evaluation/comparison.json").read_text())["candidate"][

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import MB, median, timed
-from seqcast import features, windowing
-from seqcast.features import InputSpec
+from seqcast.data import features, windowing
+from seqcast.data.features import InputSpec
 
 BATCH = 64  # windows per gathered batch, as in training
 SEASON = 336

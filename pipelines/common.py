@@ -14,19 +14,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from seqcast.console import native_notices_hidden
+from seqcast.core.console import native_notices_hidden
 
 # Each stage is one function in the module named for its concept; dvc.yaml lists that module
 # (and what it imports) as the stage's dependencies.
 STAGE_FUNCTIONS = {
-    "validate": "seqcast.validation:validate",
-    "normalise": "seqcast.scaling:normalise",
-    "window": "seqcast.windowing:window",
-    "train": "seqcast.training:train",
+    "validate": "seqcast.data.validation:validate",
+    "normalise": "seqcast.data.scaling:normalise",
+    "window": "seqcast.data.windowing:window",
+    "train": "seqcast.models.training:train",
     "backtest": "seqcast.evaluation.backtest:backtest",
     "evaluate": "seqcast.evaluation.stage:evaluate",
-    "refit": "seqcast.refit:refit",
-    "promote": "seqcast.registry:promote",
+    "refit": "seqcast.operations.refit:refit",
+    "promote": "seqcast.registry.registry:promote",
 }
 # Stages run once per model kind (dvc.yaml matrix stages).
 PER_MODEL = ("train", "backtest")
@@ -74,7 +74,7 @@ _PERMANENT_OS_ERRORS = (
 
 def is_expected(exc: BaseException) -> bool:
     """True for the library's own failures (bad params, bad data, failed validation)."""
-    from seqcast.errors import SeqcastError
+    from seqcast.core.errors import SeqcastError
 
     return isinstance(exc, SeqcastError)
 
@@ -106,7 +106,7 @@ def exit_code(exc: BaseException | None) -> int:
 
 def resolve_root(root: str | Path | None) -> Path:
     """The workspace: the given path, else the checkout or experiment copy we run in."""
-    from seqcast.paths import workspace
+    from seqcast.core.paths import workspace
 
     return Path(root).resolve() if root else workspace()
 
@@ -148,13 +148,13 @@ def warm_up(stage: str, cfg: Any, label: str) -> None:
             continue
         name = "MLflow"
         if module == "keras":
-            from seqcast.training import use_backend
+            from seqcast.models.training import use_backend
 
             use_backend(cfg.train.backend)  # must precede the first `import keras`
             name = f"Keras ({cfg.train.backend} backend)"
         progress(label, f"importing {name}...")
         started = time.perf_counter()
-        # The oneDNN notice TensorFlow prints on import is hidden (seqcast.console).
+        # The oneDNN notice TensorFlow prints on import is hidden (seqcast.core.console).
         hidden = native_notices_hidden() if module == "keras" else contextlib.nullcontext()
         with signals_held(), hidden:
             importlib.import_module(module)
@@ -193,7 +193,7 @@ def call_stage(stage: str, root: Path, kind: str | None = None) -> dict[str, Any
     """Load params.yaml and call the stage's function; a failure puts back the last good outputs."""
     import importlib
 
-    from seqcast.config import load_config
+    from seqcast.core.config import load_config
 
     module, name = STAGE_FUNCTIONS[stage].split(":")
     function = getattr(importlib.import_module(module), name)
@@ -202,7 +202,7 @@ def call_stage(stage: str, root: Path, kind: str | None = None) -> dict[str, Any
         warm_up(stage, cfg, stage_label(stage, kind))
         return function(cfg, root, kind) if stage in PER_MODEL else function(cfg, root)
     except BaseException as exc:
-        from seqcast.outputs import restore_last_good
+        from seqcast.core.outputs import restore_last_good
 
         end_own_runs(stage, exc)
         restored = restore_last_good(root)
@@ -217,10 +217,12 @@ def call_stage(stage: str, root: Path, kind: str | None = None) -> dict[str, Any
 
 def _store_error(exc: BaseException) -> Exception | None:
     """A StoreError naming the store and the fix, for a store failure no retry fixes."""
-    if "seqcast.tracking" not in sys.modules or isinstance(exc, KeyboardInterrupt | SystemExit):
+    if "seqcast.models.tracking" not in sys.modules or isinstance(
+        exc, KeyboardInterrupt | SystemExit
+    ):
         return None
-    from seqcast.errors import StoreError
-    from seqcast.tracking import store_failure
+    from seqcast.core.errors import StoreError
+    from seqcast.models.tracking import store_failure
 
     line = None if is_expected(exc) else store_failure(exc)
     return StoreError(line) if line else None
@@ -228,9 +230,9 @@ def _store_error(exc: BaseException) -> Exception | None:
 
 def _server_down(exc: BaseException) -> ConnectionError | None:
     """A ConnectionError naming the MLflow tracking server that did not answer, else None."""
-    if "seqcast.tracking" not in sys.modules or not is_transient(exc):
+    if "seqcast.models.tracking" not in sys.modules or not is_transient(exc):
         return None
-    from seqcast.tracking import server_failure
+    from seqcast.models.tracking import server_failure
 
     line = server_failure(exc)
     return ConnectionError(line) if line else None
@@ -240,9 +242,9 @@ def end_own_runs(stage: str, exc: BaseException) -> None:
     """End FAILED the MLflow runs this stage left RUNNING; a store that does not answer is left."""
     # Not for connection errors: MLflow would retry each call for minutes; the next stage that
     # opens the store ends them (tracking.fail_orphaned_runs).
-    if "seqcast.tracking" not in sys.modules or is_transient(exc):
+    if "seqcast.models.tracking" not in sys.modules or is_transient(exc):
         return
-    from seqcast import tracking
+    from seqcast.models import tracking
 
     if tracking.store_failure(exc):  # the store cannot take the write either
         return
@@ -258,10 +260,10 @@ def stop_on_signals() -> None:
     # KeyboardInterrupt / SystemExit(143) let open MLflow runs end FAILED and the last good
     # outputs be put back; a second signal (the runner passing Ctrl-C on, the parent dying) must
     # not break into that cleanup, and the deadline ends a cleanup that hangs. Each signal is
-    # also recorded (seqcast.interrupts): the exception can be lost, the record cannot.
+    # also recorded (seqcast.core.interrupts): the exception can be lost, the record cannot.
     if threading.current_thread() is not threading.main_thread():
         return
-    from seqcast import interrupts
+    from seqcast.core import interrupts
 
     stopping: list[int] = []
     again: list[int] = []  # a re-raise is due: the first one was dropped by Python
@@ -330,7 +332,7 @@ def finish(label: str, code: int) -> int:
     # The stop may have been swallowed (a library's `except BaseException`, a callback): the
     # record decides, so DVC never takes an interrupted stage for a finished one.
     global _exiting
-    from seqcast import interrupts
+    from seqcast.core import interrupts
 
     final = interrupts.exit_status(code)
     if final != code:
@@ -347,7 +349,7 @@ def guard_exit() -> None:
     import atexit
 
     def last_word() -> None:
-        from seqcast import interrupts
+        from seqcast.core import interrupts
 
         signum = interrupts.received()
         # Not settled: a KeyboardInterrupt escaped the body (a second one raised inside its
@@ -471,7 +473,7 @@ def stopped_before_start(label: str) -> bool:
     """True (and says so) when the run this stage belongs to was stopped before it started."""
     # DVC goes on to the next stage when the interrupted one exited 0 anyway (a Ctrl-C it never
     # saw, one dropped by Python): `pipelines.server run` left a stop file for that case.
-    from seqcast import interrupts
+    from seqcast.core import interrupts
 
     if not interrupts.interrupted():
         return False

@@ -3,8 +3,8 @@
 Before a run: evaluation/runs.json and models/served/refit.json name MLflow runs and logged
 models. With the store deleted (`rm mlruns/mlflow.db`) or MLFLOW_TRACKING_URI pointing at
 another one, they name what is gone. Plain `dvc repro` sees it through the `store` stage
-(record_store, seqcast.store); the runner checks before any command (`make promote`, `dvc exp
-run` too) and redoes evaluate and what follows.
+(record_store, seqcast.registry.store); the runner checks before any command (`make promote`, `dvc
+exp run` too) and redoes evaluate and what follows.
 
 After a failed run: a stage killed with -9 could not put back the outputs DVC deleted before
 running it; the runner puts back the last good ones from DVC's cache, or says what is missing.
@@ -18,10 +18,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from seqcast import paths
+from seqcast.core import paths
 
-# The check lives in seqcast.store, beside the `store` stage that shares it.
-from seqcast.store import KEY_FILE, missing_in_store, record_key  # noqa: F401
+# The check lives in seqcast.registry.store, beside the `store` stage that shares it.
+from seqcast.registry.store import KEY_FILE, missing_in_store, record_key  # noqa: F401
 
 # What to redo when the store lacks them: the stage that logs the runs, and all after it.
 REDO = ["dvc", "repro", "--force", "--downstream", "evaluate"]
@@ -29,7 +29,7 @@ REDO = ["dvc", "repro", "--force", "--downstream", "evaluate"]
 
 def record_store(root: Path) -> int:
     """The `store` stage: record the store's key for DVC; say why the stages after it rerun."""
-    from seqcast.errors import StoreError
+    from seqcast.core.errors import StoreError
 
     try:
         key, missing = record_key(root)
@@ -87,7 +87,7 @@ def put_back_outputs(root: Path, before: dict[str, list[str]]) -> list[str]:
     }
     if not missing:
         return []
-    from seqcast.outputs import restore_last_good
+    from seqcast.core.outputs import restore_last_good
 
     lines = []
     for stage, outs in missing.items():

@@ -35,7 +35,7 @@ def build(root: Path) -> RunnerDeployment:
     from prefect.schedules import Cron
 
     from pipelines.pipeline import seqcast_pipeline
-    from seqcast.config import load_config
+    from seqcast.core.config import load_config
 
     cfg = load_config(root / "params.yaml")
     return seqcast_pipeline.to_deployment(

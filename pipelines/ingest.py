@@ -11,9 +11,9 @@ from typing import Any
 
 import pandas as pd
 
-from seqcast.config import Config
-from seqcast.data import DataError, read_raw
-from seqcast.io import atomic_path
+from seqcast.core.config import Config
+from seqcast.core.io import atomic_path
+from seqcast.data.series import DataError, read_raw
 
 
 def newest_csv(source: Path) -> Path:
@@ -48,7 +48,7 @@ def _merge(existing: pd.DataFrame, incoming: pd.DataFrame, cfg: Config, label: s
 
 def ingest(cfg: Config, root: Path) -> dict[str, Any]:
     """Validate the newest source CSV (merged when mode is extend), then write it atomically."""
-    from seqcast.validation import validate_frame  # imports Great Expectations: only when used
+    from seqcast.data.validation import validate_frame  # imports Great Expectations: only when used
 
     assert cfg.ingest.source, "ingest() needs cfg.ingest.source"
     source = newest_csv(root / cfg.ingest.source)

@@ -3,8 +3,8 @@ the retrain policy says so, record the champion's forecast in the ledger, publis
 
 DVC decides what is stale (the stage flows of pipelines.stages run as its stage commands); this
 flow adds what DVC lacks for unattended runs: ingestion behind validation, the forecast ledger
-and its checks (seqcast.monitoring), a recorded reason for every retrain, retries of transient
-failures, an overall timeout, one run per checkout, and artifacts in the Prefect UI (a run
+and its checks (seqcast.operations.monitoring), a recorded reason for every retrain, retries of
+transient failures, an overall timeout, one run per checkout, and artifacts in the Prefect UI (a run
 whose checks raised an alarm ends in a Completed state named `Alarm`).
 
     python -m pipelines.pipeline [--root PATH]
@@ -48,8 +48,9 @@ from pipelines.common import (  # noqa: E402
     is_transient,
 )
 from pipelines.common import resolve_root as _resolve_root  # noqa: E402
-from seqcast import ledger, monitoring, report  # noqa: E402
-from seqcast.config import Config, load_config  # noqa: E402
+from seqcast.core.config import Config, load_config  # noqa: E402
+from seqcast.operations import ledger, monitoring  # noqa: E402
+from seqcast.registry import report
 
 LOCK = Path(".dvc/tmp/seqcast-pipeline.lock")  # .dvc/tmp is git-ignored by DVC itself
 REPORT_KEY = "seqcast-report"

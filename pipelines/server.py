@@ -33,8 +33,8 @@ from typing import Any
 
 from pipelines import consistency
 from pipelines.common import child_dies_with_us
-from seqcast.interrupts import STOP_FILE
-from seqcast.tracking import process_alive
+from seqcast.core.interrupts import STOP_FILE
+from seqcast.models.tracking import process_alive
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4200
@@ -254,7 +254,7 @@ def run_command(command: list[str], grace: float = GRACE) -> int:
     received: list[int] = []
     started: list[subprocess.Popen] = []
     # A stage that starts after the stop (DVC going on because the stopped one exited 0) must
-    # see it too: it reads this file (seqcast.interrupts). An outer run's file is kept.
+    # see it too: it reads this file (seqcast.core.interrupts). An outer run's file is kept.
     env, scratch = stop_file_env()
     timers: list[threading.Timer] = []
     deadline = [float("inf")]
@@ -338,7 +338,7 @@ def stop_file_env() -> tuple[dict[str, str], Path | None]:
 
 def run_checked(command: list[str]) -> int:
     """run_command, after redoing what the MLflow store lost; then put back what a kill left."""
-    from seqcast.paths import workspace
+    from seqcast.core.paths import workspace
 
     here = workspace()
     if missing := consistency.missing_in_store(here):
@@ -360,7 +360,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: run -- CMD..., status."""
-    from seqcast.paths import store_root
+    from seqcast.core.paths import store_root
 
     parser = argparse.ArgumentParser(prog="python -m pipelines.server", description=__doc__)
     parser.add_argument("action", choices=["run", "status"])

@@ -297,7 +297,7 @@ def run_flow_as_stage(stage_flow: Flow, label: str, **parameters: Any) -> int:
         report_failure(label, "interrupted")
         return finish(label, EXIT_INTERRUPTED)
     except TerminationSignal as exc:  # SIGTERM with no handler of ours under Prefect's
-        from seqcast import interrupts
+        from seqcast.core import interrupts
 
         interrupts.record(exc.signal)
         report_failure(label, "terminated")

@@ -1,7 +1,7 @@
 """`make tune`: the hyperparameter search as a Prefect flow, each trial's line in its logs.
 
-The search itself is seqcast.tune.search (Optuna on Ray, each trial an MLflow run); this flow
-only runs it and logs every trial's progress to the flow run. `make tune` brings the window
+The search itself is seqcast.operations.tune.search (Optuna on Ray, each trial an MLflow run); this
+flow only runs it and logs every trial's progress to the flow run. `make tune` brings the window
 stage up to date (`dvc repro window`) first.
 """
 
@@ -22,8 +22,8 @@ from pipelines.common import resolve_root  # noqa: E402
 @flow(name="seqcast-search", log_prints=False)
 def search_flow(root: str | None = None) -> dict:
     """Run the search on the window stage's outputs; a log line per trial."""
-    from seqcast import tune
-    from seqcast.config import load_config
+    from seqcast.core.config import load_config
+    from seqcast.operations import tune
 
     where = resolve_root(root)
     logger = get_run_logger()
@@ -32,7 +32,7 @@ def search_flow(root: str | None = None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m pipelines.tune [--root PATH]`: exit 2 with one line on bad input."""
-    from seqcast.errors import SeqcastError
+    from seqcast.core.errors import SeqcastError
 
     parser = argparse.ArgumentParser(prog="python -m pipelines.tune", description=__doc__)
     parser.add_argument("--root", help="repository root (default: the checkout here)")

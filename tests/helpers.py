@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from seqcast.config import Config, parse_config
+from seqcast.core.config import Config, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,9 +54,9 @@ def row_ids(rows: int, columns: int = 1) -> np.ndarray:
 
 def mark_validated(root: Path, cfg: Config) -> None:
     """What the validate stage leaves for a raw CSV it passed, without running GX again."""
-    from seqcast import paths
-    from seqcast.data import file_hash
-    from seqcast.io import write_json
+    from seqcast.core import paths
+    from seqcast.core.io import write_json
+    from seqcast.data.series import file_hash
 
     summary = {"raw_md5": file_hash(root / cfg.data.path), "success": True}
     write_json(root / paths.VALIDATION_SUMMARY, summary)
@@ -115,8 +115,8 @@ def run_all(root: Path, until: str | None = None) -> dict:
     import importlib
 
     from pipelines.common import MODEL_KINDS, PER_MODEL, STAGE_FUNCTIONS
-    from seqcast.config import load_config
-    from seqcast.store import record_key
+    from seqcast.core.config import load_config
+    from seqcast.registry.store import record_key
 
     cfg = load_config(root / "params.yaml")
     results: dict = {}

@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
-from seqcast import models, serving
-from seqcast.config import ModelConfig
-from seqcast.features import InputSpec
-from seqcast.forecaster import Forecaster
+from seqcast.core.config import ModelConfig
+from seqcast.data.features import InputSpec
+from seqcast.models import networks, serving
+from seqcast.models.forecaster import Forecaster
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 MODEL_NAME = "seqcast-forecaster-test"
@@ -84,7 +84,7 @@ def champion_store(root: Path, gap_policy: dict | None = None) -> Iterator[dict]
             frequency="h",
             offset=np.array([500.0, 10.0]),
             scale=np.array([40.0, 3.0]),
-            predictor=models.build("gru", SPEC, ModelConfig(units=4)),
+            predictor=networks.build("gru", SPEC, ModelConfig(units=4)),
             train_min=TRAIN_MIN,
             train_max=TRAIN_MAX,
             gap_policy=gap_policy,

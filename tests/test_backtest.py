@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from helpers import make_config
 
-from seqcast import features, windowing
-from seqcast.errors import ConfigError
+from seqcast.core.errors import ConfigError
+from seqcast.data import features, windowing
+from seqcast.data.scaling import affine, fit_scaler, split_sizes, to_scaled
+from seqcast.data.windowing import Fold
 from seqcast.evaluation import backtest
 from seqcast.evaluation.backtest import SIMPLE, FoldScores
-from seqcast.scaling import affine, fit_scaler, split_sizes, to_scaled
-from seqcast.windowing import Fold
 
 HORIZON, WIDTH, SEASON = 4, 12, 24
 
@@ -67,7 +67,7 @@ def loaded_for(units: np.ndarray, config) -> dict:
 
 
 def windowing_bounds(rows: dict) -> dict:
-    from seqcast.scaling import split_bounds
+    from seqcast.data.scaling import split_bounds
 
     return split_bounds(rows)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from helpers import row_ids
 
-from seqcast.baselines import (
+from seqcast.data.baselines import (
     applicable_seasons,
     choose_reference,
     history_needed,
@@ -17,7 +17,7 @@ from seqcast.baselines import (
     seasonal_naive,
     seasonal_offsets,
 )
-from seqcast.windowing import gather, horizon_offsets, origins
+from seqcast.data.windowing import gather, horizon_offsets, origins
 
 # Each value names its row (column 1 is 100 + row), so a forecast shows which rows it copied.
 SERIES = row_ids(30, columns=2)

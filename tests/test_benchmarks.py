@@ -86,8 +86,8 @@ def test_repro_runs_dvc_in_a_git_copy(tmp_path: Path) -> None:
 def test_serving_latency_of_the_logged_pyfunc(tmp_path: Path) -> None:
     """A baseline forecaster logged and loaded as pyfunc: request, sequential and batch timings."""
     from benchmarks.data import shipped_windows
-    from seqcast import windowing
-    from seqcast.forecaster import forecaster_for
+    from seqcast.data import windowing
+    from seqcast.models.forecaster import forecaster_for
 
     root = shipped_windows(tmp_path / "windows")
     folder = tmp_path / "naive"

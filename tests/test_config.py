@@ -8,7 +8,7 @@ import pytest
 import yaml
 from helpers import ROOT, make_config, raw_params
 
-from seqcast.config import Config, ConfigError, flatten, load_config, parse_config
+from seqcast.core.config import Config, ConfigError, flatten, load_config, parse_config
 
 
 def config_error(**sections: dict) -> str:

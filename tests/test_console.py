@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from seqcast import console
+from seqcast.core import console
 
 
 def test_native_notices_are_dropped_and_real_lines_kept(capfd: pytest.CaptureFixture[str]) -> None:

@@ -84,12 +84,12 @@ def test_every_stage_command_runs_its_function() -> None:
 def test_the_store_stage_runs_always_and_gates_what_needs_the_store() -> None:
     """`store` runs on every repro, its code deps its import closure; the stages that log what
     the outputs name (and promote, which registers it) depend on the key it writes."""
-    from seqcast.store import KEY_FILE
+    from seqcast.registry.store import KEY_FILE
 
     store = stage("store")
     assert store["cmd"] == "exec python -m pipelines.stages store"
     assert store["always_changed"] is True
-    needed = {str(source(m).relative_to(ROOT)) for m in closure("seqcast.store")}
+    needed = {str(source(m).relative_to(ROOT)) for m in closure("seqcast.registry.store")}
     assert set(store["deps"]) == needed
     # persist: the generation counts on from the last key (DVC would delete it first).
     assert store["outs"] == [{str(KEY_FILE): {"cache": False, "persist": True}}]
@@ -140,9 +140,12 @@ def test_stages_read_only_the_params_they_declare(tmp_path: Path, monkeypatch) -
     """Every stage runs on tiny params through a recording config: each key read is declared."""
     from helpers import TINY_PARAMS, stage_root
 
-    from seqcast import config as config_module
-    from seqcast import refit, registry, scaling, training, validation, windowing
+    from seqcast.core import config as config_module
+    from seqcast.data import scaling, validation, windowing
     from seqcast.evaluation import backtest, stage
+    from seqcast.models import training
+    from seqcast.operations import refit
+    from seqcast.registry import registry
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     root = stage_root(tmp_path, **TINY_PARAMS)
@@ -174,7 +177,7 @@ def test_stages_read_only_the_params_they_declare(tmp_path: Path, monkeypatch) -
 )
 def test_shipped_params_hold_every_key_dvc_tracks(params: str) -> None:
     """DVC refuses a stage whose tracked params are missing, defaults or not."""
-    from seqcast.config import missing_dvc_params
+    from seqcast.core.config import missing_dvc_params
 
     path = ROOT / params if params == "params.yaml" else ROOT / "examples" / params
     assert missing_dvc_params(path, ROOT / "dvc.yaml") == []

@@ -21,7 +21,7 @@ import yaml
 from helpers import ran
 
 from benchmarks.repro import git_copy
-from seqcast.store import KEY_FILE, missing_in_store
+from seqcast.registry.store import KEY_FILE, missing_in_store
 
 BIN = Path(sys.executable).parent
 TINY = {

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from seqcast import cli, experiments
+from seqcast import cli
+from seqcast.operations import experiments
 
 STAGE = """\
 stages:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from helpers import hourly
 
-from seqcast.features import (
+from seqcast.data.features import (
     InputSpec,
     calendar,
     flat,

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from helpers import hourly
 
-from seqcast import features
-from seqcast.config import ModelConfig
-from seqcast.features import InputSpec
-from seqcast.forecaster import Forecaster, ForecastInputError
-from seqcast.scaling import to_scaled, to_units
+from seqcast.core.config import ModelConfig
+from seqcast.data import features
+from seqcast.data.features import InputSpec
+from seqcast.data.scaling import to_scaled, to_units
+from seqcast.models.forecaster import Forecaster, ForecastInputError
 
 Y = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0]
 OFFSET, SCALE = np.array([100.0, 5.0]), np.array([10.0, 2.0])
@@ -321,7 +321,7 @@ def test_ridge_save_load_round_trip(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def keras_backend() -> str:
     """Keras on TensorFlow unless another test already imported it under some backend."""
-    from seqcast import training
+    from seqcast.models import training
 
     if "keras" not in sys.modules:
         training.use_backend("tensorflow")
@@ -333,11 +333,11 @@ def keras_backend() -> str:
 def test_keras_gru_save_load_round_trip(tmp_path: Path, keras_backend: str) -> None:
     import keras
 
-    from seqcast import models
+    from seqcast.models import networks
 
     keras.utils.set_random_seed(0)
     spec = make_spec(n_calendar=2, calendar_names=["time_of_day"], horizon=3)
-    model = models.build("gru", spec, ModelConfig(units=4, dropout=0.0))
+    model = networks.build("gru", spec, ModelConfig(units=4, dropout=0.0))
     forecaster = make_forecaster(model, **dataclasses.asdict(spec))
     before = forecaster.forecast(serving_history())
     forecaster.save(tmp_path / "f")
@@ -389,7 +389,7 @@ def test_trading_day_forecasts_skip_the_exchange_holidays(
 )
 def test_timestamps_parse_as_pandas_guesses_them(stamps: list) -> None:
     """The usual layout is tried first (faster); every layout reads as pd.to_datetime reads it."""
-    from seqcast.forecaster import parse_times
+    from seqcast.models.forecaster import parse_times
 
     raw = pd.Series(stamps, name="timestamp")
     found = parse_times(raw)
@@ -398,7 +398,7 @@ def test_timestamps_parse_as_pandas_guesses_them(stamps: list) -> None:
 
 
 def test_unparseable_timestamp_names_the_column() -> None:
-    from seqcast.forecaster import parse_times
+    from seqcast.models.forecaster import parse_times
 
     with pytest.raises(ForecastInputError, match="column when: unparseable timestamp: "):
         parse_times(pd.Series(["2000-01-01 00:00:00", "soon"], name="when"))

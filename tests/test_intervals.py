@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seqcast import metrics
+from seqcast.data.features import InputSpec
 from seqcast.evaluation import intervals
-from seqcast.features import InputSpec
-from seqcast.forecaster import Forecaster
+from seqcast.models import metrics
+from seqcast.models.forecaster import Forecaster
 
 
 def test_the_rank_is_finite_sample_corrected() -> None:
@@ -134,8 +134,8 @@ def test_adaptive_levels_by_hand() -> None:
 
 
 def test_bands_read_at_the_adapted_levels_are_wider_and_saved(tmp_path) -> None:
-    from seqcast.features import InputSpec
-    from seqcast.forecaster import Forecaster
+    from seqcast.data.features import InputSpec
+    from seqcast.models.forecaster import Forecaster
 
     spec = InputSpec(2, 3, 1, 1, 1, 0)
     errors = np.arange(1.0, 101.0)[:, None, None] * np.ones((1, 3, 1))

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from seqcast.metrics import mae, mae_per_step, mase, rmse, score, seasonal_naive_scale, smape
+from seqcast.models.metrics import mae, mae_per_step, mase, rmse, score, seasonal_naive_scale, smape
 
 
 def stack(target0: list, target1: list) -> np.ndarray:

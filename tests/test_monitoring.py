@@ -17,10 +17,11 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from seqcast import ledger, monitoring, serving, tracking
-from seqcast.config import parse_config
-from seqcast.features import InputSpec
-from seqcast.forecaster import Forecaster
+from seqcast.core.config import parse_config
+from seqcast.data.features import InputSpec
+from seqcast.models import serving, tracking
+from seqcast.models.forecaster import Forecaster
+from seqcast.operations import ledger, monitoring
 
 SEASON, HORIZON, NIGHT, HISTORY = 24, 6, 24, 480
 
@@ -375,8 +376,8 @@ def test_serve_records_each_origin_once_when_the_setting_says_so(
     """monitoring.ledger_on_serve: two requests with the same history, one ledger forecast."""
     import json
 
-    from seqcast import server
     from seqcast.cli import _ledger_on_serve
+    from seqcast.operations import server
 
     cfg = setup(tmp_path, "mon-serve")
     full = series(HISTORY)
@@ -440,8 +441,8 @@ def test_served_bands_learn_from_the_live_errors_and_misses(store: str, tmp_path
 
     Only the pipeline's own scored forecasts count; a `serve` record is not one of them.
     """
-    from seqcast import refit
     from seqcast.evaluation import intervals
+    from seqcast.operations import refit
 
     cfg = setup(tmp_path, "mon-live")
     full = series(HISTORY + 6 * NIGHT, shift_at=HISTORY + 2 * NIGHT)
@@ -464,7 +465,7 @@ def test_served_bands_learn_from_the_live_errors_and_misses(store: str, tmp_path
 
 
 def test_no_ledger_leaves_the_backtest_calibration_as_it_is(store: str, tmp_path: Path) -> None:
-    from seqcast import refit
+    from seqcast.operations import refit
 
     cfg = setup(tmp_path, "mon-no-ledger")
     cfg = cfg.model_copy(

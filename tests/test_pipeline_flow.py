@@ -270,9 +270,9 @@ def test_transient_errors_are_told_apart() -> None:
     """Connection trouble (also wrapped) retries; the library's errors and local files do not."""
     from pipelines.common import exit_code, is_transient
     from pipelines.pipeline import _exit_status, _retryable
-    from seqcast.config import ConfigError
-    from seqcast.data import DataError
-    from seqcast.validation import ValidationFailed
+    from seqcast.core.config import ConfigError
+    from seqcast.data.series import DataError
+    from seqcast.data.validation import ValidationFailed
 
     class WrappedByMlflow(Exception):
         """Stands in for MlflowException raised `from` a requests ConnectionError."""
@@ -304,7 +304,7 @@ def test_transient_errors_are_told_apart() -> None:
 def test_ingest_extend_merges_and_dedupes(tmp_path: Path) -> None:
     """extend: old rows kept, overlapping timestamps take the new values, order by time."""
     from pipelines.ingest import ingest
-    from seqcast.config import load_config
+    from seqcast.core.config import load_config
 
     repo = make_repo(tmp_path / "repo", rows=100, ingest={"source": "incoming", "mode": "extend"})
     (repo / "incoming").mkdir()
@@ -327,8 +327,8 @@ def test_ingest_extend_merges_and_dedupes(tmp_path: Path) -> None:
 def test_ingest_rejects_bad_data_before_writing(tmp_path: Path) -> None:
     """An out-of-bounds value fails validation and the raw data stays byte for byte."""
     from pipelines.ingest import ingest
-    from seqcast.config import load_config
-    from seqcast.validation import ValidationFailed
+    from seqcast.core.config import load_config
+    from seqcast.data.validation import ValidationFailed
 
     repo = make_repo(tmp_path / "repo", ingest={"source": "bad.csv", "mode": "replace"})
     series(200, high=500000.0).to_csv(repo / "bad.csv", index=False)
@@ -344,7 +344,7 @@ def test_ingest_rejects_bad_data_before_writing(tmp_path: Path) -> None:
 
 def test_mlflow_links_follow_the_ui_port(monkeypatch: pytest.MonkeyPatch) -> None:
     """SEQCAST_MLFLOW_UI (the Makefile's MLFLOW_PORT) moves every link; model-training view."""
-    from seqcast.tracking import ui_link
+    from seqcast.models.tracking import ui_link
 
     monkeypatch.setenv("SEQCAST_MLFLOW_UI", "http://127.0.0.1:5055/")
     assert ui_link("4", "abc") == (
@@ -488,7 +488,7 @@ def test_flow_run_tags_name_the_retrain_reason_alarms_and_champion() -> None:
     from dataclasses import replace
 
     from pipelines.pipeline import flow_run_tags
-    from seqcast import monitoring
+    from seqcast.operations import monitoring
 
     quiet = monitoring.nothing_yet(100)
     retrained = monitoring.Decision(True, "new data", "48 new row(s)")

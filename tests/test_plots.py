@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from seqcast import metrics, plots
+from seqcast.evaluation import plots
 from seqcast.evaluation.scores import Scored
+from seqcast.models import metrics
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = ["load", "temp"]
@@ -200,17 +201,19 @@ def test_dvc_specs_are_valid_vega_lite(dvc_json: dict) -> None:
 
 
 def test_committed_templates_are_the_generated_ones() -> None:
-    """The .dvc/plots templates match seqcast.plots; each plotted column has a colour."""
+    """The .dvc/plots templates match seqcast.evaluation.plots; each plotted column has a colour."""
     for name, content in plots.templates().items():
         committed = REPO / ".dvc" / "plots" / f"{name}.json"
-        assert json.loads(committed.read_text()) == content, "run python -m seqcast.plots"
+        assert json.loads(committed.read_text()) == content, (
+            "run python -m seqcast.evaluation.plots"
+        )
     config = yaml.safe_load((REPO / "dvc.yaml").read_text())
     for definition in config["plots"]:
         (props,) = definition.values()
         assert props["template"] in plots.templates()
         for fields in props["y"].values():
             assert set(fields) <= set(plots.COLOURS) | {plots.TRAIN, plots.VALIDATION}
-    assert "src/seqcast/plots.py" in config["stages"]["evaluate"]["deps"]
+    assert "src/seqcast/evaluation/plots.py" in config["stages"]["evaluate"]["deps"]
     assert "/plots" not in (REPO / ".dvc" / ".gitignore").read_text().split()
 
 

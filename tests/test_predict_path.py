@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqcast import features, models
-from seqcast.config import ModelConfig
-from seqcast.features import InputSpec
-from seqcast.forecaster import _COMPILED, PREDICT_BATCH, network_predict, padded_size
+from seqcast.core.config import ModelConfig
+from seqcast.data import features
+from seqcast.data.features import InputSpec
+from seqcast.models import networks
+from seqcast.models.forecaster import _COMPILED, PREDICT_BATCH, network_predict, padded_size
 
 ROOT = Path(__file__).resolve().parents[1]
 # Past and future inputs both present: calendar columns and a seasonal reference.
@@ -36,7 +37,7 @@ SPEC = InputSpec(
 
 def network(seed: int = 0):
     """A small GRU with random weights: the zero-initialised correction would hide the GRU."""
-    model = models.build("gru", SPEC, ModelConfig(units=4))
+    model = networks.build("gru", SPEC, ModelConfig(units=4))
     rng = np.random.default_rng(seed)
     weights = [
         np.abs(w) + 0.5 if "variance" in v.path else w
@@ -111,7 +112,7 @@ import numpy as np
 sys.path.insert(0, {tests!r})
 import keras
 import test_predict_path as t
-from seqcast.forecaster import network_predict
+from seqcast.models.forecaster import network_predict
 model = t.network()
 out = {{"backend": keras.backend.backend(), "differences": []}}
 for rows in (1, 3, 64):

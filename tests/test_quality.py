@@ -15,10 +15,11 @@ import pandas as pd
 import pytest
 from helpers import mark_validated, module_store
 
-from seqcast import models, scaling, training, windowing
-from seqcast.config import parse_config
+from seqcast.core.config import parse_config
+from seqcast.data import scaling, windowing
 from seqcast.evaluation import scores as evaluation
-from seqcast.forecaster import Forecaster, forecaster_for
+from seqcast.models import networks, training
+from seqcast.models.forecaster import Forecaster, forecaster_for
 
 HOURLY_CALENDAR = ["time_of_day", "day_of_week"]
 
@@ -174,7 +175,7 @@ def test_pipeline_runs_from_params_alone_at_other_frequencies(
 
 def test_untrained_network_forecasts_exactly_as_the_linear_rival(tmp_path: Path) -> None:
     """Warm-started from the linear rival, the zero-initialised correction adds nothing yet."""
-    from seqcast.config import ModelConfig
+    from seqcast.core.config import ModelConfig
 
     steps = np.arange(600, dtype=np.float64)
     values = 100 + 0.1 * steps + 10 * cycle(steps, 24) + np.random.default_rng(0).normal(0, 1, 600)
@@ -186,10 +187,10 @@ def test_untrained_network_forecasts_exactly_as_the_linear_rival(tmp_path: Path)
     scaling.normalise(cfg, tmp_path)
     windowing.window(cfg, tmp_path)
     loaded = windowing.load_windows(tmp_path)
-    ridge = models.fit_linear_rival(loaded, cfg.baselines.linear_alpha)
-    network = models.build("lstm", loaded["spec"], ModelConfig(units=4))
-    models.start_from_linear(network, ridge)
-    assert not network.get_layer(models.LINEAR).trainable
+    ridge = networks.fit_linear_rival(loaded, cfg.baselines.linear_alpha)
+    network = networks.build("lstm", loaded["spec"], ModelConfig(units=4))
+    networks.start_from_linear(network, ridge)
+    assert not network.get_layer(networks.LINEAR).trainable
     series, cal = np.asarray(loaded["series"]), np.asarray(loaded["calendar"])
     origins = loaded["origins"]["test"]
     np.testing.assert_allclose(
@@ -198,10 +199,10 @@ def test_untrained_network_forecasts_exactly_as_the_linear_rival(tmp_path: Path)
         rtol=0,
         atol=1e-6,
     )
-    narrower = models.build(
+    narrower = networks.build(
         "lstm", dataclasses.replace(loaded["spec"], input_width=12), ModelConfig()
     )
     with pytest.raises(
         ValueError, match="maps 174 inputs to 6 outputs; the network.s linear path maps 102 to 6"
     ):
-        models.start_from_linear(narrower, ridge)
+        networks.start_from_linear(narrower, ridge)

@@ -15,10 +15,12 @@ import pytest
 from filelock import FileLock
 from mlflow import MlflowClient
 
-from seqcast import registry, serving, tracking, windowing
-from seqcast.config import parse_config
-from seqcast.features import InputSpec
-from seqcast.forecaster import Forecaster
+from seqcast.core.config import parse_config
+from seqcast.data import windowing
+from seqcast.data.features import InputSpec
+from seqcast.models import serving, tracking
+from seqcast.models.forecaster import Forecaster
+from seqcast.registry import registry
 
 HORIZON, WIDTH, SEASON = 3, 8, 24
 SIZES = {"train": 200, "val": 40, "test": 60}
@@ -96,7 +98,7 @@ class Lab:
         units = units[:, None]
         offset, scale = np.array([100.0]), np.array([10.0])
         spec = naive().spec
-        from seqcast.scaling import split_bounds
+        from seqcast.data.scaling import split_bounds
 
         found = windowing.origins(split_bounds(SIZES), spec.context, HORIZON)
         out = self.root / "data" / "windows"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from seqcast import report
+from seqcast.registry import report
 
 
 def _runs() -> dict:

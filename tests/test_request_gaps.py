@@ -22,9 +22,12 @@ import pandas as pd
 import pytest
 from serving_helpers import CHAMPION, champion_store, post, raw_history, seqcast_server
 
-from seqcast import cli, data, server, serving
-from seqcast.config import DataConfig
-from seqcast.forecaster import SETTINGS, Forecaster, ForecastInputError
+from seqcast import cli
+from seqcast.core.config import DataConfig
+from seqcast.data import series
+from seqcast.models import serving
+from seqcast.models.forecaster import SETTINGS, Forecaster, ForecastInputError
+from seqcast.operations import server
 
 # The test model reads 12 hourly steps: rows 28 to 39 of raw_history(40), from 2024-03-02 04:00.
 POLICY = {
@@ -59,7 +62,7 @@ def gappy() -> pd.DataFrame:
 
 
 def pipeline_filled(history: pd.DataFrame) -> pd.DataFrame:
-    """The history as seqcast.data.regularise fills it for training, timestamps as text."""
+    """The history as seqcast.data.series.regularise fills it for training, timestamps as text."""
     cfg = DataConfig(
         path="request.csv",
         targets=["demand"],
@@ -68,7 +71,7 @@ def pipeline_filled(history: pd.DataFrame) -> pd.DataFrame:
         max_null_fraction=POLICY["max_null_fraction"],
         max_filled_fraction=POLICY["max_filled_fraction"],
     )
-    values, _ = data.regularise(history, cfg, POLICY["max_gap_steps"], "request")
+    values, _ = series.regularise(history, cfg, POLICY["max_gap_steps"], "request")
     values.index = values.index.strftime("%Y-%m-%d %H:%M:%S")
     return values.reset_index()
 

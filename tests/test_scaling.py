@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 from helpers import make_config, mark_validated
 
-from seqcast import paths, scaling
-from seqcast.config import SplitConfig
-from seqcast.scaling import affine, fit_scaler, split_bounds, split_sizes, to_scaled, to_units
+from seqcast.core import paths
+from seqcast.core.config import SplitConfig
+from seqcast.data import scaling
+from seqcast.data.scaling import affine, fit_scaler, split_bounds, split_sizes, to_scaled, to_units
 
 # Rows 0..19: train rows hold 1..10 (and 10..100 in a second column); val and test hold
 # values so large that any leak into the statistics would move them by orders of magnitude.

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from helpers import run_all, stage_root
 
-from seqcast import seasonality
+from seqcast.core.io import read_json
+from seqcast.data import seasonality
 from seqcast.evaluation.scores import table
-from seqcast.io import read_json
 
 N_TRAIN = 2100
 

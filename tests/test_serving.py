@@ -20,8 +20,10 @@ import pytest
 from mlflow.pyfunc.scoring_server import invocations
 from serving_helpers import CHAMPION, MODEL_NAME, SPEC, champion_store, raw_history, split
 
-from seqcast import cli, server, serving
-from seqcast.forecaster import Forecaster, ForecastOutputError
+from seqcast import cli
+from seqcast.models import serving
+from seqcast.models.forecaster import Forecaster, ForecastOutputError
+from seqcast.operations import server
 
 
 @pytest.fixture(scope="module")
@@ -362,7 +364,7 @@ def test_a_model_logged_before_the_package_move_still_loads_and_serves(
 
 def test_loading_the_model_traces_the_one_series_call(logged: dict) -> None:
     """load_context warms the compiled path: no request pays the trace."""
-    from seqcast.forecaster import _COMPILED
+    from seqcast.models.forecaster import _COMPILED
 
     forecaster = mlflow.pyfunc.load_model(CHAMPION).unwrap_python_model().forecaster
 

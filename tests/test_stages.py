@@ -17,10 +17,12 @@ import pytest
 import yaml
 from helpers import mark_validated
 
-from seqcast import refit, scaling, training, windowing
-from seqcast.config import parse_config
+from seqcast.core.config import parse_config
+from seqcast.data import scaling, windowing
 from seqcast.evaluation import backtest
 from seqcast.evaluation import stage as evaluation_stage
+from seqcast.models import training
+from seqcast.operations import refit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -273,7 +275,7 @@ def test_evaluate_logs_parent_and_child_runs(tmp_path: Path, monkeypatch) -> Non
     # Its scaler is fit on every row: the served model's affine is the whole series' statistics.
     import pandas as pd
 
-    from seqcast.forecaster import Forecaster
+    from seqcast.models.forecaster import Forecaster
 
     whole = pd.read_csv(root / "data/raw/electricity_demand.csv")["demand_mw"].to_numpy()
     fitted = Forecaster.load(root / "models/served/forecaster")

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from statsforecast.models import AutoETS, AutoTheta
 
-from seqcast import statistical
+from seqcast.data.features import InputSpec
+from seqcast.data.windowing import Fold
 from seqcast.evaluation import backtest
-from seqcast.features import InputSpec
-from seqcast.forecaster import Forecaster
-from seqcast.windowing import Fold
+from seqcast.models import statistical
+from seqcast.models.forecaster import Forecaster
 
 ROWS, FIT = 260, 200
 ORIGINS = np.arange(FIT - 1, 250)
@@ -152,8 +152,8 @@ def test_a_planted_damped_trend_serves_autoets(tmp_path: Path, monkeypatch) -> N
     """Every stage through refit on tiny params: the decision and the served model are AutoETS."""
     from helpers import run_all, stage_root
 
-    from seqcast import paths
-    from seqcast.io import read_json
+    from seqcast.core import paths
+    from seqcast.core.io import read_json
 
     days = pd.date_range("2020-01-01", periods=700, freq="D")
     frame = pd.DataFrame({"timestamp": days.strftime("%Y-%m-%d"), "demand_mw": damped_trend()})

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT
 
-from seqcast import store
+from seqcast.registry import store
 
 
 @pytest.fixture

@@ -113,7 +113,7 @@ def test_the_pipeline_registers_its_champion_on_the_server(
 
 
 def test_links_open_the_tracking_servers_ui(monkeypatch: pytest.MonkeyPatch) -> None:
-    from seqcast import tracking
+    from seqcast.models import tracking
 
     monkeypatch.setenv("SEQCAST_MLFLOW_UI", "http://127.0.0.1:5000")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://mlflow.example.org/")
@@ -164,7 +164,7 @@ RACER = """
 import json, sys, time
 from pathlib import Path
 import mlflow
-from seqcast import locks
+from seqcast.registry import locks
 mlflow.set_tracking_uri(sys.argv[1])
 with locks.promotion_lock("race", Path(".")):
     start = time.time()
@@ -228,7 +228,7 @@ def test_a_held_lock_makes_promote_wait_then_exit_2_naming_the_holder(
 
 
 def test_a_dead_holder_on_this_host_is_taken_over(servers: TeamServers) -> None:
-    from seqcast import locks
+    from seqcast.registry import locks
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
@@ -250,7 +250,7 @@ def test_s3_endpoint_down_names_it(
 ) -> None:
     import mlflow
 
-    from seqcast import tracking
+    from seqcast.models import tracking
 
     env = environment(servers)
     (repo / "data/raw/extra.txt").write_text("not pushed yet\n")

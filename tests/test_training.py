@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 from helpers import ROOT, hourly
 
-from seqcast import features, training
-from seqcast.config import ModelConfig, TrainConfig
-from seqcast.features import InputSpec
-from seqcast.forecaster import Forecaster
+from seqcast.core.config import ModelConfig, TrainConfig
+from seqcast.data import features
+from seqcast.data.features import InputSpec
+from seqcast.models import training
+from seqcast.models.forecaster import Forecaster
 
 ROWS = 400
 SPEC = InputSpec(
@@ -58,12 +59,12 @@ def fitted(cfg: TrainConfig = SMALL, spec: InputSpec = SPEC):
     """A tiny GRU fitted from a seeded start; (model, FitResult)."""
     import keras
 
-    from seqcast import models
+    from seqcast.models import networks
 
     series, cal = series_and_calendar()
     found = split_origins(spec)
     keras.utils.set_random_seed(cfg.seed)
-    model = models.build("gru", spec, TINY_GRU)
+    model = networks.build("gru", spec, TINY_GRU)
     result = training.fit(model, spec, series, cal, found["train"], found["val"], cfg)
     return model, result
 
@@ -152,7 +153,7 @@ from pathlib import Path
 import numpy as np
 sys.path.insert(0, {tests!r})
 import test_training as t
-from seqcast.forecaster import Forecaster
+from seqcast.models.forecaster import Forecaster
 import keras
 folder = Path({folder!r})
 series, cal = t.series_and_calendar()

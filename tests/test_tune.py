@@ -17,7 +17,7 @@ import pytest
 import yaml
 from helpers import ROOT, TINY_PARAMS, make_config, run_all, stage_root
 
-from seqcast.errors import ConfigError
+from seqcast.core.errors import ConfigError
 
 SPACE = {"units": [2, 4], "learning_rate": {"low": 0.001, "high": 0.01, "log": True}}
 
@@ -49,7 +49,7 @@ def test_bad_search_settings_name_the_key(search: dict, expected: str) -> None:
 
 
 def test_shipped_search_space() -> None:
-    from seqcast.config import FloatRange, IntRange, load_config
+    from seqcast.core.config import FloatRange, IntRange, load_config
 
     space = load_config(ROOT / "params.yaml").search.space
     assert space.dimensions() == {
@@ -63,7 +63,7 @@ def test_shipped_search_space() -> None:
 
 
 def test_overrides_are_the_dvc_exp_run_keys_and_apply_to_the_config() -> None:
-    from seqcast import tune
+    from seqcast.operations import tune
 
     settings = {"input_width": 24, "units": 16, "dropout": 0.25, "learning_rate": 0.004}
     changes = tune.overrides(settings, "lstm")
@@ -81,7 +81,7 @@ def test_overrides_are_the_dvc_exp_run_keys_and_apply_to_the_config() -> None:
 
 
 def test_the_first_trial_is_params_yaml_when_it_lies_in_the_space() -> None:
-    from seqcast import tune
+    from seqcast.operations import tune
 
     space = {"units": [8, 50], "learning_rate": {"low": 0.001, "high": 0.01}}
     assert tune.current(make_config(search={"space": space})) == {
@@ -94,7 +94,7 @@ def test_the_first_trial_is_params_yaml_when_it_lies_in_the_space() -> None:
 
 
 def test_unreachable_ray_address_is_one_line(monkeypatch) -> None:
-    from seqcast import tune
+    from seqcast.operations import tune
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -161,11 +161,11 @@ def windows(tmp_path_factory) -> Path:
 
 def test_the_objective_is_the_backtest_stage_mean(windows: Path, tmp_path, monkeypatch) -> None:
     """The objective equals the promotion metric's mean over the backtest stage's own folds."""
-    from seqcast import tune
-    from seqcast.config import load_config
+    from seqcast.core.config import load_config
+    from seqcast.data.windowing import layout, load_windows
     from seqcast.evaluation import backtest
     from seqcast.evaluation.scores import units_of
-    from seqcast.windowing import layout, load_windows
+    from seqcast.operations import tune
 
     cfg = load_config(windows / "params.yaml")
     loaded = load_windows(windows)
@@ -184,8 +184,8 @@ def test_search_records_crashed_and_killed_trials_and_goes_on(
 ) -> None:
     import mlflow
 
-    from seqcast import tune
-    from seqcast.config import load_config
+    from seqcast.core.config import load_config
+    from seqcast.operations import tune
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
@@ -255,7 +255,7 @@ def test_search_records_crashed_and_killed_trials_and_goes_on(
 
 
 def test_missing_windows_and_missing_best_say_what_to_run(tmp_path) -> None:
-    from seqcast import tune
+    from seqcast.operations import tune
 
     cfg = make_config()
     with pytest.raises(tune.SearchError, match="run `dvc repro window` first"):

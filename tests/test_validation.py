@@ -16,10 +16,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from seqcast import validation
-from seqcast.config import Config, load_config, parse_config
-from seqcast.data import read_raw
-from seqcast.validation import ValidationFailed, ValidationReport, validate_frame, write_outputs
+from seqcast.core.config import Config, load_config, parse_config
+from seqcast.data import validation
+from seqcast.data.series import read_raw
+from seqcast.data.validation import (
+    ValidationFailed,
+    ValidationReport,
+    validate_frame,
+    write_outputs,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = "data/raw/test.csv"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers import row_ids
 
-from seqcast.windowing import gather, history_offsets, horizon_offsets, origins, sliding_view
+from seqcast.data.windowing import gather, history_offsets, horizon_offsets, origins, sliding_view
 
 # Rows 0..19 split 10/5/5.
 BOUNDS = {"train": (0, 10), "val": (10, 15), "test": (15, 20)}

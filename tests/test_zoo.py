@@ -28,9 +28,9 @@ from helpers import module_store, ran
 from benchmarks import unseen
 from benchmarks.repro import environment, git_copy
 from benchmarks.zoo import ZOO
-from seqcast import data
-from seqcast.config import load_config
-from seqcast.forecaster import Forecaster
+from seqcast.core.config import load_config
+from seqcast.data import series
+from seqcast.models.forecaster import Forecaster
 
 TINY = {
     "train": {"epochs": 1, "patience": 1, "jit_compile": False},
@@ -113,7 +113,7 @@ def champion(root: Path, name: str) -> int | None:
 def filled_history(root: Path, name: str) -> pd.DataFrame:
     """The pipeline's rows gap-filled as normalise fills them: what a user would send."""
     cfg = load_config(root / "params.yaml")
-    frame, _ = data.regularise(
+    frame, _ = series.regularise(
         unseen.history(name), cfg.data, cfg.split.max_gap_steps, cfg.data.path
     )
     times = frame.index.strftime("%Y-%m-%d %H:%M:%S")
@@ -186,7 +186,7 @@ def test_seasons_come_from_the_frequency(zoo: dict[str, Path]) -> None:
 
 def test_trading_day_forecasts_are_dated_on_the_next_business_days(zoo: dict[str, Path]) -> None:
     """Rows are consecutive trading days; the forecast steps after a Friday start on Monday."""
-    from seqcast import serving
+    from seqcast.models import serving
 
     root = zoo["trading-day random walk"]
     raw = pd.read_csv(root / "data/raw/closes.csv")

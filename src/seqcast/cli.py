@@ -9,14 +9,14 @@ from pathlib import Path
 
 def _champion(params: Path) -> str:
     """The registry URI of the champion of the registered model named in params."""
-    from seqcast.config import load_config
+    from seqcast.core.config import load_config
 
     return f"models:/{load_config(params).tracking.registered_model}@champion"
 
 
 def _import_keras() -> None:
-    """Import Keras now, without TensorFlow's oneDNN notice (seqcast.console)."""
-    from seqcast.console import native_notices_hidden
+    """Import Keras now, without TensorFlow's oneDNN notice (seqcast.core.console)."""
+    from seqcast.core.console import native_notices_hidden
 
     with native_notices_hidden():
         import keras  # noqa: F401
@@ -26,7 +26,7 @@ def _forecast(args: argparse.Namespace) -> int:
     """Print (or write) the forecast for raw recent history in a CSV."""
     from mlflow.exceptions import MlflowException
 
-    from seqcast import serving
+    from seqcast.models import serving
 
     _import_keras()
 
@@ -58,8 +58,8 @@ def _to_ledger(params: Path, model: str, history: Path, frame) -> str | None:
     """Record a registered version's forecast in the ledger; a line saying so, or why not."""
     import pandas as pd
 
-    from seqcast import ledger
-    from seqcast.config import load_config
+    from seqcast.core.config import load_config
+    from seqcast.operations import ledger
 
     if not params.is_file():
         return None  # no project here: nothing says which registered model the ledger follows
@@ -83,7 +83,7 @@ def _serve(args: argparse.Namespace) -> int:
     """Serve a model (the champion by default) over HTTP until stopped."""
     from mlflow.exceptions import MlflowException
 
-    from seqcast import server
+    from seqcast.operations import server
 
     _import_keras()
     model = args.model or _champion(args.params)
@@ -98,7 +98,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _ledger_on_serve(params: Path, model: str):
     """With monitoring.ledger_on_serve: a callback recording each served forecast, else None."""
-    from seqcast import ledger
+    from seqcast.operations import ledger
 
     return ledger.on_serve(params, model, say=lambda m: print(f"seqcast serve: {m}", flush=True))
 
@@ -118,7 +118,7 @@ def _cannot_load(model: str, err: Exception) -> str:
 
 def _check(args: argparse.Namespace) -> int:
     """Validate params.yaml and that it holds every key dvc.yaml tracks; say what it resolves."""
-    from seqcast.config import load_config, missing_dvc_params
+    from seqcast.core.config import load_config, missing_dvc_params
 
     cfg = load_config(args.params)
     dvc_yaml = Path(args.params).resolve().parent / "dvc.yaml"
@@ -140,8 +140,8 @@ def _check(args: argparse.Namespace) -> int:
 
 def _tune(args: argparse.Namespace) -> int:
     """Run the hyperparameter search on the window stage's outputs (no Prefect)."""
-    from seqcast import tune
-    from seqcast.config import load_config
+    from seqcast.core.config import load_config
+    from seqcast.operations import tune
 
     cfg = load_config(args.params)
     tune.search(cfg, Path(args.params).resolve().parent)
@@ -153,7 +153,7 @@ def _tune_apply(args: argparse.Namespace) -> int:
     import shlex
     import subprocess
 
-    from seqcast import tune
+    from seqcast.operations import tune
 
     command = tune.apply_command(Path(args.params).resolve().parent, args.dvc_args)
     print("seqcast tune-apply: " + shlex.join(["dvc", *command[3:]]), flush=True)
@@ -162,7 +162,7 @@ def _tune_apply(args: argparse.Namespace) -> int:
 
 def _exps(args: argparse.Namespace) -> int:
     """Print the DVC experiments: changed params and short metric names, within --width."""
-    from seqcast import experiments
+    from seqcast.operations import experiments
 
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     table = experiments.rows(experiments.show_json(Path.cwd()))

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from helpers import ROOT, mark_validated, run_stage, stage_root
 
-from seqcast.config import load_config
+from seqcast.core.config import load_config
 
 
 def check(params: Path) -> subprocess.CompletedProcess:
@@ -85,8 +85,8 @@ def test_series_that_repeats_exactly_has_no_mase_scale(tmp_path: Path) -> None:
     times = pd.date_range("2024-01-01", periods=2000, freq="30min")
     values = 100.0 + np.tile(np.arange(48, dtype=float), 2000 // 48 + 1)[:2000]
     frame = pd.DataFrame({"timestamp": times.strftime("%Y-%m-%d %H:%M"), "demand_mw": values})
-    from seqcast import metrics
-    from seqcast.errors import ConfigError
+    from seqcast.core.errors import ConfigError
+    from seqcast.models import metrics
 
     with pytest.raises(ConfigError, match="evaluation.mase_season: the training split repeats"):
         metrics.seasonal_naive_scale(frame[["demand_mw"]].to_numpy(), 48)

@@ -178,7 +178,7 @@ PROMOTE_STAGE = textwrap.dedent(
     import sys
     import mlflow
     from mlflow import MlflowClient
-    from seqcast import interrupts
+    from seqcast.core import interrupts
 
     mlflow.set_tracking_uri(sys.argv[1])
     client = MlflowClient()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT
 
-from seqcast import tracking
+from seqcast.models import tracking
 
 # A training run whose process dies by kill -9 in the middle of it.
 KILLED = textwrap.dedent(
@@ -20,7 +20,7 @@ KILLED = textwrap.dedent(
     import os, signal, sys
     from pathlib import Path
     import mlflow
-    from seqcast import tracking
+    from seqcast.models import tracking
 
     root = Path(sys.argv[1])
     experiment_id = tracking.setup("seqcast-training", root)
@@ -39,7 +39,7 @@ INTERRUPTED = textwrap.dedent(
     import mlflow
     from mlflow import MlflowClient
     from pipelines import common
-    from seqcast import tracking
+    from seqcast.models import tracking
 
     common.stop_on_signals()
     root = Path(sys.argv[1])

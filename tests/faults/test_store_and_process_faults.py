@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, TINY_PARAMS, mark_validated, stage_root
 
-from seqcast import scaling, tracking, windowing
-from seqcast.config import load_config
+from seqcast.core.config import load_config
+from seqcast.data import scaling, windowing
+from seqcast.models import tracking
 
 
 @pytest.fixture

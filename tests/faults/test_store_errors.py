@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, TINY_PARAMS, stage_root
 
-from seqcast import tracking
+from seqcast.models import tracking
 
 
 def test_a_full_disk_is_one_line_naming_the_store(

@@ -45,7 +45,7 @@ def logged(root: Path) -> dict:
     import mlflow
     from mlflow.pyfunc import PythonModel
 
-    from seqcast import tracking
+    from seqcast.models import tracking
 
     class Echo(PythonModel):
         def predict(self, context, model_input: list[float]) -> list[float]:
@@ -102,7 +102,7 @@ def test_outputs_naming_runs_the_store_lacks_are_found_in_well_under_a_second(
 EVALUATE = """
 import json, os, sys
 import mlflow
-from seqcast import tracking
+from seqcast.models import tracking
 from pathlib import Path
 
 root = Path.cwd()

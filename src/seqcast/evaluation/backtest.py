@@ -20,14 +20,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from seqcast import baselines, features, metrics
-from seqcast.metrics import diebold_mariano
-from seqcast.scaling import affine, fit_scaler, to_scaled, to_units
-from seqcast.windowing import Fold, block_origins, check_history, fold_origins, layout, val_share
+from seqcast.data import baselines, features
+from seqcast.data.scaling import affine, fit_scaler, to_scaled, to_units
+from seqcast.data.windowing import (
+    Fold,
+    block_origins,
+    check_history,
+    fold_origins,
+    layout,
+    val_share,
+)
+from seqcast.models import metrics
+from seqcast.models.metrics import diebold_mariano
 
 if TYPE_CHECKING:
-    from seqcast.config import Config
-    from seqcast.features import InputSpec
+    from seqcast.core.config import Config
+    from seqcast.data.features import InputSpec
 
 FORECASTS = "forecasts.npz"
 FOLDS = "folds.json"
@@ -91,7 +99,7 @@ def fold_seasons(fold: Fold, inner: int, targets: np.ndarray, meta: dict, cfg: C
     blocks; a fold detects them again on its inner training rows and judges them on its inner
     validation rows, as the window stage does on the splits, so no later row picks its reference.
     """
-    from seqcast import seasonality
+    from seqcast.data import seasonality
 
     detected = meta.get("season_detection")
     if detected is None:  # seasons listed in params: nothing was learnt from the data
@@ -130,7 +138,7 @@ class Backtest:
 
     def save(self, folder: Path) -> None:
         """forecasts.npz and folds.json in a folder (which the caller makes atomic)."""
-        from seqcast.io import write_json
+        from seqcast.core.io import write_json
 
         folder.mkdir(parents=True, exist_ok=True)
         np.savez(folder / FORECASTS, origins=self.origins, fold=self.fold, forecast=self.forecast)
@@ -139,7 +147,7 @@ class Backtest:
     @classmethod
     def load(cls, folder: Path) -> Backtest:
         """Read what save() wrote."""
-        from seqcast.io import read_json
+        from seqcast.core.io import read_json
 
         info = read_json(folder / FOLDS)
         with np.load(folder / FORECASTS) as data:
@@ -156,7 +164,7 @@ def run(
 ) -> Backtest:
     """Forecast every fold's block, refitting preprocessing and predictor where the fold says."""
     from seqcast.evaluation.scores import units_of
-    from seqcast.forecaster import forecaster_for
+    from seqcast.models.forecaster import forecaster_for
 
     units, cal = units_of(loaded), np.asarray(loaded["calendar"])
     w, n = cfg.window, loaded["spec"].n_targets
@@ -209,10 +217,10 @@ def linear_predictor(alpha: float) -> Predictor:
     """The linear rival refit on a fold: Ridge on the fold's own training windows."""
 
     def fit(data: FoldFit) -> tuple[Any, dict]:
-        from seqcast import models
+        from seqcast.models import networks
 
-        rival = models.fit_linear_rival(_as_loaded(data), alpha)
-        return rival, {"fit_windows": int(len(data.fit[-models.LINEAR_MAX_WINDOWS :]))}
+        rival = networks.fit_linear_rival(_as_loaded(data), alpha)
+        return rival, {"fit_windows": int(len(data.fit[-networks.LINEAR_MAX_WINDOWS :]))}
 
     return fit
 
@@ -221,7 +229,7 @@ def statistical_predictor(name: str) -> Predictor:
     """A statistical rival refit on a fold's whole history; a failed fit forecasts NaN there."""
 
     def fit(data: FoldFit) -> tuple[Any, dict]:
-        from seqcast import statistical
+        from seqcast.models import statistical
 
         n = data.spec.n_targets
         units = to_units(data.series[:, :n], data.offset[:n], data.scale[:n])
@@ -256,17 +264,17 @@ def network_predictor(kind: str, cfg: Config, callbacks: list | None = None) -> 
     def fit(data: FoldFit) -> tuple[Any, dict]:
         import keras
 
-        from seqcast import models, training
+        from seqcast.models import networks, training
 
         keras.utils.set_random_seed(cfg.train.seed)
-        model = models.build(kind, data.spec, cfg.models.get(kind))
+        model = networks.build(kind, data.spec, cfg.models.get(kind))
         shapes = input_shapes(data.spec)
         reuse = shapes in compiled
         if reuse:
             training.copy_state(model, compiled[shapes])
             model = compiled[shapes]
-        models.start_from_linear(
-            model, models.fit_linear_rival(_as_loaded(data), cfg.baselines.linear_alpha)
+        networks.start_from_linear(
+            model, networks.fit_linear_rival(_as_loaded(data), cfg.baselines.linear_alpha)
         )
         result = training.fit(
             model, data.spec, data.series, data.calendar, data.fit, data.val, cfg.train,
@@ -478,9 +486,10 @@ def decide(
 
 def backtest(cfg: Config, root: Path, kind: str) -> dict:
     """The backtest stage of one network: a refit per fold, every block forecast, one write."""
-    from seqcast import paths, training
-    from seqcast.io import atomic_dir
-    from seqcast.windowing import load_windows
+    from seqcast.core import paths
+    from seqcast.core.io import atomic_dir
+    from seqcast.data.windowing import load_windows
+    from seqcast.models import training
 
     training.use_backend(cfg.train.backend)
     loaded = load_windows(root)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from seqcast.metrics import conformal_rank, quantiles
+from seqcast.models.metrics import conformal_rank, quantiles
 
 
 def level_name(level: float) -> str:

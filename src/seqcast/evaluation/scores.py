@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from seqcast import features, metrics
-from seqcast.config import STATISTICAL_MODELS, Config
-from seqcast.forecaster import Forecaster
-from seqcast.scaling import to_units
+from seqcast.core.config import STATISTICAL_MODELS, Config
+from seqcast.data import features
+from seqcast.data.scaling import to_units
+from seqcast.models import metrics
+from seqcast.models.forecaster import Forecaster
 
 HEADLINE = ("mae", "rmse", "mase", "smape")
 SPLITS = ("val", "test")
@@ -195,7 +196,7 @@ def baseline_forecasters(loaded: dict) -> dict[str, Forecaster]:
     """Naive and one seasonal-naive per applicable season, over the networks' windows."""
     import dataclasses
 
-    from seqcast.forecaster import forecaster_for
+    from seqcast.models.forecaster import forecaster_for
 
     spec = loaded["spec"]
     naive = dataclasses.replace(spec, reference="naive", season=None)
@@ -234,7 +235,7 @@ def _dataset(cfg: Config, root: Path, targets: list[str]):
 
     import mlflow.data
 
-    from seqcast.data import read_raw
+    from seqcast.data.series import read_raw
 
     raw = read_raw(root / cfg.data.path)
     with warnings.catch_warnings():

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from seqcast import features
-from seqcast.config import Config
+from seqcast.core.config import Config
+from seqcast.data import features
 from seqcast.evaluation import backtest, intervals
 from seqcast.evaluation.backtest import SIMPLE, Backtest, Fold
+from seqcast.evaluation.plots import model_plot_pngs, plot_data, plot_pngs, write_plot_data
 from seqcast.evaluation.scores import (
     SPLITS,
     _dataset,
@@ -33,7 +34,6 @@ from seqcast.evaluation.scores import (
     test_id,
     units_of,
 )
-from seqcast.plots import model_plot_pngs, plot_data, plot_pngs, write_plot_data
 
 OOS = "oos.npz"
 METRIC_KEYS = ("mae", "mase", "bt_mae", "bt_mase")
@@ -44,11 +44,13 @@ def evaluate(cfg: Config, root: Path) -> dict:
     """Every network and baseline on identical windows; backtest decision; metrics, plots, runs."""
     import tempfile
 
-    from seqcast import models, paths, statistical, tracking, training
-    from seqcast.config import MODEL_KINDS, flatten
-    from seqcast.forecaster import Forecaster, forecaster_for
-    from seqcast.io import atomic_dir, read_json, write_json
-    from seqcast.windowing import load_windows
+    from seqcast.core import paths
+    from seqcast.core.config import MODEL_KINDS, flatten
+    from seqcast.core.io import atomic_dir, read_json, write_json
+    from seqcast.data.windowing import load_windows
+    from seqcast.models import networks as models
+    from seqcast.models import statistical, tracking, training
+    from seqcast.models.forecaster import Forecaster, forecaster_for
 
     training.use_backend(cfg.train.backend)
     loaded = load_windows(root)
@@ -220,7 +222,7 @@ def run_backtest(
     rivals: list[str] = (),
 ) -> tuple[list[Fold], dict[str, Backtest]]:
     """Every model's forecasts of the backtest blocks; with the backtest off, of the val split."""
-    from seqcast import paths
+    from seqcast.core import paths
 
     rows = loaded["meta"]["rows"]
     folds = backtest.layout(rows, cfg)

@@ -1,0 +1,1 @@
+"""Foundations: params, paths, errors, atomic files, console and interrupts; no ML."""

@@ -1,0 +1,1 @@
+"""The series to windows: reading, validation, scaling, seasons, baselines, features."""

@@ -1,0 +1,1 @@
+"""Networks, the forecaster, training, and their MLflow side: runs, the pyfunc model."""

@@ -1,0 +1,310 @@
+"""Statistical rivals from statsforecast (AutoETS, AutoTheta; AutoARIMA opt-in), one per target.
+
+A rival is fit once on the same training rows as the networks; its parameters then stay fixed
+and its states are filtered through the real history up to each origin, as statsforecast's
+`forward` does, so every window is forecast from the same origin as the networks'. AutoETS's
+states are filtered in one pass over the series and every origin's forecast read off its state
+(the same numbers as `forward` on each prefix, thousands of times cheaper). AutoTheta's seasonal
+indices are fixed at the fit too (`forward` would re-estimate the decomposition on each prefix,
+a peek at no future row but a second fit per origin); without a season the two agree exactly.
+Features and calendar inputs are ignored: each target is forecast from its own history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from seqcast.core.config import STATISTICAL_MODELS as NAMES
+
+# statsforecast's AutoETS refuses seasons longer than this (its state space grows with them).
+ETS_MAX_SEASON = 24
+ROLE = "statistical"
+
+
+class RivalFailed(ValueError):
+    """A rival that cannot be fit or forecast on these rows; the message says why."""
+
+
+@dataclass
+class StatisticalRival:
+    """A fitted statsforecast model per target, forecasting in the series' units."""
+
+    name: str
+    season: int
+    season_note: str
+    fits: list[dict[str, Any]]  # per target: the fitted model (statsforecast's `model_`)
+    fit_rows: int
+    # Row of the series given to forecast_targets that the filter starts at (the first fit row).
+    start: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def forecast_targets(
+        self, targets: np.ndarray, origins: np.ndarray, horizon: int, shift: int = 1
+    ) -> np.ndarray:
+        """Forecasts (origins, horizon, targets) in units; states filtered up to each origin."""
+        origins = np.asarray(origins, dtype=np.int64) - self.start
+        if len(origins) and origins.min() < 0:
+            raise RivalFailed(f"{self.name}: an origin before the first fit row {self.start}")
+        steps = shift + horizon - 1
+        out = np.empty((len(origins), horizon, len(self.fits)), dtype=np.float64)
+        for t, fit in enumerate(self.fits):
+            y = np.asarray(targets[self.start :, t], dtype=np.float64)
+            paths = _FORECAST[self.name](fit, y, origins, steps, self.fit_rows)
+            out[:, :, t] = paths[:, shift - 1 :]
+        return out
+
+    def weights(self) -> list[np.ndarray]:
+        """Every number the fits hold, in a fixed order: the model's fingerprint reads them."""
+        return [np.array([self.season, self.start], dtype=np.float64)] + [
+            array for fit in self.fits for array in _numbers(fit)
+        ]
+
+    def native_bands(
+        self, targets: np.ndarray, origins: np.ndarray, horizon: int, shift: int, levels: list
+    ) -> dict[float, np.ndarray] | None:
+        """The model's own intervals (AutoETS only): level -> (origins, horizon, targets, 2)."""
+        if self.name != "autoets":
+            return None
+        origins = np.asarray(origins, dtype=np.int64) - self.start
+        steps = shift + horizon - 1
+        out = {lv: np.empty((len(origins), horizon, len(self.fits), 2)) for lv in levels}
+        for t, fit in enumerate(self.fits):
+            y = np.asarray(targets[self.start :, t], dtype=np.float64)
+            for lv, (lo, hi) in _ets_bands(fit, y, origins, steps, levels).items():
+                out[lv][:, :, t, 0] = lo[:, shift - 1 :]
+                out[lv][:, :, t, 1] = hi[:, shift - 1 :]
+        return out
+
+
+def _numbers(value: Any) -> list[np.ndarray]:
+    """The numeric arrays and scalars inside a fitted model's dict, keys sorted."""
+    if isinstance(value, dict):
+        return [a for key in sorted(value, key=str) for a in _numbers(value[key])]
+    if isinstance(value, list | tuple):
+        return [a for item in value for a in _numbers(item)]
+    array = np.asarray(value) if isinstance(value, np.ndarray | float | int) else None
+    if array is None or array.dtype.kind not in "biuf":
+        return []
+    return [np.atleast_1d(array.astype(np.float64))]
+
+
+def choose_season(name: str, seasons: list[int], rows: int) -> tuple[int, str]:
+    """The season a rival uses (the shortest the data has) and a sentence saying why."""
+    found = sorted({int(s) for s in seasons if int(s) > 1})
+    if not found:
+        return 1, "no season (the series has none)"
+    shortest = found[0]
+    if name == "autoets":
+        fits = [s for s in found if s <= ETS_MAX_SEASON]
+        if not fits:
+            return 1, (
+                f"no season: the series' seasons {found} are all longer than AutoETS's limit of "
+                f"{ETS_MAX_SEASON}"
+            )
+        shortest = fits[0]
+    if rows < 2 * shortest:
+        return 1, f"no season: {rows} fit rows hold fewer than two seasons of {shortest}"
+    return shortest, f"season {shortest} (the shortest of {found})"
+
+
+def fit(name: str, targets: np.ndarray, seasons: list[int], start: int = 0) -> StatisticalRival:
+    """Fit a rival on rows targets[start:] (rows, targets), one model per target column."""
+    if name not in NAMES:
+        raise ValueError(f"baselines.statistical: unknown model {name!r}; expected {NAMES}")
+    y = np.asarray(targets[start:], dtype=np.float64)
+    season, note = choose_season(name, seasons, len(y))
+    fits = []
+    for t in range(y.shape[1]):
+        column = y[:, t]
+        if len(column) < 2 * max(season, 4):
+            raise RivalFailed(f"{name}: {len(column)} fit rows are too few to fit a model")
+        if not np.all(np.isfinite(column)):
+            raise RivalFailed(f"{name}: target {t} has non-finite values in its fit rows")
+        if np.ptp(column) == 0.0:
+            raise RivalFailed(f"{name}: target {t} is constant on its fit rows (nothing to model)")
+        try:
+            fits.append(_model(name, season).fit(column).model_)
+        except (
+            Exception
+        ) as err:  # statsforecast raises bare Exceptions ("no model able to be fitted")
+            raise RivalFailed(f"{name}: the fit failed: {err}") from None
+    return StatisticalRival(name, season, note, fits, len(y), start)
+
+
+def _model(name: str, season: int) -> Any:
+    """A fresh statsforecast model."""
+    from statsforecast.models import AutoARIMA, AutoETS, AutoTheta
+
+    kinds = {"autoets": AutoETS, "autotheta": AutoTheta, "autoarima": AutoARIMA}
+    return kinds[name](season_length=season)
+
+
+def _ets_states(fit: dict, y: np.ndarray, last: int) -> np.ndarray:
+    """AutoETS's states after each row of y[:last], one pass with the fitted parameters."""
+    from statsforecast.ets import pegelsresid_C
+
+    errortype, trendtype, seasontype = fit["components"][:3]
+    alpha, beta, gamma, phi = fit["par"][:4]
+    _, _, states, _ = pegelsresid_C(
+        y=y[:last], m=fit["m"], init_state=fit["par"][4:], errortype=errortype,
+        trendtype=trendtype, seasontype=seasontype, damped=fit["components"][3] != "N",
+        alpha=alpha, beta=beta, gamma=gamma, phi=phi, nmse=3,
+    )  # fmt: skip
+    return states
+
+
+def _ets_forecast(
+    fit: dict, y: np.ndarray, origins: np.ndarray, steps: int, fit_rows: int
+) -> np.ndarray:
+    """AutoETS's means from each origin: `forward(y[: origin + 1])` for every origin at once."""
+    from statsforecast.ets import etsforecast, switch
+
+    out = np.empty((len(origins), steps))
+    if not len(origins):
+        return out
+    states = _ets_states(fit, y, int(origins.max()) + 1)
+    trend, season = switch(fit["components"][1]), switch(fit["components"][2])
+    phi = 1.0 if fit["components"][3] == "N" else fit["par"][3]
+    for i, origin in enumerate(origins):
+        # Row 0 holds the initial state: the state after row `origin` is row origin + 1.
+        etsforecast(x=states[origin + 1], m=fit["m"], trend=trend, season=season, phi=phi,
+                    h=steps, f=out[i])  # fmt: skip
+    return out
+
+
+def _ets_bands(
+    fit: dict, y: np.ndarray, origins: np.ndarray, steps: int, levels: list
+) -> dict[float, tuple[np.ndarray, np.ndarray]]:
+    """AutoETS's own prediction intervals at each origin (its fitted sigma, the origin's state)."""
+    from statsforecast.ets import _compute_pred_intervals
+
+    means = _ets_forecast(fit, y, origins, steps, 0)
+    states = _ets_states(fit, y, int(origins.max()) + 1) if len(origins) else None
+    out = {lv: (np.empty_like(means), np.empty_like(means)) for lv in levels}
+    for i, origin in enumerate(origins):
+        model = {**fit, "states": states[origin + 1 : origin + 2]}
+        found = _compute_pred_intervals(model, {"mean": means[i]}, steps, list(levels))
+        for lv in levels:
+            out[lv][0][i] = found[f"lo-{lv}"]
+            out[lv][1][i] = found[f"hi-{lv}"]
+    return out
+
+
+def _theta_forecast(
+    fit: dict, y: np.ndarray, origins: np.ndarray, steps: int, fit_rows: int
+) -> np.ndarray:
+    """AutoTheta's means from each origin: one pass of the states, seasonal indices of the fit."""
+    from statsforecast._lib import theta as _theta
+    from statsforecast.theta import switch_theta
+
+    out = np.empty((len(origins), steps))
+    if not len(origins):
+        return out
+    last = int(origins.max()) + 1
+    rows = np.arange(last + steps)
+    seasonal = np.ones(len(rows)) if fit.get("decomposition_type") != "additive" else None
+    if fit.get("decompose", False):
+        # The fit's seasonal indices continue its last season: row fit_rows + k has index k % m.
+        pattern = np.asarray(fit["seas_forecast"]["mean"], dtype=np.float64)
+        seasonal = pattern[(rows - fit_rows) % len(pattern)]
+        additive = fit["decomposition_type"] == "additive"
+        adjusted = y[:last] - seasonal[:last] if additive else y[:last] / seasonal[:last]
+    else:
+        additive, adjusted = False, y[:last]
+    par, kind = fit["par"], switch_theta(fit["modeltype"])
+    _, _, states, _ = _theta.pegels_resid(
+        np.ascontiguousarray(adjusted), kind, par["initial_smoothed"], par["alpha"], par["theta"], 3
+    )
+    if fit["modeltype"] in ("STM", "OTM"):
+        # The static models' trend (A_n, B_n: columns 2 and 3) is the least-squares line of the
+        # whole series passed, written into every row: each origin gets its own prefix's line.
+        states[:, 2], states[:, 3] = _prefix_trend(adjusted)
+    for i, origin in enumerate(origins):
+        _theta.forecast(
+            np.ascontiguousarray(states[: origin + 1]), int(origin) + 1, kind, out[i],
+            par["alpha"], par["theta"],
+        )  # fmt: skip
+        if fit.get("decompose", False):
+            ahead = seasonal[origin + 1 : origin + 1 + steps]
+            out[i] = out[i] + ahead if additive else out[i] * ahead
+    return out
+
+
+def _prefix_trend(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Theta's trend line A_n + B_n t fit on y[:n] for every n (Fiorucci et al. 2016, eq. 7)."""
+    n = np.arange(1, len(y) + 1, dtype=np.float64)
+    mean = np.cumsum(y) / n
+    weighted = np.cumsum(n * y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = 6.0 / (n**2 - 1.0) * (2.0 / n * weighted - (1.0 + n) * mean)
+    slope[0] = 0.0  # one row has no slope
+    return mean - (n + 1.0) / 2.0 * slope, slope
+
+
+def _arima_forecast(
+    fit: dict, y: np.ndarray, origins: np.ndarray, steps: int, fit_rows: int
+) -> np.ndarray:
+    """AutoARIMA's means from each origin: statsforecast's forward on each prefix (slow)."""
+    from statsforecast.arima import forecast_arima, forward_arima
+
+    out = np.empty((len(origins), steps))
+    for i, origin in enumerate(origins):
+        with np.errstate(invalid="ignore"):
+            model = forward_arima(fit, y=y[: origin + 1], method=None)
+        out[i] = forecast_arima(model, steps)["mean"]
+    return out
+
+
+_FORECAST = {"autoets": _ets_forecast, "autotheta": _theta_forecast, "autoarima": _arima_forecast}
+
+
+@dataclass
+class FailedRival:
+    """A rival that could not be fit on a fold: NaN forecasts, so it is scored nowhere there."""
+
+    name: str
+    reason: str
+
+    def forecast_targets(
+        self, targets: np.ndarray, origins: np.ndarray, horizon: int, shift: int = 1
+    ) -> np.ndarray:
+        """NaN for every window: the fold's scores say it failed rather than drop it silently."""
+        return np.full((len(origins), horizon, targets.shape[1]), np.nan)
+
+
+def fit_rivals(
+    names: list[str], targets: np.ndarray, seasons: list[int]
+) -> tuple[dict[str, StatisticalRival], dict[str, dict]]:
+    """Every listed rival fit on the rows given; what each fit (season) or why it failed."""
+    rivals, facts = {}, {}
+    for name in names:
+        try:
+            rival = fit(name, targets, seasons)
+        except RivalFailed as err:
+            facts[name] = {"status": "failed", "reason": str(err)}
+            continue
+        rivals[name] = rival
+        facts[name] = {
+            "status": "fit",
+            "season": rival.season,
+            "season_note": rival.season_note,
+            "fit_rows": rival.fit_rows,
+            "models": [describe(f, name) for f in rival.fits],
+        }
+    return rivals, facts
+
+
+def describe(fit: dict, name: str) -> str:
+    """The model statsforecast chose, in its own words: ETS(A,Ad,N), Theta OTM, ARIMA(p,d,q)."""
+    if name == "autoets":
+        e, t, s, d = fit["components"][:4]
+        return f"ETS({e},{t}{'d' if d != 'N' else ''},{s})"
+    if name == "autotheta":
+        return f"Theta {fit['modeltype']}" + (
+            " (seasonally adjusted)" if fit.get("decompose") else ""
+        )
+    arma = fit.get("arma", [])
+    return f"ARIMA{tuple(arma)}" if len(arma) else "ARIMA"

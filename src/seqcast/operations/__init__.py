@@ -1,0 +1,1 @@
+"""Around the pipeline: the refit, the server, ledger, monitoring, search, experiments."""
