@@ -156,3 +156,22 @@ def test_theta_states_continued_from_kept_ones_are_statsforecasts_own(modeltype:
     # trend is rewritten from each prefix, mu is read by no forecast).
     read = 4 if modeltype.startswith("D") else 2
     np.testing.assert_array_equal(continued[:, :read], full[:, :read])
+
+
+def test_a_gap_policy_interpolates_every_step_after_the_kept_series() -> None:
+    """With a gap policy the steps since the kept series are read and judged, not min_history."""
+    y = series()
+    forecaster = served("autotheta", y)
+    forecaster.gap_policy = {
+        "max_gap_steps": 2, "max_null_fraction": 0.05, "max_filled_fraction": 0.1, "bounds": {},
+    }  # fmt: skip
+    sent = request(y, FIT + 40, first=FIT - 20)
+    sent = sent.drop(index=25).reset_index(drop=True)  # row FIT + 5: before the last 24 read
+    prepared = serving.fill_gaps(forecaster, sent)
+    answer = forecaster.forecast_checked(*prepared.checked(forecaster))
+    filled = y.copy()
+    filled[FIT + 5] = (y[FIT + 4] + y[FIT + 6]) / 2
+    np.testing.assert_allclose(
+        answer["y"], evaluated(forecaster, filled, FIT + 40), atol=1e-9, rtol=0
+    )
+    assert prepared.filled == [str(TIMES[FIT + 5])]

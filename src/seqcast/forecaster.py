@@ -144,6 +144,20 @@ class Forecaster:
         """True for a statistical rival that carries the series it was evaluated on (refit)."""
         return getattr(self.predictor, "history", None) is not None
 
+    def steps_read(self, times: pd.DatetimeIndex) -> int:
+        """Steps a forecast reads, up to the last of times: min_history, or more for a kept series.
+
+        A rival with its kept series reads every step after that series, so a gap policy judges
+        (and interpolates) them all, and a client bridges the steps since the refit by sending them.
+        """
+        if not self.keeps_series or self.frequency == ROWS or not len(times):
+            return self.min_history
+        end = _stamp(int(self.predictor.history_times[-1]), times.tz)
+        if times[-1] <= end:
+            return self.min_history
+        after = pd.date_range(end, times[-1], freq=features.step_offset(self.frequency, end))
+        return max(self.min_history, len(after) - 1)
+
     def _served_statistical(self, values: np.ndarray, times: pd.DatetimeIndex) -> np.ndarray:
         """A served rival's forecast (horizon, targets) in units: kept series, then the rows sent.
 
