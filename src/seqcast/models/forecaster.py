@@ -141,6 +141,39 @@ class Forecaster:
         found = self.predictor.forecast_targets(units, origins, self.spec.horizon, self.spec.shift)
         return to_scaled(found, self.offset[:n], self.scale[:n])
 
+    @property
+    def keeps_series(self) -> bool:
+        """True for a statistical rival that carries the series it was evaluated on (refit)."""
+        return getattr(self.predictor, "history", None) is not None
+
+    def steps_read(self, times: pd.DatetimeIndex) -> int:
+        """Steps a forecast reads, up to the last of times: min_history, or more for a kept series.
+
+        A rival with its kept series reads every step after that series, so a gap policy judges
+        (and interpolates) them all, and a client bridges the steps since the refit by sending them.
+        """
+        if not self.keeps_series or self.frequency == ROWS or not len(times):
+            return self.min_history
+        end = _stamp(int(self.predictor.history_times[-1]), times.tz)
+        if times[-1] <= end:
+            return self.min_history
+        after = pd.date_range(end, times[-1], freq=features.step_offset(self.frequency, end))
+        return max(self.min_history, len(after) - 1)
+
+    def _served_statistical(self, values: np.ndarray, times: pd.DatetimeIndex) -> np.ndarray:
+        """A served rival's forecast (horizon, targets) in units: kept series, then the rows sent.
+
+        Its states are filtered from the first fit row, as the evaluation filtered them, rather
+        than from the fit's initial state through the rows sent only: the same origin and the
+        same series give the forecast the evaluation scored.
+        """
+        rival, n = self.predictor, self.spec.n_targets
+        series, origin, cut = join_kept(
+            rival.history, rival.history_times, rival.fit_rows, values[:, :n], times,
+            self.frequency, self.calendar_frequency,
+        )  # fmt: skip
+        return rival.forecast_served(series, origin, self.spec.horizon, self.spec.shift, cut)
+
     def _residual(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         shape = (len(batch["past"]), self.spec.horizon, self.spec.n_targets)
         if hasattr(self.predictor, "predict_on_batch"):
@@ -170,8 +203,10 @@ class Forecaster:
 
     def forecast_checked(self, values: np.ndarray, times: pd.DatetimeIndex) -> pd.DataFrame:
         """The forecast after history that check_history has already returned (values, times)."""
-        last = np.array([len(values) - 1])
-        forecast = self.forecast_units(values, times, last)[0]
+        if self.keeps_series:
+            forecast = self._served_statistical(values, times)
+        else:
+            forecast = self.forecast_units(values, times, np.array([len(values) - 1]))[0]
         ahead = features.future_times(
             times[-1], self.calendar_frequency, self.spec.horizon, self.spec.shift
         )
@@ -243,7 +278,10 @@ class Forecaster:
                     f"timestamps must be increasing every {self.frequency} with no gaps: "
                     f"{_row(at, len(times))} is {times[at]}, expected {expected[at]}"
                 )
-        return values[-self.min_history :], times[-self.min_history :]
+        # A rival with its kept series reads every row sent: they extend that series, and a
+        # client can bridge the steps since the refit by sending all of them.
+        read = len(values) if self.keeps_series else self.min_history
+        return values[-read:], times[-read:]
 
     def check_range(self, values: np.ndarray, times: pd.DatetimeIndex) -> None:
         """Refuse values RANGE_MARGIN training ranges beyond the training range (if known)."""
@@ -266,6 +304,11 @@ class Forecaster:
 
     def warm_up(self) -> None:
         """Trace the network's compiled one-series call now, so that no request pays for it."""
+        if self.keeps_series and self.predictor.name == "autotheta":
+            # The kept series' states, filtered once here (about a second on 40,000 rows).
+            for target in range(self.spec.n_targets):
+                self.predictor.kept_theta_states(target)
+            return
         if not hasattr(self.predictor, "predict_on_batch"):
             return  # a baseline or the linear rival: nothing to compile
         batch = {x.name: np.zeros((1, *x.shape[1:]), dtype=x.dtype) for x in self.predictor.inputs}
@@ -353,6 +396,66 @@ class Forecaster:
         if (folder / CALIBRATION_FILE).is_file():
             forecaster.calibration = np.load(folder / CALIBRATION_FILE)
         return forecaster
+
+
+def join_kept(
+    kept: np.ndarray,
+    kept_times: np.ndarray,
+    fit_rows: int,
+    sent: np.ndarray,
+    times: pd.DatetimeIndex,
+    frequency: str,
+    step: str,
+) -> tuple[np.ndarray, int, int]:
+    """The kept series (from the first fit row) extended by the rows sent: (series, origin, cut).
+
+    The origin is the row of the last row sent; the first cut rows are the kept series' own.
+
+    kept_times are int64 nanoseconds as DatetimeIndex.asi8 gives them (UTC when tz-aware).
+    """
+    sent_ns = times.asi8
+    before = int(np.searchsorted(kept_times, sent_ns[0], side="left"))
+    # Rows sent over the fit rows give way to the kept ones: those are what the model was fit
+    # on and what the evaluation filtered, and a revised fit row would move the forecast off
+    # the one scored without a refit. After the fit end (all_rows: false keeps the validation
+    # and test rows too) the rows sent win: they are the client's latest word on those steps,
+    # as on every step after the kept series.
+    cut = max(before, fit_rows)
+    newer = sent_ns > kept_times[cut - 1]
+    if not newer.any():
+        # Every row sent is at or before a kept row: the origin is the kept row of the last.
+        at = int(np.searchsorted(kept_times[:cut], sent_ns[-1]))
+        if at >= cut or kept_times[at] != sent_ns[-1]:
+            raise ForecastInputError(
+                f"the last row sent, {times[-1]}, is not a step of the series the model was fit on"
+            )
+        return kept[: at + 1], at, at + 1
+    first = int(np.argmax(newer))
+    if frequency != ROWS:  # with frequency "rows" each row is the next step: no gap to see
+        end = _stamp(int(kept_times[cut - 1]), times.tz)
+        after = pd.date_range(end, periods=2, freq=features.step_offset(step, end))[1]
+        if times[first] != after:
+            what = "fit on" if cut == fit_rows else "kept (refit)"
+            if times[first] < after:
+                raise ForecastInputError(
+                    f"the row sent at {times[first]} is off the {step} grid of the series "
+                    f"the model was {what}: its step after {end} is {after}"
+                )
+            gap = pd.date_range(after, times[first], freq=features.step_offset(step, after))
+            raise ForecastInputError(
+                f"a gap between the series the model was {what} (up to {end}) and the "
+                f"rows sent (from {times[first]}): the {len(gap) - 1} step(s) {after} .. "
+                f"{gap[-2]} are missing; send every row from {after} on (or refit the model)"
+            )
+    series = np.concatenate([kept[:cut], sent[first:]])
+    return series, len(series) - 1, cut
+
+
+def _stamp(nanoseconds: int, tz: Any) -> pd.Timestamp:
+    """A kept time (asi8) as a Timestamp in the time zone of the rows sent."""
+    if tz is None:
+        return pd.Timestamp(nanoseconds)
+    return pd.Timestamp(nanoseconds, tz="UTC").tz_convert(tz)
 
 
 def padded_size(rows: int) -> int:

@@ -309,9 +309,10 @@ def fill_gaps(forecaster: Forecaster, history: pd.DataFrame) -> FilledHistory:
 
     Every row sent must have a parseable, increasing timestamp and no text, infinity, value
     outside data.bounds or outside the accepted range. Gaps (missing steps, empty cells) are
-    judged only in the min_history steps the model reads: each at most split.max_gap_steps
-    long, between complete rows, and only of a kind validation lets through. A model without a
-    gap policy gets the history back as sent, for Forecaster.check_history to judge every row.
+    judged only in the steps the model reads (Forecaster.steps_read): each at most
+    split.max_gap_steps long, between complete rows, and only of a kind validation lets
+    through. A model without a gap policy gets the history back as sent, for
+    Forecaster.check_history to judge every row.
     """
     policy = GapPolicy.of(forecaster)
     if policy is None:
@@ -335,7 +336,7 @@ def fill_gaps(forecaster: Forecaster, history: pd.DataFrame) -> FilledHistory:
     frame = pd.DataFrame(span, columns=columns)
     if filled.size:
         frame = frame.interpolate(method="linear", limit_area="inside")
-    read = slice(len(grid) - forecaster.min_history, None)
+    read = slice(len(grid) - forecaster.steps_read(times), None)
     out = frame.iloc[read].reset_index(drop=True)
     values = out.to_numpy(dtype=np.float64)
     # A tz-aware series keeps its UTC offset, as the forecast's own timestamps do.
@@ -417,7 +418,7 @@ def _read_span(
     They are the min_history steps the model reads and the max_gap_steps + 1 before them, which
     hold the complete row a gap at the start of the read rows is interpolated from.
     """
-    steps = forecaster.min_history + policy.max_gap_steps + 1
+    steps = forecaster.steps_read(times) + policy.max_gap_steps + 1
     n = len(times)
     if forecaster.frequency == ROWS:  # each row is the next step: nothing can be missing
         if n < forecaster.min_history:
@@ -454,8 +455,8 @@ def _judge_gaps(
     sent: int,
 ) -> np.ndarray:
     """Positions of the read steps to interpolate; a ForecastInputError for a gap refused."""
-    first_read = len(grid) - forecaster.min_history
-    reads = f"the {forecaster.min_history} steps the model reads, from {grid[first_read]}"
+    first_read = len(grid) - forecaster.steps_read(grid)
+    reads = f"the {len(grid) - first_read} steps the model reads, from {grid[first_read]}"
     held = np.flatnonzero(rows >= 0)
     # Rows sent before the judged steps: a gap at their start is longer than it looks here.
     earlier = rows[held[0]] > 0

@@ -8,10 +8,17 @@ states are filtered in one pass over the series and every origin's forecast read
 indices are fixed at the fit too (`forward` would re-estimate the decomposition on each prefix,
 a peek at no future row but a second fit per origin); without a season the two agree exactly.
 Features and calendar inputs are ignored: each target is forecast from its own history.
+
+A served rival (seqcast.operations.refit) keeps the series it was evaluated on, from its first
+fit row, so a request's few rows extend that series rather than restart the filter from the fit's
+initial state (with a small AutoETS alpha, or AutoTheta's trend line of the whole series, the
+states a short history reaches are not the ones the evaluation scored); see
+Forecaster.forecast_checked.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +47,12 @@ class StatisticalRival:
     # Row of the series given to forecast_targets that the filter starts at (the first fit row).
     start: int = 0
     notes: list[str] = field(default_factory=list)
+    # The served rival's series (keep_history): the targets in units from the first fit row to
+    # the last row the refit saw, (rows, targets) float64, and their times as int64 nanoseconds
+    # (UTC when tz-aware). None (evaluation's rivals, models saved before): a request's rows are
+    # filtered from the fit's initial state.
+    history: np.ndarray | None = None
+    history_times: np.ndarray | None = None
 
     def forecast_targets(
         self, targets: np.ndarray, origins: np.ndarray, horizon: int, shift: int = 1
@@ -48,19 +61,76 @@ class StatisticalRival:
         origins = np.asarray(origins, dtype=np.int64) - self.start
         if len(origins) and origins.min() < 0:
             raise RivalFailed(f"{self.name}: an origin before the first fit row {self.start}")
+        return self.forecast_from_fit_start(targets[self.start :], origins, horizon, shift)
+
+    def forecast_from_fit_start(
+        self, targets: np.ndarray, origins: np.ndarray, horizon: int, shift: int = 1
+    ) -> np.ndarray:
+        """forecast_targets for a series whose row 0 is the first fit row."""
         steps = shift + horizon - 1
         out = np.empty((len(origins), horizon, len(self.fits)), dtype=np.float64)
         for t, fit in enumerate(self.fits):
-            y = np.asarray(targets[self.start :, t], dtype=np.float64)
+            y = np.asarray(targets[:, t], dtype=np.float64)
             paths = _FORECAST[self.name](fit, y, origins, steps, self.fit_rows)
             out[:, :, t] = paths[:, shift - 1 :]
         return out
 
+    def forecast_served(
+        self, series: np.ndarray, origin: int, horizon: int, shift: int, cut: int
+    ) -> np.ndarray:
+        """The forecast (horizon, targets) at origin of a series whose first cut rows are kept.
+
+        series' row 0 is the first fit row and its first cut rows are the kept series' own,
+        so AutoTheta reuses the kept series' states (see _theta_continue).
+        """
+        if self.name != "autotheta":
+            return self.forecast_from_fit_start(series, np.array([origin]), horizon, shift)[0]
+        steps = shift + horizon - 1
+        out = np.empty((horizon, len(self.fits)))
+        for t, fit in enumerate(self.fits):
+            kept = self.kept_theta_states(t)[:cut]
+            y = np.asarray(series[:, t], dtype=np.float64)
+            path = _theta_forecast(fit, y, np.array([origin]), steps, self.fit_rows, kept)
+            out[:, t] = path[0, shift - 1 :]
+        return out
+
+    def kept_theta_states(self, target: int) -> np.ndarray:
+        """AutoTheta's states through the kept series of a target, computed once per process."""
+        cache = self.__dict__.setdefault("_kept_states", {})
+        if target not in cache:
+            fit, y = self.fits[target], self.history[:, target]
+            last = np.array([len(y) - 1])
+            cache[target] = _theta_forecast(fit, y, last, 1, self.fit_rows, states_only=True)
+        return cache[target]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The pickled fields, without the per-process cache of states."""
+        return {k: v for k, v in self.__dict__.items() if k != "_kept_states"}
+
+    def keep_history(self, targets: np.ndarray, times: Any) -> None:
+        """Keep the series (rows, targets; units) and its DatetimeIndex, from the first fit row."""
+        values = np.array(targets[self.start :], dtype=np.float64)
+        stamps = np.asarray(times.asi8[self.start :], dtype=np.int64)
+        if len(values) != len(stamps) or len(values) < self.fit_rows:
+            raise ValueError(
+                f"{self.name}: {len(values)} rows and {len(stamps)} times kept from row "
+                f"{self.start}; expected as many of each and at least the {self.fit_rows} fit rows"
+            )
+        self.history, self.history_times = values, stamps
+
     def weights(self) -> list[np.ndarray]:
         """Every number the fits hold, in a fixed order: the model's fingerprint reads them."""
-        return [np.array([self.season, self.start], dtype=np.float64)] + [
+        found = [np.array([self.season, self.start], dtype=np.float64)] + [
             array for fit in self.fits for array in _numbers(fit)
         ]
+        if self.history is None:
+            return found  # a rival without a kept series keeps its fingerprint
+        # The kept series changes the forecasts, so it is part of the fingerprint: its exact
+        # bytes as an MD5 (16 bytes, exact in the fingerprint's float32, where 40k float32
+        # values and nanosecond times would not be).
+        digest = hashlib.md5(np.ascontiguousarray(self.history).tobytes())
+        digest.update(np.ascontiguousarray(self.history_times).tobytes())
+        return [*found, np.frombuffer(digest.digest(), dtype=np.uint8).astype(np.float64)]
 
     def native_bands(
         self, targets: np.ndarray, origins: np.ndarray, horizon: int, shift: int, levels: list
@@ -194,9 +264,20 @@ def _ets_bands(
 
 
 def _theta_forecast(
-    fit: dict, y: np.ndarray, origins: np.ndarray, steps: int, fit_rows: int
+    fit: dict,
+    y: np.ndarray,
+    origins: np.ndarray,
+    steps: int,
+    fit_rows: int,
+    kept: np.ndarray | None = None,
+    states_only: bool = False,
 ) -> np.ndarray:
-    """AutoTheta's means from each origin: one pass of the states, seasonal indices of the fit."""
+    """AutoTheta's means from each origin: one pass of the states, seasonal indices of the fit.
+
+    kept: the states of the first len(kept) rows of y, known already (a served rival's kept
+    series): only the rows after them are filtered. states_only: the filter's states (rows up
+    to the last origin, 5) instead, for a served rival to keep.
+    """
     from statsforecast._lib import theta as _theta
     from statsforecast.theta import switch_theta
 
@@ -215,9 +296,12 @@ def _theta_forecast(
     else:
         additive, adjusted = False, y[:last]
     par, kind = fit["par"], switch_theta(fit["modeltype"])
-    _, _, states, _ = _theta.pegels_resid(
-        np.ascontiguousarray(adjusted), kind, par["initial_smoothed"], par["alpha"], par["theta"], 3
-    )
+    if kept is None:
+        states = _theta_states(fit, adjusted)
+    else:
+        states = _theta_continue(fit, kept[:last], adjusted)
+    if states_only:
+        return states
     if fit["modeltype"] in ("STM", "OTM"):
         # The static models' trend (A_n, B_n: columns 2 and 3) is the least-squares line of the
         # whole series passed, written into every row: each origin gets its own prefix's line.
@@ -231,6 +315,47 @@ def _theta_forecast(
             ahead = seasonal[origin + 1 : origin + 1 + steps]
             out[i] = out[i] + ahead if additive else out[i] * ahead
     return out
+
+
+def _theta_states(fit: dict, adjusted: np.ndarray) -> np.ndarray:
+    """AutoTheta's states (rows, 5) after each row of adjusted, from the fit's initial state."""
+    from statsforecast._lib import theta as _theta
+    from statsforecast.theta import switch_theta
+
+    par = fit["par"]
+    _, _, states, _ = _theta.pegels_resid(
+        np.ascontiguousarray(adjusted), switch_theta(fit["modeltype"]),
+        par["initial_smoothed"], par["alpha"], par["theta"], 3,
+    )  # fmt: skip
+    return states
+
+
+def _theta_continue(fit: dict, known: np.ndarray, adjusted: np.ndarray) -> np.ndarray:
+    """The states of `known` continued through the rows of adjusted after them.
+
+    statsforecast 2.1's pegels_resid copies the history at every row (quadratic: 1.4 s on
+    40,000 rows), which a served request cannot pay; a state depends only on the rows up to it,
+    so the kept series' states are reused and the few rows sent after them follow its update
+    (theta.cpp's update_step, the same arithmetic in the same order). The level (column 0),
+    the mean (1) and, for the dynamic models, the trend (2, 3) are what a forecast reads;
+    the static models' trend is rewritten from the prefix and mu (4) is read by no forecast.
+    """
+    states = np.empty((len(adjusted), 5))
+    states[: len(known)] = known
+    alpha = float(fit["par"]["alpha"])
+    dynamic = fit["modeltype"] in ("DSTM", "DOTM")
+    for i in range(len(known), len(adjusted)):
+        level, meany, a_n, b_n, _ = states[i - 1]
+        y = float(adjusted[i])
+        states[i, 4] = np.nan
+        states[i, 0] = alpha * y + (1 - alpha) * level
+        states[i, 1] = (i * meany + y) / (i + 1)
+        if dynamic:
+            states[i, 3] = ((i - 1) * b_n + 6 * (y - meany) / (i + 1)) / (i + 2)
+            states[i, 2] = states[i, 1] - states[i, 3] * (i + 2) / 2
+        else:
+            states[i, 2], states[i, 3] = a_n, b_n
+    return states
 
 
 def _prefix_trend(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

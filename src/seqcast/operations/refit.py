@@ -92,6 +92,9 @@ def refit(cfg: Config, root: Path) -> dict:
             forecaster = forecaster_for(name, loaded, predictor=rival)
         elif role == statistical.ROLE:
             rival = statistical.fit(name, units[:last, : spec.n_targets], meta["seasons"])
+            # Every row up to the latest, not the fit rows only: the evaluation filtered the
+            # validation and test rows too before its origins.
+            rival.keep_history(units[:, : spec.n_targets], times)
             forecaster = forecaster_for(name, loaded, predictor=rival)
         else:
             forecaster = baseline_forecasters(loaded)[name]
@@ -132,6 +135,8 @@ def refit(cfg: Config, root: Path) -> dict:
         elif role == statistical.ROLE:
             # Every row, each target on its own; the season as the evaluation chose it.
             rival = statistical.fit(name, units[:, : spec.n_targets], meta["seasons"])
+            # Served requests extend this series rather than restart the filter (issue 26).
+            rival.keep_history(units[:, : spec.n_targets], times)
             forecaster = forecaster_for(name, loaded, predictor=rival)
             info |= {"season": rival.season, "season_note": rival.season_note}
         else:
