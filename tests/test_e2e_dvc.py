@@ -46,6 +46,8 @@ OUTPUTS = (
     "metrics/gru.json",
     "metrics/lstm.json",
     "metrics/linear.json",
+    "metrics/autoets.json",
+    "metrics/autotheta.json",
     "metrics/naive.json",
     "metrics/best_baseline.json",
     "plots",
@@ -167,7 +169,9 @@ def test_cold_repro_runs_every_stage(repo: Path, first: subprocess.CompletedProc
     """Every stage runs once and writes its outputs; metrics files hold numbers only."""
     assert ran(first) == STAGES
     files = {p.stem for p in (repo / "metrics").glob("*.json")}
-    assert files == {"gru", "lstm", "linear", "naive", "best_baseline", "promotion"}
+    assert files == {
+        "gru", "lstm", "linear", "autoets", "autotheta", "naive", "best_baseline", "promotion"
+    }  # fmt: skip
     for path in (repo / "metrics").glob("*.json"):
         values = json.loads(path.read_text())
         assert values and all(type(v) is float for v in values.values()), path
@@ -183,7 +187,7 @@ def test_cold_repro_runs_every_stage(repo: Path, first: subprocess.CompletedProc
     steps = json.loads((repo / "evaluation/scores.json").read_text())["gru"]["test"]["mae_step"]
     assert list(steps) == [f"{h:02d}" for h in range(1, 13)]
     shown = run(repo, "dvc", "metrics", "show").stdout
-    for name in ("gru.json", "naive.json", "best_baseline.json", "promotion.json"):
+    for name in ("gru.json", "autoets.json", "autotheta.json", "naive.json", "promotion.json"):
         assert name in shown
     assert max(len(line) for line in shown.splitlines()) <= 100
     report = (repo / "reports/report/report.md").read_text()
@@ -197,7 +201,9 @@ def test_runs_land_in_the_repo_store(repo: Path, first: subprocess.CompletedProc
     parent_of = dict(store(repo, "select run_uuid, value from tags where key='mlflow.parentRunId'"))
     statuses = dict(store(repo, "select run_uuid, status from runs"))
     children = [r for r, p in parent_of.items() if p == runs["parent_run_id"]]
-    assert len(children) == 5 + 2  # a child per model, the backtest's run, the refit's run
+    # A child per model (gru, lstm, linear, autoets, autotheta, naive, the best baseline), the
+    # backtest's run and the refit's run.
+    assert len(children) == 7 + 2
     assert statuses[runs["parent_run_id"]] == "FINISHED"
     assert aliases(repo) == {"champion": 1}
 
@@ -247,7 +253,10 @@ def test_a_deleted_store_makes_plain_repro_register_a_champion_again(clean: Path
 
 def test_editing_a_stage_body_makes_that_stage_stale(clean: Path) -> None:
     """The file a stage runs is the file it depends on."""
-    for module, stale_stages in [("registry", {"promote"}), ("validation", {"validate"})]:
+    for module, stale_stages in [
+        ("registry/registry", {"promote"}),
+        ("data/validation", {"validate"}),
+    ]:
         with open(clean / f"src/seqcast/{module}.py", "a") as handle:
             handle.write("\n# an edit\n")
         assert set(stale(clean)) == stale_stages, module
@@ -325,7 +334,7 @@ def test_two_queued_experiments_run_at_once(clean: Path) -> None:
     assert {p["models.gru.units"] for p in gru.values()} == {"7"}
     assert {p["models.lstm.units"] for p in lstm.values()} == {"7"}
     # The LSTM's training run, the parent, a child per model, the backtest's and the refit's.
-    assert len(lstm) == 1 + 1 + 5 + 2
+    assert len(lstm) == 1 + 1 + 7 + 2
     assert aliases(clean)["champion"] == champion
     assert snapshot(clean) == before
     assert stale(clean) == {}

@@ -18,7 +18,9 @@ def read_raw(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise DataError(f"{path}: raw data file not found")
     try:
-        frame = pd.read_csv(path, skipinitialspace=True)
+        # round_trip: pandas 2's default float parser can be off by an ulp, so a CSV written
+        # back (ingest's extend) would differ from what was read.
+        frame = pd.read_csv(path, skipinitialspace=True, float_precision="round_trip")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: not a readable CSV: {err}") from None
     if frame.empty:

@@ -234,7 +234,7 @@ def forecast_csv(
         forecaster = Forecaster.load(folder)
     else:
         forecaster = load(identity.uri if identity else str(model_uri_or_folder))
-    prepared = fill_gaps(forecaster, pd.read_csv(csv_path))
+    prepared = fill_gaps(forecaster, pd.read_csv(csv_path, float_precision="round_trip"))
     answer = forecaster.forecast(prepared.history)
     if say is not None and prepared.filled:
         say(prepared.describe())
