@@ -121,8 +121,8 @@ def future(root: Path, name: str, model: str | None = None) -> dict:
     from seqcast.core.config import load_config
     from seqcast.data import series
     from seqcast.data.windowing import load_windows
-    from seqcast.evaluation.scores import baseline_forecasters
-    from seqcast.models import networks, serving
+    from seqcast.evaluation.scores import baseline_forecasters, units_of
+    from seqcast.models import networks, serving, statistical
     from seqcast.models.forecaster import Forecaster, forecaster_for
 
     cfg = load_config(root / "params.yaml")
@@ -148,6 +148,14 @@ def future(root: Path, name: str, model: str | None = None) -> dict:
     }
     ridge = networks.fit_linear_rival(loaded, cfg.baselines.linear_alpha)
     rivals["linear"] = forecaster_for("linear", loaded, predictor=ridge)
+    # The statistical rivals as the evaluate stage fits them: on the training rows only.
+    meta, spec = loaded["meta"], loaded["spec"]
+    fitted, _ = statistical.fit_rivals(
+        cfg.baselines.statistical,
+        units_of(loaded)[: meta["rows"]["train"], : spec.n_targets],
+        meta["seasons"],
+    )
+    rivals |= {n: forecaster_for(n, loaded, predictor=r) for n, r in fitted.items()}
     simple = baseline_forecasters(loaded)
     backtest_simple = json.loads((root / "evaluation/comparison.json").read_text())["candidate"][
         "best_simple"
