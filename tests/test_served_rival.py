@@ -146,16 +146,23 @@ def test_saved_logged_and_loaded_it_serves_the_same(
 
 
 @pytest.mark.parametrize("modeltype", ["STM", "OTM", "DSTM", "DOTM"])
-def test_theta_states_continued_from_kept_ones_are_statsforecasts_own(modeltype: str) -> None:
-    """A request filters only its rows after the kept series: the same states, bit for bit."""
+def test_theta_closed_form_states_are_statsforecasts_own(modeltype: str) -> None:
+    """The served and evaluated AutoTheta read states in closed form: theta.cpp's, to 1e-9."""
+    from statsforecast._lib import theta as _theta
+    from statsforecast.theta import switch_theta
+
+    from seqcast.models import theta
+
     y = 100 + np.cumsum(np.random.default_rng(2).normal(0, 1, 600))
-    fit = {"modeltype": modeltype, "par": {"alpha": 0.37, "theta": 2.3, "initial_smoothed": 99.0}}
-    full = statistical._theta_states(fit, y)
-    continued = statistical._theta_continue(fit, statistical._theta_states(fit, y[:500]), y)
-    # What a forecast reads: level and mean, and the dynamic models' trend (the static models'
-    # trend is rewritten from each prefix, mu is read by no forecast).
-    read = 4 if modeltype.startswith("D") else 2
-    np.testing.assert_array_equal(continued[:, :read], full[:, :read])
+    alpha, slope, initial = 0.37, 2.3, 99.0
+    _, _, full, _ = _theta.pegels_resid(y, switch_theta(modeltype), initial, alpha, slope, 3)
+    ours = theta.end_states(y, alpha, initial, modeltype.startswith("D"))
+    # What a forecast reads: level and mean, and the trend (A_n, B_n). The static models' trend
+    # is the line of the whole series passed, so only its last row is the prefix's.
+    for column, found in enumerate(ours):
+        expected = full[:, column] if column < 2 or modeltype.startswith("D") else full[-1, column]
+        found = found if column < 2 or modeltype.startswith("D") else found[-1]
+        np.testing.assert_allclose(found, expected, rtol=1e-11, atol=1e-9)
 
 
 def test_a_gap_policy_interpolates_every_step_after_the_kept_series() -> None:

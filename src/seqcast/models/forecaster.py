@@ -304,11 +304,6 @@ class Forecaster:
 
     def warm_up(self) -> None:
         """Trace the network's compiled one-series call now, so that no request pays for it."""
-        if self.keeps_series and self.predictor.name == "autotheta":
-            # The kept series' states, filtered once here (about a second on 40,000 rows).
-            for target in range(self.spec.n_targets):
-                self.predictor.kept_theta_states(target)
-            return
         if not hasattr(self.predictor, "predict_on_batch"):
             return  # a baseline or the linear rival: nothing to compile
         batch = {x.name: np.zeros((1, *x.shape[1:]), dtype=x.dtype) for x in self.predictor.inputs}

@@ -5,14 +5,14 @@ and its states are filtered through the real history up to each origin, as stats
 `forward` does, so every window is forecast from the same origin as the networks'. AutoETS's
 states are filtered in one pass over the series and every origin's forecast read off its state
 (the same numbers as `forward` on each prefix, thousands of times cheaper). AutoTheta's seasonal
-indices are fixed at the fit too (`forward` would re-estimate the decomposition on each prefix,
-a peek at no future row but a second fit per origin); without a season the two agree exactly.
+indices are re-estimated from the history up to each origin, as `forward` does: they are its
+seasonal state (seqcast.models.theta).
 Features and calendar inputs are ignored: each target is forecast from its own history.
 
 A served rival (seqcast.operations.refit) keeps the series it was evaluated on, from its first
 fit row, so a request's few rows extend that series rather than restart the filter from the fit's
-initial state (with a small AutoETS alpha, or AutoTheta's trend line of the whole series, the
-states a short history reaches are not the ones the evaluation scored); see
+initial state (with a small AutoETS alpha, or AutoTheta's trend line and seasonal indices of the
+whole series, the states a short history reaches are not the ones the evaluation scored); see
 Forecaster.forecast_checked.
 """
 
@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from seqcast.core.config import STATISTICAL_MODELS as NAMES
+from seqcast.models import theta
 
 # statsforecast's AutoETS refuses seasons longer than this (its state space grows with them).
 ETS_MAX_SEASON = 24
@@ -78,34 +79,12 @@ class StatisticalRival:
     def forecast_served(
         self, series: np.ndarray, origin: int, horizon: int, shift: int, cut: int
     ) -> np.ndarray:
-        """The forecast (horizon, targets) at origin of a series whose first cut rows are kept.
+        """The forecast (horizon, targets) at origin of a series whose row 0 is the first fit row.
 
-        series' row 0 is the first fit row and its first cut rows are the kept series' own,
-        so AutoTheta reuses the kept series' states (see _theta_continue).
+        The same code as the evaluation's at that origin (cut, the kept series' rows, is not
+        needed: every rival filters the whole series in one numpy pass).
         """
-        if self.name != "autotheta":
-            return self.forecast_from_fit_start(series, np.array([origin]), horizon, shift)[0]
-        steps = shift + horizon - 1
-        out = np.empty((horizon, len(self.fits)))
-        for t, fit in enumerate(self.fits):
-            kept = self.kept_theta_states(t)[:cut]
-            y = np.asarray(series[:, t], dtype=np.float64)
-            path = _theta_forecast(fit, y, np.array([origin]), steps, self.fit_rows, kept)
-            out[:, t] = path[0, shift - 1 :]
-        return out
-
-    def kept_theta_states(self, target: int) -> np.ndarray:
-        """AutoTheta's states through the kept series of a target, computed once per process."""
-        cache = self.__dict__.setdefault("_kept_states", {})
-        if target not in cache:
-            fit, y = self.fits[target], self.history[:, target]
-            last = np.array([len(y) - 1])
-            cache[target] = _theta_forecast(fit, y, last, 1, self.fit_rows, states_only=True)
-        return cache[target]
-
-    def __getstate__(self) -> dict[str, Any]:
-        """The pickled fields, without the per-process cache of states."""
-        return {k: v for k, v in self.__dict__.items() if k != "_kept_states"}
+        return self.forecast_from_fit_start(series, np.array([origin]), horizon, shift)[0]
 
     def keep_history(self, targets: np.ndarray, times: Any) -> None:
         """Keep the series (rows, targets; units) and its DatetimeIndex, from the first fit row."""
@@ -264,109 +243,10 @@ def _ets_bands(
 
 
 def _theta_forecast(
-    fit: dict,
-    y: np.ndarray,
-    origins: np.ndarray,
-    steps: int,
-    fit_rows: int,
-    kept: np.ndarray | None = None,
-    states_only: bool = False,
+    fit: dict, y: np.ndarray, origins: np.ndarray, steps: int, fit_rows: int
 ) -> np.ndarray:
-    """AutoTheta's means from each origin: one pass of the states, seasonal indices of the fit.
-
-    kept: the states of the first len(kept) rows of y, known already (a served rival's kept
-    series): only the rows after them are filtered. states_only: the filter's states (rows up
-    to the last origin, 5) instead, for a served rival to keep.
-    """
-    from statsforecast._lib import theta as _theta
-    from statsforecast.theta import switch_theta
-
-    out = np.empty((len(origins), steps))
-    if not len(origins):
-        return out
-    last = int(origins.max()) + 1
-    rows = np.arange(last + steps)
-    seasonal = np.ones(len(rows)) if fit.get("decomposition_type") != "additive" else None
-    if fit.get("decompose", False):
-        # The fit's seasonal indices continue its last season: row fit_rows + k has index k % m.
-        pattern = np.asarray(fit["seas_forecast"]["mean"], dtype=np.float64)
-        seasonal = pattern[(rows - fit_rows) % len(pattern)]
-        additive = fit["decomposition_type"] == "additive"
-        adjusted = y[:last] - seasonal[:last] if additive else y[:last] / seasonal[:last]
-    else:
-        additive, adjusted = False, y[:last]
-    par, kind = fit["par"], switch_theta(fit["modeltype"])
-    if kept is None:
-        states = _theta_states(fit, adjusted)
-    else:
-        states = _theta_continue(fit, kept[:last], adjusted)
-    if states_only:
-        return states
-    if fit["modeltype"] in ("STM", "OTM"):
-        # The static models' trend (A_n, B_n: columns 2 and 3) is the least-squares line of the
-        # whole series passed, written into every row: each origin gets its own prefix's line.
-        states[:, 2], states[:, 3] = _prefix_trend(adjusted)
-    for i, origin in enumerate(origins):
-        _theta.forecast(
-            np.ascontiguousarray(states[: origin + 1]), int(origin) + 1, kind, out[i],
-            par["alpha"], par["theta"],
-        )  # fmt: skip
-        if fit.get("decompose", False):
-            ahead = seasonal[origin + 1 : origin + 1 + steps]
-            out[i] = out[i] + ahead if additive else out[i] * ahead
-    return out
-
-
-def _theta_states(fit: dict, adjusted: np.ndarray) -> np.ndarray:
-    """AutoTheta's states (rows, 5) after each row of adjusted, from the fit's initial state."""
-    from statsforecast._lib import theta as _theta
-    from statsforecast.theta import switch_theta
-
-    par = fit["par"]
-    _, _, states, _ = _theta.pegels_resid(
-        np.ascontiguousarray(adjusted), switch_theta(fit["modeltype"]),
-        par["initial_smoothed"], par["alpha"], par["theta"], 3,
-    )  # fmt: skip
-    return states
-
-
-def _theta_continue(fit: dict, known: np.ndarray, adjusted: np.ndarray) -> np.ndarray:
-    """The states of `known` continued through the rows of adjusted after them.
-
-    statsforecast 2.1's pegels_resid copies the history at every row (quadratic: 1.4 s on
-    40,000 rows), which a served request cannot pay; a state depends only on the rows up to it,
-    so the kept series' states are reused and the few rows sent after them follow its update
-    (theta.cpp's update_step, the same arithmetic in the same order). The level (column 0),
-    the mean (1) and, for the dynamic models, the trend (2, 3) are what a forecast reads;
-    the static models' trend is rewritten from the prefix and mu (4) is read by no forecast.
-    """
-    states = np.empty((len(adjusted), 5))
-    states[: len(known)] = known
-    alpha = float(fit["par"]["alpha"])
-    dynamic = fit["modeltype"] in ("DSTM", "DOTM")
-    for i in range(len(known), len(adjusted)):
-        level, meany, a_n, b_n, _ = states[i - 1]
-        y = float(adjusted[i])
-        states[i, 4] = np.nan
-        states[i, 0] = alpha * y + (1 - alpha) * level
-        states[i, 1] = (i * meany + y) / (i + 1)
-        if dynamic:
-            states[i, 3] = ((i - 1) * b_n + 6 * (y - meany) / (i + 1)) / (i + 2)
-            states[i, 2] = states[i, 1] - states[i, 3] * (i + 2) / 2
-        else:
-            states[i, 2], states[i, 3] = a_n, b_n
-    return states
-
-
-def _prefix_trend(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Theta's trend line A_n + B_n t fit on y[:n] for every n (Fiorucci et al. 2016, eq. 7)."""
-    n = np.arange(1, len(y) + 1, dtype=np.float64)
-    mean = np.cumsum(y) / n
-    weighted = np.cumsum(n * y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slope = 6.0 / (n**2 - 1.0) * (2.0 / n * weighted - (1.0 + n) * mean)
-    slope[0] = 0.0  # one row has no slope
-    return mean - (n + 1.0) / 2.0 * slope, slope
+    """AutoTheta's means from each origin: `forward(y[: origin + 1])` (seqcast.models.theta)."""
+    return theta.forecast(fit, y, origins, steps)
 
 
 def _arima_forecast(
