@@ -122,9 +122,13 @@ class StatisticalRival:
         out = {lv: np.empty((len(origins), horizon, len(self.fits), 2)) for lv in levels}
         for t, fit in enumerate(self.fits):
             y = np.asarray(targets[self.start :, t], dtype=np.float64)
+            ahead = np.zeros((len(origins), steps))
+            if "mstl" in fit:
+                y = y - _mstl_seasonal(fit, np.arange(len(y)))
+                ahead = _mstl_ahead(fit, origins, steps)
             for lv, (lo, hi) in _ets_bands(fit, y, origins, steps, levels).items():
-                out[lv][:, :, t, 0] = lo[:, shift - 1 :]
-                out[lv][:, :, t, 1] = hi[:, shift - 1 :]
+                out[lv][:, :, t, 0] = (lo + ahead)[:, shift - 1 :]
+                out[lv][:, :, t, 1] = (hi + ahead)[:, shift - 1 :]
         return out
 
 
@@ -165,6 +169,13 @@ def fit(name: str, targets: np.ndarray, seasons: list[int], start: int = 0) -> S
         raise ValueError(f"baselines.statistical: unknown model {name!r}; expected {NAMES}")
     y = np.asarray(targets[start:], dtype=np.float64)
     season, note = choose_season(name, seasons, len(y))
+    removed = long_seasons(name, seasons, len(y)) if season == 1 else []
+    if removed:
+        season = removed[0]
+        note = (
+            f"seasons {removed} removed first (MSTL on the fit rows: AutoETS takes seasons up "
+            f"to {ETS_MAX_SEASON}), then a non-seasonal AutoETS on the rest"
+        )
     fits = []
     for t in range(y.shape[1]):
         column = y[:, t]
@@ -175,12 +186,57 @@ def fit(name: str, targets: np.ndarray, seasons: list[int], start: int = 0) -> S
         if np.ptp(column) == 0.0:
             raise RivalFailed(f"{name}: target {t} is constant on its fit rows (nothing to model)")
         try:
-            fits.append(_model(name, season).fit(column).model_)
+            fits.append(
+                _deseasonalised_ets(column, removed)
+                if removed
+                else _model(name, season).fit(column).model_
+            )
         except (
             Exception
         ) as err:  # statsforecast raises bare Exceptions ("no model able to be fitted")
             raise RivalFailed(f"{name}: the fit failed: {err}") from None
     return StatisticalRival(name, season, note, fits, len(y), start)
+
+
+def long_seasons(name: str, seasons: list[int], rows: int) -> list[int]:
+    """AutoETS's seasons past its limit that the fit rows hold twice: MSTL removes them first."""
+    if name != "autoets":
+        return []
+    return sorted({int(s) for s in seasons if ETS_MAX_SEASON < int(s) <= rows // 2})
+
+
+def _deseasonalised_ets(y: np.ndarray, seasons: list[int]) -> dict[str, Any]:
+    """A non-seasonal AutoETS on y less its MSTL seasonal components (fit rows only).
+
+    The components' last cycles then repeat after the fit, as statsforecast's MSTL forecasts
+    them, so a later origin's history is deseasonalised with parameters of the fit alone.
+    """
+    from statsforecast.models import AutoETS
+    from statsforecast.mstl import mstl
+
+    parts = mstl(y, seasons)
+    components = [parts[c].to_numpy() for c in parts.columns if c.startswith("seasonal")]
+    seasonal = np.sum(components, axis=0)
+    model = AutoETS(model="ZZN", season_length=1).fit(y - seasonal).model_
+    model["mstl"] = {
+        "seasons": [int(s) for s in seasons],
+        "fit": seasonal,
+        "cycles": [c[-s:] for c, s in zip(components, seasons, strict=True)],
+    }
+    return model
+
+
+def _mstl_seasonal(fit: dict, rows: np.ndarray) -> np.ndarray:
+    """The removed seasonal part at rows (0: the first fit row): in-sample, then repeated."""
+    part = fit["mstl"]
+    seen = len(part["fit"])
+    out = np.zeros(len(rows))
+    inside = rows < seen
+    out[inside] = part["fit"][rows[inside]]
+    ahead = rows[~inside] - seen
+    for cycle in part["cycles"]:
+        out[~inside] += cycle[ahead % len(cycle)]
+    return out
 
 
 def _model(name: str, season: int) -> Any:
@@ -189,6 +245,23 @@ def _model(name: str, season: int) -> Any:
 
     kinds = {"autoets": AutoETS, "autotheta": AutoTheta, "autoarima": AutoARIMA}
     return kinds[name](season_length=season)
+
+
+def _ets_mean(
+    fit: dict, y: np.ndarray, origins: np.ndarray, steps: int, fit_rows: int
+) -> np.ndarray:
+    """AutoETS's means from each origin; with MSTL, filtered on y less its seasonal part."""
+    if "mstl" not in fit:
+        return _ets_forecast(fit, y, origins, steps, fit_rows)
+    adjusted = y - _mstl_seasonal(fit, np.arange(len(y)))
+    means = _ets_forecast(fit, adjusted, origins, steps, fit_rows)
+    return means + _mstl_ahead(fit, origins, steps)
+
+
+def _mstl_ahead(fit: dict, origins: np.ndarray, steps: int) -> np.ndarray:
+    """The seasonal part (origins, steps) added back to the steps after each origin."""
+    rows = np.asarray(origins, dtype=np.int64)[:, None] + 1 + np.arange(steps)[None, :]
+    return _mstl_seasonal(fit, rows.ravel()).reshape(rows.shape)
 
 
 def _ets_states(fit: dict, y: np.ndarray, last: int) -> np.ndarray:
@@ -263,7 +336,7 @@ def _arima_forecast(
     return out
 
 
-_FORECAST = {"autoets": _ets_forecast, "autotheta": _theta_forecast, "autoarima": _arima_forecast}
+_FORECAST = {"autoets": _ets_mean, "autotheta": _theta_forecast, "autoarima": _arima_forecast}
 
 
 @dataclass
@@ -306,7 +379,8 @@ def describe(fit: dict, name: str) -> str:
     """The model statsforecast chose, in its own words: ETS(A,Ad,N), Theta OTM, ARIMA(p,d,q)."""
     if name == "autoets":
         e, t, s, d = fit["components"][:4]
-        return f"ETS({e},{t}{'d' if d != 'N' else ''},{s})"
+        removed = f"MSTL{fit['mstl']['seasons']} + " if "mstl" in fit else ""
+        return f"{removed}ETS({e},{t}{'d' if d != 'N' else ''},{s})"
     if name == "autotheta":
         return f"Theta {fit['modeltype']}" + (
             " (seasonally adjusted)" if fit.get("decompose") else ""
