@@ -169,7 +169,7 @@ def fit(name: str, targets: np.ndarray, seasons: list[int], start: int = 0) -> S
         raise ValueError(f"baselines.statistical: unknown model {name!r}; expected {NAMES}")
     y = np.asarray(targets[start:], dtype=np.float64)
     season, note = choose_season(name, seasons, len(y))
-    removed = long_seasons(name, seasons, len(y)) if season == 1 else []
+    removed = mstl_seasons(name, seasons, len(y))
     if removed:
         season = removed[0]
         note = (
@@ -198,11 +198,16 @@ def fit(name: str, targets: np.ndarray, seasons: list[int], start: int = 0) -> S
     return StatisticalRival(name, season, note, fits, len(y), start)
 
 
-def long_seasons(name: str, seasons: list[int], rows: int) -> list[int]:
-    """AutoETS's seasons past its limit that the fit rows hold twice: MSTL removes them first."""
-    if name != "autoets":
+def mstl_seasons(name: str, seasons: list[int], rows: int) -> list[int]:
+    """The seasons MSTL removes before AutoETS: all the fit rows hold twice, if one is too long.
+
+    AutoETS models one season of at most ETS_MAX_SEASON; where the series has a longer one
+    (a week of hours beside the day), MSTL takes every season so that none is left out.
+    """
+    held = sorted({int(s) for s in seasons if 1 < int(s) <= rows // 2})
+    if name != "autoets" or not any(s > ETS_MAX_SEASON for s in held):
         return []
-    return sorted({int(s) for s in seasons if ETS_MAX_SEASON < int(s) <= rows // 2})
+    return held
 
 
 def _deseasonalised_ets(y: np.ndarray, seasons: list[int]) -> dict[str, Any]:
