@@ -89,6 +89,12 @@ def decompositions(y: np.ndarray, origins: np.ndarray, m: int) -> tuple[np.ndarr
 
 def _acf(y: np.ndarray, n: np.ndarray, m: int) -> np.ndarray:
     """statsmodels' acf(y[:k], nlags=m)[1:] for every k in n, from cumulative sums."""
+    if len(n) == 1:
+        # One origin (a served request): the sums directly, without every prefix's.
+        x = y[: n[0]] - y[: n[0]].mean()
+        # Element-wise sums, not BLAS dot: a threaded BLAS on a loaded machine costs ms per lag.
+        cov = np.array([np.sum(x[: len(x) - lag] * x[lag:]) for lag in range(m + 1)])
+        return cov[None, 1:] / cov[0]
     z = y - y[0]  # centred for the sums' precision; the ACF does not see a shift
     total = np.concatenate([[0.0], np.cumsum(z)])  # total[k]: sum of z[:k]
     mean = total[n] / n
@@ -105,10 +111,10 @@ def _trend(y: np.ndarray, m: int) -> np.ndarray:
     """seasonal_decompose's centred moving average, defined from row len(filter) // 2."""
     # An even season splits the weight of its end rows (a 2 x m moving average).
     weights = np.r_[0.5, np.ones(m - 1), 0.5] / m if m % 2 == 0 else np.ones(m) / m
-    windows = np.lib.stride_tricks.sliding_window_view(y, len(weights))
     head = len(weights) // 2
     trend = np.full(len(y), np.nan)
-    trend[head : head + len(windows)] = windows @ weights
+    # The weights are symmetric: a direct convolution is the moving average, row by row.
+    trend[head : len(y) - head] = np.convolve(y, weights, mode="valid")
     return trend
 
 
