@@ -67,8 +67,13 @@ def bench(
     concurrent_requests: int = 500,
     history_rows: int = HISTORY_ROWS,
     workers: int | None = None,
+    baseline_src: Path | None = None,
 ) -> dict:
-    """Request latency in-process and over HTTP, concurrent throughput, 1,000 series both ways."""
+    """Request latency in-process and over HTTP, concurrent throughput, 1,000 series both ways.
+
+    With baseline_src (another checkout's src/, e.g. main's), its `seqcast serve` is measured
+    too, in the same run, as the baseline of the HTTP figures.
+    """
     import mlflow
 
     from seqcast.models import serving
@@ -105,14 +110,21 @@ def bench(
             "request_p95_ms": percentile(single, 95) * 1e3,
             "request_cpu_ms": cpu * 1e3,
         }
+        result |= read_figures(forecaster, request, requests)
         body = json.dumps(serving_body(request)).encode()
-        with served(uri, info.model_uri, Path(tmp), workers) as (port, pid):
-            result |= http_figures(port, pid, body, requests, clients, concurrent_requests)
         result["workers"] = workers
-        if workers != 1:  # the baseline: one server process, as before --workers
-            with served(uri, info.model_uri, Path(tmp), 1) as (port, pid):
-                one = http_figures(port, pid, body, requests, clients, concurrent_requests)
-            result |= {f"one_worker_{key}": value for key, value in one.items()}
+        servers = [("", ROOT / "src", workers)]
+        if workers != 1:  # one server process, as before --workers
+            servers.append(("one_worker_", ROOT / "src", 1))
+        if baseline_src is not None:
+            result["baseline_src"] = str(baseline_src)
+            servers += [("baseline_", baseline_src, 1)]
+            if workers != 1:
+                servers.append(("baseline_workers_", baseline_src, workers))
+        for prefix, src, count in servers:
+            with served(uri, info.model_uri, Path(tmp), count, src) as (port, pid):
+                found = http_figures(port, pid, body, requests, clients, concurrent_requests)
+            result |= {f"{prefix}{key}": value for key, value in found.items()}
     # The vectorised path: series windows of the shipped CSV forecast in one call.
     longer = history(forecaster, forecaster.min_history + series - 1)
     values = longer[forecaster.columns].to_numpy(dtype=np.float64)
@@ -136,6 +148,31 @@ def bench(
         }
         | network_figures(forecaster, values, times, origins, requests)
     )
+
+
+def read_figures(forecaster, request: pd.DataFrame, requests: int) -> dict:
+    """Reading a request's rows: the plain path (fastpath) against the checks through pandas."""
+    from seqcast.models import fastpath, serving
+
+    def plain():
+        return fastpath.plain_history(forecaster, *fastpath.frame_rows(forecaster, request))
+
+    def general():
+        return serving.fill_gaps(forecaster, request).checked(forecaster)
+
+    out = {}
+    for label, read in (("plain", plain), ("general", general)):
+        read()
+        cpu = time.process_time()
+        out[f"read_{label}_ms"] = median(timed(read, requests)) * 1e3
+        out[f"read_{label}_cpu_ms"] = (time.process_time() - cpu) / requests * 1e3
+    values, times = plain()
+    forecaster.forecast_columns(values, times)
+    cpu = time.process_time()
+    forecasts = timed(lambda: forecaster.forecast_columns(values, times), requests)
+    out["forecast_ms"] = median(forecasts) * 1e3
+    out["forecast_cpu_ms"] = (time.process_time() - cpu) / requests * 1e3
+    return out
 
 
 def network_figures(forecaster, values, times, origins, requests: int) -> dict:
@@ -182,16 +219,16 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def served(
-    tracking_uri: str, model_uri: str, folder: Path, workers: int = 1
+    tracking_uri: str, model_uri: str, folder: Path, workers: int = 1, src: Path = ROOT / "src"
 ) -> Iterator[tuple[int, int]]:
-    """`seqcast serve` of model_uri (this checkout's code) on a free port until the context ends."""
+    """`seqcast serve` of model_uri (src's code: this checkout's) on a free port until the end."""
     port = free_port()
-    # The server imports this checkout's seqcast, whichever checkout the venv was installed from.
-    pythonpath = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
+    # The server imports src's seqcast, whichever checkout the venv was installed from.
+    pythonpath = os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))
     env = os.environ | {"MLFLOW_TRACKING_URI": tracking_uri, "PYTHONPATH": pythonpath}
     command = [sys.executable, "-m", "seqcast.cli", "serve", "--model", model_uri]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-    log_path = folder / f"serve-{workers}.log"
+    log_path = folder / f"serve-{workers}-{port}.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
             command,
@@ -322,10 +359,34 @@ def report(result: dict) -> tuple[list[str], list[list[object]]]:
         ["one request in-process, p95", result["request_p95_ms"], requests],
         ["one request in-process, CPU", result["request_cpu_ms"], "process CPU time per request"],
     ]
-    rows += http_rows(result, f"seqcast serve --workers {result.get('workers', 1)}")
-    if "one_worker_http_median_ms" in result:
-        one = {k.removeprefix("one_worker_"): v for k, v in result.items()}
-        rows += http_rows(one, "baseline: --workers 1")
+    if "read_plain_ms" in result:
+        rows += [
+            [
+                "reading the rows: plain path (fastpath)",
+                result["read_plain_ms"],
+                f"CPU {result['read_plain_cpu_ms']:.2f} ms",
+            ],
+            [
+                "reading the rows: baseline, checks through pandas",
+                result["read_general_ms"],
+                f"CPU {result['read_general_cpu_ms']:.2f} ms",
+            ],
+            [
+                "forecast from the rows read",
+                result["forecast_ms"],
+                f"CPU {result['forecast_cpu_ms']:.2f} ms",
+            ],
+        ]
+    workers = result.get("workers", 1)
+    for prefix, label in (
+        ("", f"seqcast serve --workers {workers}"),
+        ("one_worker_", "seqcast serve --workers 1"),
+        ("baseline_", f"baseline {result.get('baseline_src')}: --workers 1"),
+        ("baseline_workers_", f"baseline {result.get('baseline_src')}: --workers {workers}"),
+    ):
+        if f"{prefix}http_median_ms" in result:
+            found = {k.removeprefix(prefix): v for k, v in result.items() if k.startswith(prefix)}
+            rows += http_rows(found, label)
     rows += [
         [
             f"{n:,} series as {n:,} requests",
@@ -401,6 +462,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--workers", type=int, help="seqcast serve --workers (default: its own default)"
     )
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="another checkout's src/ (e.g. main's) whose seqcast serve is the HTTP baseline",
+    )
     args = parser.parse_args(argv)
     result = bench(
         args.forecaster,
@@ -410,6 +476,7 @@ def main(argv: list[str] | None = None) -> None:
         args.concurrent_requests,
         args.history_rows,
         args.workers,
+        args.baseline_src,
     )
     print(table(*report(result)), flush=True)
     emit(result)

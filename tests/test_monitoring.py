@@ -393,6 +393,7 @@ def test_serve_records_each_origin_once_when_the_setting_says_so(
     body = json.dumps({"dataframe_split": recent.to_dict(orient="split", index=False)})
     for _ in range(2):
         assert server.score(body.encode(), "application/json", checked).status_code == 200
+    checked.on_forecast.wait()  # recorded off the request path
     (entry,) = ledger.entries(cfg, tmp_path)
     assert entry.source == "serve" and entry.origin == pd.Timestamp(full["timestamp"].iloc[-1])
 

@@ -203,6 +203,10 @@ class Forecaster:
 
     def forecast_checked(self, values: np.ndarray, times: pd.DatetimeIndex) -> pd.DataFrame:
         """The forecast after history that check_history has already returned (values, times)."""
+        return pd.DataFrame(self.forecast_columns(values, times))
+
+    def forecast_columns(self, values: np.ndarray, times: pd.DatetimeIndex) -> dict[str, Any]:
+        """forecast_checked's columns before they make a frame: the server writes them directly."""
         if self.keeps_series:
             forecast = self._served_statistical(values, times)
         else:
@@ -229,7 +233,7 @@ class Forecaster:
                 for i, level in enumerate(self.levels):
                     columns[f"{target}_lower_{level:g}"] = forecast[:, t] - half[:, t, i]
                     columns[f"{target}_upper_{level:g}"] = forecast[:, t] + half[:, t, i]
-        return pd.DataFrame(columns)
+        return columns
 
     def check_history(self, history: pd.DataFrame) -> tuple[np.ndarray, pd.DatetimeIndex]:
         """The last min_history rows as (values, times), once every row sent passed the checks."""

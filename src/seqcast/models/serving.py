@@ -26,6 +26,7 @@ from mlflow.types.schema import ColSpec, Schema
 from seqcast.core import paths
 from seqcast.core.config import ROWS
 from seqcast.data.series import _runs as runs
+from seqcast.models import fastpath
 from seqcast.models.forecaster import (
     SETTINGS,
     TIME_FORMAT,
@@ -95,9 +96,16 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
         """Forecast after the history rows; a 400 naming the problem, a 500 if not finite."""
         if self.forecaster is None:
             raise MlflowException("ForecastModel.predict called before load_context")
+        forecaster = self.forecaster
         try:
-            prepared = fill_gaps(self.forecaster, pd.DataFrame(model_input))
-            return self.forecaster.forecast_checked(*prepared.checked(self.forecaster))
+            # A plain frame is read straight into arrays; any other goes through the checks.
+            plain = isinstance(model_input, pd.DataFrame) and fastpath.frame_rows(
+                forecaster, model_input
+            )
+            read = fastpath.plain_history(forecaster, *plain) if plain else None
+            if read is None:
+                read = fill_gaps(forecaster, pd.DataFrame(model_input)).checked(forecaster)
+            return forecaster.forecast_checked(*read)
         except ForecastInputError as err:
             raise ForecastRequestError(str(err)) from None
         except ForecastOutputError as err:

@@ -17,12 +17,14 @@ request timeout) and /invocations keeps MLflow's protocol and parsing, but:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
 import json
 import logging
 import os
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,10 +33,11 @@ import mlflow
 import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from mlflow.environment_variables import MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel, scoring_server
 
-from seqcast.models import serving
+from seqcast.models import fastpath, serving
 from seqcast.models.forecaster import ForecastInputError, ForecastOutputError
 from seqcast.operations import ledger
 
@@ -48,6 +51,8 @@ FORMATS = (
     f'application/json ({{"{scoring_server.DF_SPLIT}": ...}} or '
     f'{{"{scoring_server.DF_RECORDS}": ...}}) or text/csv'
 )
+# The JSON a plain request may declare (other charsets: MLflow's answer, via the general path).
+PLAIN = ("", "charset=utf-8")
 # invocations() prefixes a model's error with the whole parsed request frame.
 _PREDICT_PREFIX = re.compile(r"^Failed to predict data .*?\nError: ", re.DOTALL)
 
@@ -87,12 +92,21 @@ class CheckedModel:
             raise serving.ForecastRequestError(str(err)) from None
         except (ValueError, TypeError) as err:
             raise serving.ForecastRequestError(f"the input is not a table of rows: {err}") from None
+        # The pyfunc's predict is fill_gaps then the checked forecast: both done above on the
+        # history as sent, so the forecast goes on from there rather than through the pyfunc,
+        # which would check the rows again and run MLflow's schema enforcement (half a
+        # request's time). The pyfunc takes no params: none to pass on.
+        # The last timestamp as sent: the ledger's origin, as before gaps were filled.
+        answer = pd.DataFrame(self.forecast(values, times, history[forecaster.timestamp].iloc[-1]))
+        filled = _FILLED.get()
+        if filled is not None:
+            filled[:] = prepared.filled
+        return answer
+
+    def forecast(self, values: Any, times: pd.DatetimeIndex, origin: object) -> dict[str, Any]:
+        """The forecast's columns from checked rows, recorded in the ledger if it follows them."""
         try:
-            # The pyfunc's predict is fill_gaps then the checked forecast: both done above on
-            # the history as sent, so the forecast goes on from there rather than through the
-            # pyfunc, which would check the rows again and run MLflow's schema enforcement
-            # (half a request's time). The pyfunc takes no params: none to pass on.
-            answer = forecaster.forecast_checked(values, times)
+            columns = self.forecaster.forecast_columns(values, times)
         except ForecastOutputError as err:
             raise serving.ForecastServerError(str(err)) from None
         except Exception as err:
@@ -100,16 +114,12 @@ class CheckedModel:
             raise serving.ForecastServerError(
                 f"unexpected {type(err).__name__} while forecasting; the server log has details"
             ) from None
-        filled = _FILLED.get()
-        if filled is not None:
-            filled[:] = prepared.filled
         if self.on_forecast is not None:
             try:
-                # The last timestamp as sent: the ledger's origin, as before gaps were filled.
-                self.on_forecast(str(history[forecaster.timestamp].iloc[-1]), answer)
+                self.on_forecast(str(origin), pd.DataFrame(columns))
             except Exception:  # a record of the answer, never a reason to withhold it
                 _logger.exception("the forecast could not be recorded in the ledger")
-        return answer
+        return columns
 
 
 def max_request_bytes() -> int:
@@ -154,6 +164,9 @@ def score(
     identity: serving.ModelIdentity | None = None,
 ) -> Response:
     """The /invocations answer for one request body: forecasts, or one JSON error."""
+    plain = _score_plain(body, content_type, model, identity)
+    if plain is not None:
+        return plain
     filled: list[str] = []
     token = _FILLED.set(filled)  # CheckedModel.predict, called below, says what it filled
     try:
@@ -173,6 +186,37 @@ def score(
             headers=headers | {FILLED_HEADER: str(len(filled))},
         )
     return response
+
+
+def _score_plain(
+    body: bytes,
+    content_type: str,
+    model: CheckedModel,
+    identity: serving.ModelIdentity | None,
+) -> Response | None:
+    """The answer to a plain JSON request (seqcast.models.fastpath); None: the general path's."""
+    mime, _, charset = content_type.lower().partition(";")
+    if mime.strip() != scoring_server.CONTENT_TYPE_JSON or charset.replace(" ", "") not in PLAIN:
+        return None
+    forecaster = model.forecaster
+    rows = fastpath.split_rows(forecaster, fastpath.parse(body))
+    read = None if rows is None else fastpath.plain_history(forecaster, *rows)
+    if rows is None or read is None:
+        return None
+    headers = identity.headers() if identity is not None else {}
+    try:
+        columns = model.forecast(*read, origin=rows[0][-1])
+    except serving.ForecastRequestError as err:
+        answer = error(err.get_http_status_code(), err.error_code, _reason(err))
+        answer.headers.update(headers)
+        return answer
+    extra = {"filled_rows": []} | (identity.fields() if identity is not None else {})
+    return Response(
+        fastpath.answer(columns, extra),
+        status_code=200,
+        media_type="application/json",
+        headers=headers | {FILLED_HEADER: "0"},
+    )
 
 
 def _score(body: bytes, content_type: str, model: CheckedModel) -> Response:
@@ -226,33 +270,57 @@ def build_app(
     app.router.routes[:] = [
         route for route in app.router.routes if getattr(route, "path", None) != "/invocations"
     ]
+    # MLflow's request timeout is a Starlette BaseHTTPMiddleware (a task and a stream per
+    # request, about 1 ms of a 4 ms request); /invocations bounds its body read itself below,
+    # and a forecast cannot be interrupted either way.
+    app.user_middleware[:] = []
+    timeout = MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get()
 
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
         """Forecasts for the history in the body, or one JSON error."""
+        headers = identity.headers() if identity else {}
         declared = request.headers.get("content-length", "")
         expects = request.headers.get("expect", "").lower() == "100-continue"
         if expects and declared.isdigit() and int(declared) > max_bytes:
             return _too_large(max_bytes)  # the client waits for a go-ahead: no body comes
-        body, size = bytearray(), 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size <= max_bytes:
-                body += chunk
-            else:
-                # Drop the rest as it arrives, unparsed: answering before the client has sent
-                # it all would close the socket with unread data, a reset that the client sees
-                # instead of the 413 (MLflow's request timeout still bounds a sender that never
-                # stops).
-                body.clear()
+        try:
+            async with asyncio.timeout(timeout):
+                body, size = await _read_body(request, max_bytes)
+        except TimeoutError:
+            answer = error(
+                504,
+                "REQUEST_TIMEOUT",
+                f"the request body did not arrive within {timeout} s "
+                f"({MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.name})",
+            )
+            answer.headers.update(headers)
+            return answer
         if size > max_bytes:
             answer = _too_large(max_bytes)
-            answer.headers.update(identity.headers() if identity else {})
+            answer.headers.update(headers)
             return answer
         content_type = request.headers.get("content-type", "")
-        return await asyncio.to_thread(score, bytes(body), content_type, checked, identity)
+        # Scored here on the event loop, not in a thread: a forecast is a few milliseconds of
+        # CPU under the GIL, so a thread would add a hand-off each way and no parallelism.
+        return score(body, content_type, checked, identity)
 
     return app
+
+
+async def _read_body(request: Request, max_bytes: int) -> tuple[bytes, int]:
+    """The body, or nothing past max_bytes: (body, size sent)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= max_bytes:
+            chunks.append(chunk)
+        else:
+            # Drop the rest as it arrives, unparsed: answering before the client has sent it
+            # all would close the socket with unread data, a reset that the client sees
+            # instead of the 413 (the timeout above still bounds a sender that never stops).
+            chunks.clear()
+    return b"".join(chunks), size
 
 
 def default_workers() -> int:
@@ -277,6 +345,7 @@ def serve(
     if workers < 1:
         raise ValueError(f"--workers {workers}: expected at least 1 server process")
     limit = max_request_bytes()  # a bad setting fails before the slow model load
+    _one_thread_tensorflow()
     serving.use_project_store()
     identity = serving.identify(model_uri)
     # Loaded here even when workers load their own: a model that cannot load is one message
@@ -313,6 +382,7 @@ def worker_app() -> FastAPI:
 
     with native_notices_hidden():  # as `seqcast serve` itself imports Keras (seqcast.cli)
         import keras  # noqa: F401
+    _one_thread_tensorflow()
     settings = json.loads(os.environ[WORKER_ENV])
     mlflow.set_tracking_uri(settings["tracking_uri"])
     identity = serving.ModelIdentity(**settings["identity"])
@@ -320,6 +390,19 @@ def worker_app() -> FastAPI:
     params = settings["params"]
     on_forecast = ledger.on_serve(Path(params), settings["model_uri"]) if params else None
     return build_app(model, settings["limit"], identity, on_forecast)
+
+
+def _one_thread_tensorflow() -> None:
+    """One TensorFlow thread per server process, set before the model loads."""
+    # A request is one series: its ops have nothing to share out among threads, and with
+    # several workers on few CPUs each worker's idle pool threads only compete (one thread:
+    # 2.8 against 3.4 ms of CPU per forecast, benchmarks/serving.py).
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return  # another Keras backend
+    with contextlib.suppress(RuntimeError):  # already running (a test's process): as it is
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
 def _say(message: str) -> None:
