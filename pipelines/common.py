@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import _thread
-import argparse
 import contextlib
 import os
 import signal
@@ -12,9 +11,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from seqcast.core.console import native_notices_hidden
+if TYPE_CHECKING:
+    import argparse
 
 # Each stage is one function in the module named for its concept; dvc.yaml lists that module
 # (and what it imports) as the stage's dependencies.
@@ -155,6 +155,8 @@ def warm_up(stage: str, cfg: Any, label: str) -> None:
         progress(label, f"importing {name}...")
         started = time.perf_counter()
         # The oneDNN notice TensorFlow prints on import is hidden (seqcast.core.console).
+        from seqcast.core.console import native_notices_hidden
+
         hidden = native_notices_hidden() if module == "keras" else contextlib.nullcontext()
         with signals_held(), hidden:
             importlib.import_module(module)
@@ -412,6 +414,8 @@ def child_dies_with_us(
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """`<stage> [--model gru|lstm] [--root PATH]`."""
+    import argparse  # here: the `store` stage, run on every `dvc repro`, does without it
+
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.stages",
         description="Run one pipeline stage as a Prefect flow (SEQCAST_PREFECT=off: without).",

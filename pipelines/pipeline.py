@@ -240,7 +240,8 @@ def reproduce(root: str, deadline: float, timeout: int) -> list[str] | State:
     finally:
         os.environ.pop(RAN_FILE, None)
         ran_file.unlink(missing_ok=True)
-    names = [stage.addressing for stage in stages]
+    # The name, not the address: `store/dvc.yaml:store` is `store`, as its command notes it.
+    names = [stage.name for stage in stages]
     # DVC reports a stage restored from its run cache as reproduced too; only the command of a
     # stage that ran added its name to the file.
     done = [n for n in names if n.replace("@", "-") in ran]

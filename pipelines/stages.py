@@ -14,22 +14,24 @@ DVC passes the environment on, and `run_flow_as_stage` links the new flow run to
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
 import sys
-import threading
-from collections.abc import Iterator
-
-from pipelines.common import guard_exit, main_plain, prefect_disabled, run_identity
 
 if __name__ == "__main__" and sys.argv[1:2] == ["store"]:
-    # DVC runs it on every `dvc repro` (always_changed): no Prefect, so a no-op repro stays quick.
+    # DVC runs it on every `dvc repro` (always_changed): first, before any import it does not
+    # need (Prefect, logging, argparse), so a no-op repro stays quick.
     from pipelines.common import note_ran, resolve_root
     from pipelines.consistency import record_store
 
     note_ran("store")
     sys.exit(record_store(resolve_root(None)))
+
+import contextlib  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+from pipelines.common import guard_exit, main_plain, prefect_disabled, run_identity  # noqa: E402
 
 if __name__ == "__main__":
     # Before any library registers its own exit functions: this one must run after them.

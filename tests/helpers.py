@@ -146,6 +146,10 @@ def module_store(tmp_path_factory, name: str) -> Iterator[None]:
 
 
 def ran(done: subprocess.CompletedProcess) -> set[str]:
-    """Stages DVC ran, read off its output."""
+    """Stages DVC ran, read off its output, by name (`store/dvc.yaml:store` is `store`)."""
     text = done.stdout + done.stderr
-    return {line.split("'")[1] for line in text.splitlines() if line.startswith("Running stage '")}
+    return {
+        line.split("'")[1].rsplit(":", 1)[-1]
+        for line in text.splitlines()
+        if line.startswith("Running stage '")
+    }

@@ -2,7 +2,7 @@
 
 evaluation/runs.json and models/served/refit.json name MLflow runs and logged models. With the
 store deleted (`rm mlruns/mlflow.db`) or MLFLOW_TRACKING_URI naming another one, DVC would
-still call every stage up to date. The `store` stage (dvc.yaml, always run) writes KEY_FILE:
+still call every stage up to date. The `store` stage (store/dvc.yaml, always run) writes KEY_FILE:
 the store's address and a generation, bumped when the store lacks what the outputs name.
 evaluate, refit and promote depend on it, so they run again then; otherwise its bytes stay the
 same and a no-op `dvc repro` reruns nothing.
