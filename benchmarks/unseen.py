@@ -1,6 +1,6 @@
 """Series seqcast has never seen, run from params alone: what gets served, on data it never saw.
 
-    python -m benchmarks.unseen [--epochs 20] [--units 32] [--only NAME,...]
+    python -m benchmarks.unseen [--epochs 20] [--units 32] [--only NAME,...] [--keep DIR]
 
 Each series of the zoo (benchmarks/zoo.py: ten seeded kinds) goes through every stage in a
 fresh workspace whose params.yaml changes only what a user sets for it (data keys, window, and
@@ -37,7 +37,11 @@ HOLD_BACK = 0.1  # the newest share of each series, never shown to the pipeline
 
 def history(name: str) -> pd.DataFrame:
     """The series without its held-back newest rows: what the pipeline sees."""
-    full = ZOO[name].make()
+    return seen(ZOO[name].make())
+
+
+def seen(full: pd.DataFrame) -> pd.DataFrame:
+    """A series without its newest HOLD_BACK share of rows."""
     return full.iloc[: len(full) - int(round(len(full) * HOLD_BACK))]
 
 
@@ -111,12 +115,16 @@ def pipeline(root: Path) -> dict:
     return {"window": summary, "decision": decision, "comparison": comparison}
 
 
-def future(root: Path, name: str, model: str | None = None) -> dict:
+def future(
+    root: Path, name: str, model: str | None = None, full: pd.DataFrame | None = None
+) -> dict:
     """Every origin of the held-back part forecast by the served champion and each rival.
 
     MAE in the series' units (over targets, steps and origins; cells missing in the raw file are
     not scored) and the served bands' coverage. `model`: a registry URI or forecaster folder
-    (default: the champion, as `seqcast forecast` loads it).
+    (default: the champion, as `seqcast forecast` loads it). `full`: the whole series (default:
+    the zoo's `name`). Also returns the served model's forecasts, errors and actuals per origin
+    (`served_point`, `served_errors`, `actual`, `future_origins`) for a closer look.
     """
     from seqcast.core.config import load_config
     from seqcast.data import series
@@ -126,12 +134,12 @@ def future(root: Path, name: str, model: str | None = None) -> dict:
     from seqcast.models.forecaster import Forecaster, forecaster_for
 
     cfg = load_config(root / "params.yaml")
-    full = ZOO[name].make()
+    full = ZOO[name].make() if full is None else full
     frame, _ = series.regularise(full, cfg.data, cfg.split.max_gap_steps, "the whole series")
     stamps = pd.DatetimeIndex(pd.to_datetime(full[cfg.data.timestamp]))
     raw = full[cfg.data.value_columns].astype(float).set_axis(stamps)
     observed = raw.reindex(frame.index)[cfg.data.targets].to_numpy()
-    first = frame.index.get_loc(stamps[len(history(name))])
+    first = frame.index.get_loc(stamps[len(seen(full))])
     w = cfg.window
     origins = np.arange(first - w.shift, len(frame) - w.shift - w.horizon + 1)
     steps = origins[:, None] + w.shift + np.arange(w.horizon)[None, :]
@@ -162,16 +170,23 @@ def future(root: Path, name: str, model: str | None = None) -> dict:
     ]
     rivals |= {kind: simple[kind] for kind in {best, backtest_simple}}
     values, times = frame.to_numpy(dtype=np.float64), frame.index
-    errors = {
-        kind: np.abs(actual - f.forecast_units(values, times, origins))
+    points = {
+        kind: f.forecast_units(values, times, origins)
         for kind, f in {"served": served, **rivals}.items()
     }
+    errors = {kind: np.abs(actual - p) for kind, p in points.items()}
     out = {kind: float(np.nanmean(e)) for kind, e in errors.items()}
     out |= {"served_kind": served.name, "best_baseline": best, "origins": len(origins)}
     half = served.half_widths()  # (horizon, targets, levels)
     for i, level in enumerate(served.levels):
         inside = errors["served"] <= half[None, :, :, i]
         out[f"coverage_{level:g}"] = float(inside[~np.isnan(actual)].mean())
+    out |= {
+        "served_point": points["served"],
+        "served_errors": errors["served"],
+        "actual": actual,
+        "future_origins": origins,
+    }
     return out
 
 
@@ -195,6 +210,8 @@ def row(name: str, ran: dict, ahead: dict) -> list[object]:
 
 
 RULES = ("paired_test", "min_wins", "mean")
+# What future() returns per origin, kept in a workspace's future.npz for a closer look.
+FUTURE_ARRAYS = ("served_point", "served_errors", "actual", "future_origins")
 
 
 def rule_row(name: str, ran: dict, ahead: dict) -> list[object]:
@@ -233,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="train.epochs (shipped: 20)")
     parser.add_argument("--units", type=int, default=None, help="units of both networks")
     parser.add_argument("--only", default=None, help="comma-separated series names")
+    parser.add_argument("--keep", default=None, help="run in this folder and keep the workspaces")
     args = parser.parse_args(argv)
     overrides: dict = {}
     if args.epochs:
@@ -241,12 +259,14 @@ def main(argv: list[str] | None = None) -> int:
         overrides["models"] = {k: {"units": args.units} for k in ("gru", "lstm")}
     names = args.only.split(",") if args.only else list(ZOO)
     rows, rules = [], []
-    with tempfile.TemporaryDirectory(prefix="seqcast-unseen-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="seqcast-unseen-") as scratch:
+        tmp = args.keep or scratch
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         for name in names:
             root = workspace(Path(tmp), name, overrides)
             try:
                 ran, ahead = pipeline(root), future(root, name)
+                np.savez(root / "future.npz", **{k: ahead[k] for k in FUTURE_ARRAYS})
                 rows.append(row(name, ran, ahead))
                 rules.append(rule_row(name, ran, ahead))
             except Exception as err:  # one series' failure is a finding, not the end of the table

@@ -149,3 +149,37 @@ def test_bands_read_at_the_adapted_levels_are_wider_and_saved(tmp_path) -> None:
     adapted.save(tmp_path / "f")
     assert Forecaster.load(tmp_path / "f").band_levels == [90.0]
     assert "band_levels" not in base._settings()
+
+
+def test_a_simple_baseline_is_calibrated_on_every_window_of_the_series() -> None:
+    """Naive and seasonal naive fit nothing: every origin with their history and a whole horizon."""
+    from seqcast.evaluation.backtest import simple_errors
+
+    squares = (np.arange(8.0) ** 2)[:, None]  # errors grow with the origin: each one is exact
+    naive = simple_errors("naive", squares, horizon=2, shift=1)[..., 0]
+    # Origins 0..5: (o + 1)^2 - o^2 and (o + 2)^2 - o^2; origin 6 would need row 8.
+    assert naive.tolist() == [[2 * o + 1, 4 * o + 4] for o in range(6)]
+    weekly = simple_errors("seasonal_naive_3", squares, horizon=2, shift=1)[..., 0]
+    # Origins 2..5 (row o - 2 is the first read): (o + 1)^2 - (o - 2)^2 and (o + 2)^2 - (o - 1)^2.
+    assert weekly.tolist() == [[6 * o - 3, 6 * o + 3] for o in range(2, 6)]
+
+
+def test_served_calibration_is_the_latest_of_every_error_known_at_the_fit() -> None:
+    """A fitted recipe: its backtest and test errors, the latest `window`; a baseline: all rows."""
+    from seqcast.evaluation.stage import serving_errors
+
+    planted = np.arange(12.0).reshape(6, 2, 1)
+    served = serving_errors("gru", {}, planted, window=4, simple=False)
+    np.testing.assert_array_equal(served, planted[2:])
+    spec = InputSpec(input_width=2, horizon=2, shift=1, n_targets=1, n_values=1, n_calendar=0)
+    loaded = {
+        "spec": spec,
+        "series": (np.arange(8.0) ** 2)[:, None],
+        "meta": {"offset": [0.0], "scale": [1.0]},
+    }
+    naive = serving_errors("naive", loaded, planted, window=4, simple=True)
+    # Not the planted errors: the naive errors at origins 2..5, the latest 4 of 6.
+    assert naive[..., 0].tolist() == [[2 * o + 1, 4 * o + 4] for o in range(2, 6)]
+    # The 80 % band of 4 errors needs rank ceil(5 x 0.8) = 4: the largest of step 1 and 2.
+    q = metrics.quantiles(naive, [80.0])
+    assert q[0, :, 0].tolist() == [11.0, 24.0]

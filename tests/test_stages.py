@@ -271,7 +271,9 @@ def test_evaluate_logs_parent_and_child_runs(tmp_path: Path, monkeypatch) -> Non
     # The served model: the chosen recipe refit on every row, up to the latest, with its bands.
     served = refit.refit(cfg, root)
     assert served["last_row"] == "2000-08-27 23:30:00" and served["rows"] == 4032
-    assert served["calibration_errors"] == 500
+    # Every out-of-sample error known at the fit (fewer than served_window, 2000): the 2 backtest
+    # blocks' 392 windows each and the 796 test windows.
+    assert served["calibration_errors"] == 2 * 392 + 796
     # Its scaler is fit on every row: the served model's affine is the whole series' statistics.
     import pandas as pd
 

@@ -208,6 +208,9 @@ class IntervalsConfig(_Section):
     levels: list[Level] = Field(default=[80.0, 95.0], min_length=1)
     # The most recent out-of-sample errors per horizon step that calibrate a band.
     calibration_window: Annotated[int, Field(ge=10)] = 500
+    # The latest out-of-sample errors per step that calibrate the served model: every backtest
+    # block and test window (a simple baseline: every window), so several periods count.
+    served_window: Annotated[int, Field(ge=10)] = 2000
     # Adaptive conformal inference (Gibbs and Candes 2021) on the ledger's scored pipeline
     # forecasts: each miss of a served band moves its quantile level up by this rate, each hit
     # down by rate x the nominal miss share. 0: nominal levels, never adapted.

@@ -309,17 +309,40 @@ def _as_loaded(data: FoldFit) -> dict:
     }
 
 
+def simple_kind(name: str) -> tuple[str, int | None]:
+    """'naive' -> ('naive', None); 'seasonal_naive_48' -> ('seasonal_naive', 48)."""
+    return ("naive", None) if name == "naive" else ("seasonal_naive", int(name.rsplit("_", 1)[1]))
+
+
+def simple_forecast(
+    name: str, targets: np.ndarray, origins: np.ndarray, horizon: int, shift: int
+) -> np.ndarray:
+    """A naive or seasonal_naive_<season> baseline's forecasts (origins, horizon, targets)."""
+    kind, season = simple_kind(name)
+    return baselines.reference(targets, origins, kind, season, horizon, shift)
+
+
+def simple_errors(name: str, targets: np.ndarray, horizon: int, shift: int) -> np.ndarray:
+    """A simple baseline's absolute errors at every origin of the series it can forecast.
+
+    It fits nothing, so each is out-of-sample: from the first origin with the history it reads
+    to the last with a whole horizon, (origins, horizon, targets).
+    """
+    first = baselines.history_needed(*simple_kind(name)) - 1
+    every = np.arange(first, len(targets) - shift - horizon + 1)
+    point = simple_forecast(name, targets, every, horizon, shift)
+    actual = targets[every[:, None] + shift + np.arange(horizon)[None, :]]
+    return np.abs(actual - point)
+
+
 def simple(name: str, folds: list[Fold], loaded: dict, cfg: Config) -> Backtest:
     """A naive or seasonal-naive baseline over the blocks: nothing to fit, read off the series."""
     from seqcast.evaluation.scores import units_of
 
     spec, w = loaded["spec"], cfg.window
-    kind, season = (
-        ("naive", None) if name == "naive" else ("seasonal_naive", int(name.rsplit("_", 1)[1]))
-    )
     targets = units_of(loaded)[:, : spec.n_targets]
     blocks = [block_origins(fold, w.horizon, w.shift, w.stride) for fold in folds]
-    forecast = [baselines.reference(targets, b, kind, season, w.horizon, w.shift) for b in blocks]
+    forecast = [simple_forecast(name, targets, b, w.horizon, w.shift) for b in blocks]
     return Backtest(
         name,
         np.concatenate(blocks) if blocks else np.empty(0, np.int64),

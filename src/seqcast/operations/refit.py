@@ -56,7 +56,7 @@ def with_live_errors(
     )
     if live is None:
         return backtest, None
-    window = cfg.intervals.calibration_window
+    window = cfg.intervals.served_window
     both = np.concatenate([np.asarray(backtest, dtype=np.float64), live.errors])
     return intervals.latest_scores(both, window), live
 
