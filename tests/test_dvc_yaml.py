@@ -156,7 +156,10 @@ def test_stages_read_only_the_params_they_declare(tmp_path: Path, monkeypatch) -
     from seqcast.registry import registry
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    root = stage_root(tmp_path, **TINY_PARAMS)
+    # The backtest's second fold reuses the first's model: both of its branches read their keys,
+    # for one fit per network instead of two (the fits are most of this test's time).
+    once = {"backtest": TINY_PARAMS["backtest"] | {"refit_every": "once"}}
+    root = stage_root(tmp_path, **(TINY_PARAMS | once))
     cfg = config_module.load_config(root / "params.yaml")
     # Properties derived from several sections (seasons from data.frequency and
     # baselines.seasons) are read through the sections they derive from.

@@ -162,6 +162,7 @@ TINY = {
     "baselines": {"seasons": [48, 336]},
     # XLA off: its compile is most of a tiny fit; tests/test_training.py covers jit_compile auto.
     "train": {"epochs": 2, "batch_size": 128, "patience": 1, "jit_compile": False},
+    "models": {"gru": {"units": 8}, "lstm": {"units": 8}},
     "tracking": {"experiment": "tiny", "registered_model": "tiny-forecaster"},
     "backtest": {"origins": 2, "refit_every": "once"},
 }
@@ -172,9 +173,6 @@ def test_evaluate_logs_parent_and_child_runs(tmp_path: Path, monkeypatch) -> Non
     import mlflow
 
     root = make_root(tmp_path, **TINY)
-    (root / "params.yaml").write_text(
-        (root / "params.yaml").read_text().replace("units: 50", "units: 8")
-    )
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
     (tmp_path / "store").mkdir()
     cfg = config(root)
