@@ -24,6 +24,7 @@ from benchmarks import (
     repro,
     search,
     serving,
+    statistical,
     team,
     training,
     windowing,
@@ -36,6 +37,7 @@ SECTIONS = (
     "bigseries",
     "repro",
     "serving",
+    "statistical",
     "backtest",
     "backtest-repro",
     "search",
@@ -288,6 +290,9 @@ def run_section(section: str, args: argparse.Namespace, work: Path) -> tuple[dic
     if section == "replay":
         result = run_worker("benchmarks.replay", [], 4 * args.timeout)
         return result, table(*replay.report(result))
+    if section == "statistical":
+        result = run_worker("benchmarks.statistical", ["--plain", "--json"], args.timeout)
+        return result, table(*statistical.report(result))
     if section == "backtest":
         result = run_worker("benchmarks.backtest", [], args.timeout)
         return result, table(*backtest.report(result))

@@ -22,7 +22,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import ROOT
+from benchmarks.common import ROOT, emit
 
 
 def import_seconds() -> float:
@@ -64,7 +64,9 @@ def main() -> None:
     """Print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plain", action="store_true", help="compare with a plain script")
+    parser.add_argument("--json", action="store_true", help="end with the figures as JSON")
     args = parser.parse_args()
+    result: dict = {"load_before": os.getloadavg()[0], "models": {}}
     from seqcast.core.config import load_config
     from seqcast.models import statistical
 
@@ -78,7 +80,8 @@ def main() -> None:
     test = origins[origins >= n_train + n_val - 1]
     seasons = [48, 336]
     print(f"load: {os.getloadavg()}; rows {n}, train {n_train}, origins {len(origins)}")
-    print(f"cold import + first fit of statsforecast: {import_seconds():.2f} s")
+    result["import_seconds"] = import_seconds()
+    print(f"cold import + first fit of statsforecast: {result['import_seconds']:.2f} s")
     actual = np.stack([y[o + 1 : o + 1 + h, 0] for o in test])
     naive = np.stack([y[o + 1 - 48 : o + 1 - 48 + h, 0] for o in test])
     print(f"seasonal_naive_48 test MAE {np.mean(np.abs(actual - naive)):.2f}")
@@ -92,6 +95,7 @@ def main() -> None:
         fitted = time.perf_counter() - started
         forecast = rival.forecast_targets(y, origins, h)
         took = time.perf_counter() - started
+        figures = result["models"][name] = {"fit_and_origins_cpu": time.process_time() - cpu}
         mae = np.mean(np.abs(actual - forecast[np.isin(origins, test), :, 0]))
         print(
             f"{name}: {rival.season_note}; {statistical.describe(rival.fits[0], name)}; fit "
@@ -101,6 +105,8 @@ def main() -> None:
         if args.plain:
             plain = plain_test_forecasts(name, y[:, 0], n_train, test, h)
             gap = np.max(np.abs(plain - forecast[np.isin(origins, test), :, 0]))
+            figures["plain_test_mae"] = float(np.mean(np.abs(actual - plain)))
+            figures["plain_max_difference"] = float(gap)
             print(
                 f"  plain statsforecast script: test MAE {np.mean(np.abs(actual - plain)):.6f} "
                 f"against seqcast's {mae:.6f}; largest forecast difference {gap:.2e}"
@@ -112,11 +118,36 @@ def main() -> None:
             cutoff = n_train - (cfg.backtest.origins - k) * step
             refit = statistical.fit(name, y[:cutoff], seasons)
             refit.forecast_targets(y, np.arange(cutoff - 1, cutoff - 1 + step - h), h)
+        figures["test_mae"] = float(mae)
+        figures["backtest_cpu"] = time.process_time() - cpu
         print(
             f"  backtest, {cfg.backtest.origins} refits: {time.perf_counter() - started:.2f} s "
             f"(CPU {time.process_time() - cpu:.2f} s)"
         )
     print(f"load after: {os.getloadavg()}")
+    result["load_after"] = os.getloadavg()[0]
+    if args.json:
+        emit(result)
+
+
+def report(result: dict) -> tuple[list[str], list[list[object]]]:
+    """The section's table: per rival, CPU seconds, test MAE and the plain script's agreement."""
+    headers = ["rival", "fit + origins CPU s", "backtest refits CPU s", "test MAE", "plain MAE",
+               "largest difference"]  # fmt: skip
+    rows = [
+        [
+            name,
+            f["fit_and_origins_cpu"],
+            f["backtest_cpu"],
+            f["test_mae"],
+            f.get("plain_test_mae", "-"),
+            f.get("plain_max_difference", "-"),
+        ]  # fmt: skip
+        for name, f in result["models"].items()
+    ]
+    total = sum(f["fit_and_origins_cpu"] + f["backtest_cpu"] for f in result["models"].values())
+    rows.append(["both (the evaluate and backtest stages' share)", total, "", "", "", ""])
+    return headers, rows
 
 
 if __name__ == "__main__":
