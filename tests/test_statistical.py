@@ -185,28 +185,37 @@ def damped_trend(rows: int = 700) -> np.ndarray:
     return out
 
 
-@pytest.mark.e2e
-def test_a_planted_damped_trend_serves_autoets(tmp_path: Path, monkeypatch) -> None:
-    """Every stage through refit on tiny params: the decision and the served model are AutoETS."""
+def planted_decision(tmp_path: Path, values: np.ndarray, **params) -> tuple[Path, dict]:
+    """A daily series run through every stage to refit with these params; root and decision."""
     from helpers import run_all, stage_root
 
     from seqcast.core import paths
     from seqcast.core.io import read_json
 
-    days = pd.date_range("2020-01-01", periods=700, freq="D")
-    frame = pd.DataFrame({"timestamp": days.strftime("%Y-%m-%d"), "demand_mw": damped_trend()})
+    days = pd.date_range("2020-01-01", periods=len(values), freq="D")
+    frame = pd.DataFrame({"timestamp": days.strftime("%Y-%m-%d"), "demand_mw": values})
     root = stage_root(
-        tmp_path, frame,
-        data={"frequency": "D", "bounds": {}},
+        tmp_path, frame, data={"frequency": "D", "bounds": {}}, backtest={"origins": 3}, **params
+    )
+    run_all(root, until="refit")
+    return root, read_json(root / paths.EVALUATION / "comparison.json")["candidate"]
+
+
+@pytest.mark.e2e
+def test_a_planted_damped_trend_serves_autoets(tmp_path: Path, monkeypatch) -> None:
+    """Every stage through refit on tiny params: the decision and the served model are AutoETS."""
+    from seqcast.core import paths
+    from seqcast.core.io import read_json
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    root, decision = planted_decision(
+        tmp_path, damped_trend(),
         window={"input_width": 14, "horizon": 7},
         baselines={"seasons": [7], "statistical": ["autoets"]},
         train={"epochs": 2, "batch_size": 128, "patience": 1, "jit_compile": False},
         models={"gru": {"units": 8}, "lstm": {"units": 8}},
-        backtest={"origins": 3},
     )  # fmt: skip
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    run_all(root, until="refit")
-    decision = read_json(root / paths.EVALUATION / "comparison.json")["candidate"]
+    frame = pd.read_csv(root / "data" / "raw" / "electricity_demand.csv")
     assert (decision["candidate"], decision["role"]) == ("autoets", "statistical"), decision
     assert decision["scored_origins"]["autoets"] == 3
     served = Forecaster.load(root / paths.SERVED / "forecaster")
@@ -238,26 +247,17 @@ def logistic_map(rows: int = 1000, seed: int = 3) -> np.ndarray:
 @pytest.mark.e2e
 def test_a_planted_logistic_map_serves_the_network(tmp_path: Path, monkeypatch) -> None:
     """Every stage through refit on tiny params: a network beats every rival and is served."""
-    from helpers import run_all, stage_root
-
     from seqcast.core import paths
-    from seqcast.core.io import read_json
 
-    days = pd.date_range("2020-01-01", periods=1000, freq="D")
-    frame = pd.DataFrame({"timestamp": days.strftime("%Y-%m-%d"), "demand_mw": logistic_map()})
-    root = stage_root(
-        tmp_path, frame,
-        data={"frequency": "D", "bounds": {}},
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    root, decision = planted_decision(
+        tmp_path, logistic_map(),
         window={"input_width": 4, "horizon": 1},
         baselines={"seasons": [7], "statistical": ["autoets", "autotheta"]},
         train={"epochs": 30, "batch_size": 32, "learning_rate": 0.01, "patience": 5,
                "jit_compile": False},
         models={"gru": {"units": 8, "dropout": 0.0}, "lstm": {"units": 8, "dropout": 0.0}},
-        backtest={"origins": 3},
     )  # fmt: skip
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    run_all(root, until="refit")
-    decision = read_json(root / paths.EVALUATION / "comparison.json")["candidate"]
     assert decision["role"] == "network", decision
     means = decision["means"]
     rivals = [m for m in means if m not in ("gru", "lstm")]
