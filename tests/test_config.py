@@ -162,7 +162,8 @@ def test_an_exchange_calendar_dates_trading_days() -> None:
 )
 def test_column_named_twice(data: dict) -> None:
     message = config_error(data=data)
-    assert "params.yaml: data: a column is named twice among timestamp/targets/features" in message
+    named_twice = "a column is named twice among timestamp/series/targets/features"
+    assert f"params.yaml: data: {named_twice}" in message
     assert "['demand_mw']" in message
 
 

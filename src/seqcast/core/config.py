@@ -48,6 +48,17 @@ class DataConfig(_Section):
     max_null_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
     max_filled_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
     bounds: dict[str, tuple[float, float]] = {}
+    # A panel in long format: the column(s) naming each row's series ([]: one series, as before).
+    series: list[str] = []
+    # A series that fails validation is left out and listed (exclude), or stops the run (fail).
+    bad_series: Literal["exclude", "fail"] = "exclude"
+    # More than this share of the panel's series excluded fails the run.
+    max_excluded_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
+
+    @field_validator("series", mode="before")
+    @classmethod
+    def _series_as_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
 
     @field_validator("frequency")
     @classmethod
@@ -79,11 +90,11 @@ class DataConfig(_Section):
 
     @model_validator(mode="after")
     def _distinct_columns(self) -> DataConfig:
-        columns = [self.timestamp, *self.targets, *self.features]
+        columns = [self.timestamp, *self.series, *self.targets, *self.features]
         duplicated = sorted({c for c in columns if columns.count(c) > 1})
         if duplicated:
             raise ValueError(
-                f"a column is named twice among timestamp/targets/features: {duplicated}"
+                f"a column is named twice among timestamp/series/targets/features: {duplicated}"
             )
         return self
 
@@ -102,6 +113,11 @@ class DataConfig(_Section):
     def value_columns(self) -> list[str]:
         """Targets first, then features: the column order of every array."""
         return [*self.targets, *self.features]
+
+    @property
+    def is_panel(self) -> bool:
+        """True when the data is many series in long format (data.series names them)."""
+        return bool(self.series)
 
     @property
     def regular(self) -> bool:
@@ -275,6 +291,8 @@ class PromotionConfig(_Section):
     margin: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     # The most a run of a DVC experiment (not the checkout itself) may set.
     from_experiments: Literal["champion", "challenger", "none"] = "challenger"
+    # A panel: each series is served by the chosen network unless a baseline beat it there.
+    per_series_fallback: bool = True
 
 
 class IngestConfig(_Section):
