@@ -140,6 +140,12 @@ def test_decision_per_series_on_a_planted_panel() -> None:
     assert off.served.tolist() == ["gru"] * 3 and set(off.reason) == {"per_series_fallback off"}
 
 
+def test_decision_with_a_margin_keeps_the_network_unless_clearly_beaten() -> None:
+    mase = {"gru": np.array([1.0, 1.0]), "autoets": np.array([0.95, 0.85])}
+    decision = panel_decision.decide("gru", mase, ["autoets"], margin=0.1)
+    assert decision.served.tolist() == ["gru", "autoets"]
+
+
 def test_decision_serves_the_best_alternative_where_the_network_has_no_window() -> None:
     mase = {"gru": np.array([1.0, np.nan, np.nan]), "naive": np.array([0.9, 2.0, np.nan])}
     decision = panel_decision.decide("gru", mase, ["naive"])

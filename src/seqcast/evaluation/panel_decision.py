@@ -4,7 +4,9 @@ The network is chosen for the whole panel on the aggregate backtest (the lowest 
 series, as the single-series rule picks the lowest error). Then, with
 `promotion.per_series_fallback`, THE RULE: a series is served by the alternative (a simple
 baseline or a statistical rival) with the lowest mean MASE over that series' backtest origins
-when it is strictly lower than the network's there; ties keep the network. Every model must be
+when it is strictly lower than the network's there (times 1 - margin: with a margin of 0.1 an
+alternative must be 10 % better, so a few noisy origins do not switch a series); ties keep the
+network. Every model must be
 scored on the same windows (origins and series). A series the network has no backtest window for
 (too short for its input) is served by its best alternative; one nobody scored, by the network.
 """
@@ -65,6 +67,7 @@ def decide(
     backtest_mase: dict[str, np.ndarray],
     alternatives: list[str],
     per_series_fallback: bool = True,
+    margin: float = 0.0,
 ) -> SeriesDecision:
     """Apply the rule to backtest MASE per series, name -> (n_series,) (NaN: not scored)."""
     own = np.asarray(backtest_mase[network], dtype=np.float64)
@@ -78,7 +81,9 @@ def decide(
     best = np.argmin(np.where(np.isfinite(others), others, np.inf), axis=0)
     best_mase = np.where(scored, others[best, np.arange(n)], np.nan)
     network_scored = np.isfinite(own)
-    beaten = scored & (~network_scored | (best_mase < np.where(network_scored, own, np.inf)))
+    beaten = scored & (
+        ~network_scored | (best_mase < (1.0 - margin) * np.where(network_scored, own, np.inf))
+    )
     served[beaten] = np.asarray(alternatives, dtype=object)[best[beaten]]
     reason = np.full(n, HELD, dtype=object)
     reason[beaten] = BEATEN
