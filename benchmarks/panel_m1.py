@@ -237,16 +237,20 @@ def main() -> None:
         holdout_scale.scale,
         n,
     )
-    bt = ~holdout
+    # Every model scored on the same backtest windows: those the stand-in network could forecast.
+    bt = ~holdout & panel_decision.common_windows(forecasts, list(forecasts))
     # The backtest's scale: training rows before the validation cut, as the bands need.
     bt_scale = ps.series_scale(panel, ps.train_rows(panel, VAL_START), SEASON).scale
     bt_mase = {
         name: ps.per_series(actual[bt], f[bt], series[bt], bt_scale, n).headline("mase")
         for name, f in forecasts.items()
     }
-    print(f"backtest windows {int(bt.sum())} of {len(np.unique(series[bt]))} series")
+    print(
+        f"backtest windows {int(bt.sum())} of {len(np.unique(series[bt]))} series "
+        f"(of {int((~holdout).sum())} windows, {len(np.unique(series[~holdout]))} series)"
+    )
     decisions(forecasts, bt_mase, actual, series, holdout, holdout_scale.scale, scored)
-    bands(forecasts, actual, series, bt, holdout, bt_scale)
+    bands(forecasts, actual, series, ~holdout, holdout, bt_scale)  # each its own windows
 
 
 if __name__ == "__main__":

@@ -140,6 +140,16 @@ def test_decision_per_series_on_a_planted_panel() -> None:
     assert off.served.tolist() == ["gru"] * 3 and set(off.reason) == {"per_series_fallback off"}
 
 
+def test_common_windows_are_those_every_model_forecast() -> None:
+    forecasts = {"gru": np.array([[[1.0]], [[np.nan]], [[2.0]]]), "naive": np.ones((3, 1, 1))}
+    forecasts["naive"][2, 0, 0] = np.nan
+    assert panel_decision.common_windows(forecasts, ["gru", "naive"]).tolist() == [
+        True,
+        False,
+        False,
+    ]
+
+
 def test_decision_with_a_margin_keeps_the_network_unless_clearly_beaten() -> None:
     mase = {"gru": np.array([1.0, 1.0]), "autoets": np.array([0.95, 0.85])}
     decision = panel_decision.decide("gru", mase, ["autoets"], margin=0.1)

@@ -57,6 +57,11 @@ class SeriesDecision:
         )
 
 
+def common_windows(forecasts: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
+    """Windows every named model forecast (all finite): the ones a fair comparison scores."""
+    return np.logical_and.reduce([np.isfinite(forecasts[n]).all(axis=(1, 2)) for n in names])
+
+
 def choose_network(panel_mase: dict[str, float], networks: list[str]) -> str:
     """The network with the lowest mean MASE over the panel's backtest."""
     return min(networks, key=lambda name: panel_mase[name])
