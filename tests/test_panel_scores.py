@@ -46,6 +46,8 @@ def test_scale_per_series_falls_back_to_the_naive_step_and_floors_a_zero() -> No
     assert scale.season.tolist() == [2, 2, 2, 1]
     assert scale.floored[:, 0].tolist() == [False, True, True, False]
     assert scale.counts == {"naive_scale": 1, "floored_scale": 2}
+    # Every series too short for the season: all fall back, and all are counted.
+    assert ps.series_scale(panel, np.array([2, 2, 2, 2]), 2).counts["naive_scale"] == 4
 
 
 def test_metrics_per_series_exact_with_zeros_negatives_and_a_series_without_windows() -> None:

@@ -34,13 +34,13 @@ class SeriesScale:
     scale: np.ndarray
     season: np.ndarray  # (n_series,) the season used: m, or 1 where the training rows are short
     floored: np.ndarray  # (n_series, n_targets) bool: the scale is the floor (0 or undefined)
+    requested: int = 1  # the season m asked for
 
     @property
     def counts(self) -> dict[str, int]:
         """Series whose scale fell back to the naive step, and (series, target) pairs floored."""
-        seasonal = int(np.max(self.season, initial=1))
         return {
-            "naive_scale": int(np.sum(self.season < seasonal)),
+            "naive_scale": int(np.sum(self.season < self.requested)),
             "floored_scale": int(self.floored.sum()),
         }
 
@@ -87,7 +87,7 @@ def series_scale(panel: Panel, n_train: np.ndarray, season: int) -> SeriesScale:
         level = _group_sum(np.abs(y[inside]), series[inside], panel.n_series) / n_train[:, None]
     floored = ~(scale > 0)
     floor = np.where(level > 0, level, 1.0)
-    return SeriesScale(np.where(floored, floor, scale), lag, floored)
+    return SeriesScale(np.where(floored, floor, scale), lag, floored, season)
 
 
 def per_series(
