@@ -76,12 +76,14 @@ def series_scale(panel: Panel, n_train: np.ndarray, season: int) -> SeriesScale:
     position = np.arange(panel.n_rows) - panel.offsets[series]
     row_lag = lag[series]
     inside = position < n_train[series]
-    usable = inside & (position >= row_lag)
-    rows = np.flatnonzero(usable)
     y = panel.targets
-    differences = np.abs(y[rows] - y[rows - row_lag[rows]])
-    count = np.bincount(series[rows], minlength=panel.n_series)[:, None]
-    total = _group_sum(differences, series[rows], panel.n_series)
+    total = np.zeros((panel.n_series, y.shape[1]))
+    count = np.zeros((panel.n_series, 1))
+    for step in np.unique(lag):  # at most two lags: whole-array shifts, no gather per row
+        usable = (inside & (position >= step) & (row_lag == step))[step:]
+        differences = np.where(usable[:, None], np.abs(y[step:] - y[:-step]), 0.0)
+        total += _group_sum(differences, series[step:], panel.n_series)
+        count[:, 0] += np.bincount(series[step:], weights=usable, minlength=panel.n_series)
     with np.errstate(invalid="ignore", divide="ignore"):
         scale = total / count
         level = _group_sum(np.abs(y[inside]), series[inside], panel.n_series) / n_train[:, None]

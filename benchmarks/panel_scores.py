@@ -1,6 +1,6 @@
 """The M1 panel's scores, per-series decision and bands (issue 27 items 7, 8), printed.
 
-    PYTHONPATH=src python -m benchmarks.panel_m1 [--cache DIR] [--n-jobs 1]
+    PYTHONPATH=src python -m benchmarks.panel_scores [--cache DIR] [--n-jobs 1]
 
 On /work/shared/data/m1_monthly.csv (or data/raw/m1_monthly.csv): the last 18 months are the
 holdout (origin 2018-06), backtest origins 2015-12, 2016-06 and 2016-12 (their 18 months end
@@ -195,13 +195,55 @@ def timing(panel: Panel, n_jobs: int) -> None:
         )
 
 
+def scaling(n_series: int, length: int = 60) -> None:
+    """Scale and per-series metrics of a synthetic panel: the array code against a series loop."""
+    import time
+
+    from seqcast.models import metrics
+
+    rng = np.random.default_rng(0)
+    lengths = np.full(n_series, length)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    stamps = np.tile(pd.date_range("2015-01-01", periods=length, freq="MS").to_numpy(), n_series)
+    values = 100 + rng.normal(0, 10, (n_series * length, 1)).cumsum(axis=0) % 50
+    ids = np.array([f"s{i:06d}" for i in range(n_series)], dtype=object)
+    panel = Panel(ids, offsets, stamps, values, ("y",), 1)
+    n_train = np.full(n_series, length - HORIZON)
+    origin_rows = offsets[:-1] + length - HORIZON - 1
+    series = np.arange(n_series)
+    actual = targets_at(panel, origin_rows, HORIZON)
+    forecast, _ = simple_forecasts(panel, origin_rows, HORIZON, [SEASON])
+    start = time.perf_counter()
+    scale = ps.series_scale(panel, n_train, SEASON)
+    ps.per_series(actual, forecast["seasonal_naive_12"], series, scale.scale, n_series)
+    arrays = time.perf_counter() - start
+    start = time.perf_counter()
+    loop = min(n_series, 5000)  # the loop on a subset, scaled up
+    for i in range(loop):
+        rows = panel.rows(i)
+        y = values[rows][: n_train[i]]
+        s = metrics.seasonal_naive_scale(y, SEASON)
+        one = forecast["seasonal_naive_12"][i : i + 1]
+        metrics.score(actual[i : i + 1], one, s)
+    looped = (time.perf_counter() - start) * n_series / loop
+    print(
+        f"{n_series} series x {length} rows: arrays {arrays:.2f} s, a loop over series "
+        f"(models.metrics per series) {looped:.2f} s, ratio {looped / arrays:.0f}; "
+        f"load {os.getloadavg()[0]:.2f}"
+    )
+
+
 def main() -> None:
     """Print the figures."""
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--cache", type=Path, default=None)
     p.add_argument("--n-jobs", type=int, default=1)
     p.add_argument("--timing", action="store_true", help="only time the rivals at the holdout")
+    p.add_argument("--scaling", type=int, default=0, help="only time scores on N synthetic series")
     args = p.parse_args()
+    if args.scaling:
+        scaling(args.scaling)
+        return
     panel = load()
     if args.timing:
         timing(panel, args.n_jobs)
