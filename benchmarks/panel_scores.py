@@ -174,20 +174,20 @@ def timing(panel: Panel, n_jobs: int) -> None:
     """CPU seconds of each rival at the holdout origin: the panel API against a per-series loop."""
     from statsforecast.models import AutoETS, AutoTheta
 
-    from seqcast.models.panel_rivals import _cpu
+    from seqcast.models.panel_rivals import process_cpu_seconds
 
     kinds = {"autoets": AutoETS, "autotheta": AutoTheta}
     y = panel.targets[:, 0]
     train = panel.times <= np.datetime64(HOLDOUT, "ns")
     for name, kind in kinds.items():
-        start = _cpu()
+        start = process_cpu_seconds()
         run = forecast_origins(panel, [HOLDOUT], HORIZON, [name], [SEASON], "MS", n_jobs)
-        panel_seconds = _cpu() - start
-        start = _cpu()
+        panel_seconds = process_cpu_seconds() - start
+        start = process_cpu_seconds()
         for i in range(panel.n_series):  # the plain statsforecast user's loop, as the baseline
             rows = panel.rows(i)
             kind(season_length=SEASON).fit(y[rows][train[rows]]).predict(HORIZON)
-        loop_seconds = _cpu() - start
+        loop_seconds = process_cpu_seconds() - start
         print(
             f"{name} at the holdout origin, {len(run.series)} series: panel API "
             f"{panel_seconds:.1f} CPU s (n_jobs {n_jobs}), per-series loop {loop_seconds:.1f} "

@@ -88,7 +88,7 @@ def forecast_origins(
     used = {name: rival_season(name, seasons) for name in names}
     forecasts = {n: np.full((len(origin_rows), horizon, n_targets), np.nan) for n in names}
     fallback = {n: np.full(len(origin_rows), "", dtype=object) for n in names}
-    start = _cpu()
+    start = process_cpu_seconds()
     for k in range(len(np.atleast_1d(origins))):
         here = np.flatnonzero(which == k)
         if not len(here):
@@ -105,7 +105,7 @@ def forecast_origins(
         n: {k: int(np.sum(fallback[n] == k)) for k in ("seasonal_naive", "naive")} for n in names
     }
     return RivalWindows(
-        origin_rows, series, forecasts, fallback, used, _cpu() - start, counts=counts
+        origin_rows, series, forecasts, fallback, used, process_cpu_seconds() - start, counts=counts
     )
 
 
@@ -174,7 +174,7 @@ def _model(name: str, season: int):
     return kinds[name](season_length=season, alias=name)
 
 
-def _cpu() -> float:
+def process_cpu_seconds() -> float:
     """CPU seconds of this process and its finished workers."""
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
