@@ -19,8 +19,8 @@ def rmse(actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
     return np.sqrt(np.mean((actual - forecast) ** 2, axis=(0, 1)))
 
 
-def smape(actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
-    """Symmetric MAPE in percent (0-200) per target; a point where both are 0 counts as 0."""
+def smape_terms(actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
+    """Each point's 200 |y - f| / (|y| + |f|), same shape as actual; 0 where both are 0."""
     denominator = np.abs(actual) + np.abs(forecast)
     ratio = np.divide(
         2.0 * np.abs(actual - forecast),
@@ -28,7 +28,12 @@ def smape(actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
         out=np.zeros_like(denominator, dtype=float),
         where=denominator != 0,
     )
-    return 100.0 * np.mean(ratio, axis=(0, 1))
+    return 100.0 * ratio
+
+
+def smape(actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
+    """Symmetric MAPE in percent (0-200) per target; a point where both are 0 counts as 0."""
+    return np.mean(smape_terms(actual, forecast), axis=(0, 1))
 
 
 def seasonal_naive_scale(train: np.ndarray, season: int) -> np.ndarray:
