@@ -14,16 +14,12 @@ checkout (`gx/`, beside `mlruns/`), whose data docs index lists every run, pass 
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-import os
-import re
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -33,8 +29,17 @@ from pandas.tseries.frequencies import to_offset
 
 from seqcast.core import paths
 from seqcast.core.config import Config
-from seqcast.core.errors import SeqcastError
+from seqcast.core.errors import ValidationFailed
 from seqcast.core.io import atomic_dir, write_json
+from seqcast.data.gx_run import RUN_PREFIX
+from seqcast.data.gx_run import build_docs as _build_docs
+from seqcast.data.gx_run import context as _context
+from seqcast.data.gx_run import fixed_step as _step
+from seqcast.data.gx_run import gx as _gx
+from seqcast.data.gx_run import number as _num
+from seqcast.data.gx_run import plural as _plural
+from seqcast.data.gx_run import run_id as _run_id
+from seqcast.data.gx_run import site as _site
 
 if TYPE_CHECKING:
     from great_expectations.core.expectation_validation_result import (
@@ -44,7 +49,6 @@ if TYPE_CHECKING:
     from great_expectations.expectations import Expectation
 
 SUITE = "seqcast_raw_data"
-DOCS_SITE = "seqcast"
 EXAMPLES = 3
 GAP_EXAMPLES = 5
 # GX keeps this many unexpected values per expectation, shown in the data docs.
@@ -57,13 +61,8 @@ GX_LOCK = GX_HOME / ".lock"
 LOCK_TIMEOUT = 300  # seconds: a concurrent run holds the lock for a docs build, a few seconds
 HISTORY_STORE = "seqcast_history"
 HISTORY_SITE = "seqcast_history"
-RUN_PREFIX = "seqcast validate"
 # A number as written in a CSV cell: what float() reads, without inf, nan or digit separators.
 NUMBER = r"^\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$"
-
-
-class ValidationFailed(SeqcastError):
-    """Raw data that failed its expectations; the message lists each failure."""
 
 
 @dataclass
@@ -209,6 +208,11 @@ def validate_frame(frame: pd.DataFrame, cfg: Config, source: str) -> ValidationR
 
 def validate(cfg: Config, root: Path) -> dict[str, Any]:
     """The validate stage: the raw CSV against the suite; every run kept, outputs on success."""
+    if cfg.data.is_panel:
+        # A panel is checked per series (bad series excluded and listed): its own module.
+        from seqcast.data import panel_validation
+
+        return panel_validation.validate(cfg, root)
     from seqcast.data.series import file_hash, read_raw
 
     source = root / cfg.data.path
@@ -393,14 +397,6 @@ def _grid(parsed: pd.Series, frequency: str) -> tuple[pd.Series, pd.Series]:
     return position.reindex(parsed.index), nearest.reindex(parsed.index)
 
 
-def _step(frequency: str) -> pd.Timedelta | None:
-    """The fixed length of one step, or None for calendar frequencies (W-SUN, MS, B)."""
-    try:
-        return pd.Timedelta(to_offset(frequency))
-    except ValueError:
-        return None
-
-
 def _find_gaps(
     parsed: pd.Series, position: pd.Series | None, empty: pd.DataFrame, cfg: Config
 ) -> tuple[list[_Gap], int, pd.Series]:
@@ -554,45 +550,6 @@ def _mostly(max_null_fraction: float) -> float:
 # --- running GX -----------------------------------------------------------------------------
 
 
-def _gx() -> ModuleType:
-    """Import GX with analytics off; deferred so importing seqcast stays fast."""
-    # Read by GX when it starts; the context config below also turns analytics off.
-    os.environ["GX_ANALYTICS_ENABLED"] = "false"
-    import great_expectations as gx
-    import great_expectations.expectations  # noqa: F401  (so gx.expectations is loaded)
-
-    return gx
-
-
-def _context() -> AbstractDataContext:
-    """A fresh in-memory GX context: no analytics, no progress bars, no default docs site."""
-    gx = _gx()
-    from great_expectations.data_context.types.base import (
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-        ProgressBarsConfig,
-    )
-
-    config = DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
-        analytics_enabled=False,
-        progress_bars=ProgressBarsConfig(globally=False),
-    )
-    return gx.get_context(mode="ephemeral", project_config=config)
-
-
-def _run_id(source: str) -> Any:
-    """The run's GX identifier: `seqcast validate <file> [experiment] <UTC time>`, and the time."""
-    from great_expectations.core.run_identifier import RunIdentifier
-
-    now = dt.datetime.now(dt.UTC)
-    experiment = paths.dvc_experiment().get("name")
-    parts = [RUN_PREFIX, Path(source).name or source, experiment, f"{now:%Y%m%dT%H%M%S.%fZ}"]
-    # The name is a folder of the result store: GX refuses path separators in it.
-    name = re.sub(r"[/\\]", "_", " ".join(p for p in parts if p))
-    return RunIdentifier(run_name=name, run_time=now)
-
-
 def _run(
     context: AbstractDataContext, typed: pd.DataFrame, expectations: list, source: str, run_id: Any
 ) -> tuple[Any, ExpectationSuiteValidationResult]:
@@ -621,29 +578,6 @@ def _run(
     outcome.meta.setdefault("batch_spec", {})["data_asset_name"] = source
     context.validation_results_store.set(key, outcome)
     return key, outcome
-
-
-def _site(folder: Path) -> dict[str, Any]:
-    """A data docs site config writing into folder."""
-    return {
-        "class_name": "SiteBuilder",
-        "show_how_to_buttons": False,
-        "store_backend": {
-            "class_name": "TupleFilesystemStoreBackend",
-            "base_directory": str(folder),
-        },
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    }
-
-
-def _build_docs(context: AbstractDataContext, folder: Path) -> None:
-    """Build the context's data docs (suite and validation pages, index.html) into folder."""
-    context.add_data_docs_site(DOCS_SITE, _site(folder))
-    try:
-        context.build_data_docs(site_names=[DOCS_SITE])
-    finally:
-        # Sites are named uniquely per context: drop it so write_outputs can run again.
-        context.delete_data_docs_site(DOCS_SITE)
 
 
 # --- reading the results --------------------------------------------------------------------
@@ -752,19 +686,6 @@ def _examples(rows: list[int], show: Callable[[int], str]) -> str:
 def _line(row: int) -> int:
     """The CSV line of 0-based data row `row` (line 1 is the header)."""
     return row + 2
-
-
-def _plural(count: int, word: str, plural: str | None = None) -> str:
-    """'1 value', '2 values'."""
-    return f"{count} {word if count == 1 else plural or word + 's'}"
-
-
-def _num(value: float) -> str:
-    """A number as a person writes it: 100000, not 100000.0 or 1e+05."""
-    value = float(value)
-    if value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value)
 
 
 def _raw(data: _Frame, column: str, row: int) -> str:
