@@ -222,17 +222,7 @@ def _columns_missing(frame: pd.DataFrame, cfg: Config, source: str) -> list[str]
 def _arrays(frame: pd.DataFrame, cfg: Config) -> _Rows:
     """Series numbers, parsed times and numeric values of every row, vectorised."""
     data = cfg.data
-    ids = [frame[c] for c in data.series]
-    no_id = np.zeros(len(frame), dtype=bool)
-    for column in ids:
-        no_id |= column.isna().to_numpy() | (column.astype(str).str.strip() == "").to_numpy()
-    parts = [c.astype(str).to_numpy(dtype=object) for c in ids]
-    names = parts[0]
-    for part in parts[1:]:
-        names = names + SEPARATOR + part
-    names = np.where(no_id, None, names)
-    # factorize(sort=True): codes number the sorted names, the order a Panel keeps.
-    code, uniques = pd.factorize(pd.Series(names, dtype=object), sort=True)
+    code, ids = _series_codes(frame, data.series)
     times, error = _parse_times(frame[data.timestamp])
     columns = data.value_columns
     values = np.empty((len(frame), len(columns)), dtype=np.float64)
@@ -244,13 +234,51 @@ def _arrays(frame: pd.DataFrame, cfg: Config) -> _Rows:
     values[~np.isfinite(values)] = np.nan  # inf is not a measurement: a non-numeric cell
     return _Rows(
         raw=frame,
-        ids=np.asarray(uniques, dtype=object),
-        code=code.astype(np.int64),
+        ids=ids,
+        code=code,
         times=times,
         values=values,
         empty=empty,
         parse_error=error,
     )
+
+
+def _series_codes(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's series number (-1 where an id cell is empty) and the sorted series names.
+
+    Text work is done on each column's distinct values, not on every row: a panel has far
+    fewer series than rows.
+    """
+    codes, texts = [], []
+    for column in columns:
+        code, uniques = pd.factorize(frame[column])  # an empty cell (NaN) gets -1
+        if not len(uniques):  # every cell empty
+            codes.append(code)
+            texts.append(np.zeros(0, dtype=object))
+            continue
+        # Ids are text: 7 and '7' are one id (a typed column that mixes them is flagged).
+        same, text = pd.factorize(np.asarray(pd.Index(uniques).astype(str), dtype=object))
+        text = np.asarray(text, dtype=object)
+        blank = np.asarray(pd.Index(text).str.strip() == "", dtype=bool)
+        code = np.where(code < 0, -1, same[np.maximum(code, 0)])
+        codes.append(np.where((code < 0) | blank[np.maximum(code, 0)], -1, code))
+        texts.append(text)
+    named = np.all([c >= 0 for c in codes], axis=0)
+    if len(codes) == 1:
+        combo, inverse = np.unique(codes[0][named], return_inverse=True)
+        combo = combo[:, None]
+    else:
+        stacked = np.stack([c[named] for c in codes], axis=1)
+        combo, inverse = np.unique(stacked, axis=0, return_inverse=True)
+    names = texts[0][combo[:, 0]] if len(combo) else np.zeros(0, dtype=object)
+    for k in range(1, len(codes)):
+        names = names + SEPARATOR + texts[k][combo[:, k]]
+    order = np.argsort(names, kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    series = np.full(len(frame), -1, dtype=np.int64)
+    series[named] = rank[inverse.ravel()]
+    return series, names[order]
 
 
 def _parse_times(cells: pd.Series) -> tuple[np.ndarray, str | None]:
@@ -498,7 +526,8 @@ def _id_findings(rows: _Rows, cfg: Config, where: Callable[[int], str]) -> list[
 def _merged_ids(rows: _Rows, column: str, where: Callable[[int], str]) -> list[_Finding]:
     """Typed cells (Parquet, a frame): 7 and '7' are one series as text, two as typed."""
     cells = rows.raw[column]
-    if cells.dtype != object:
+    # infer_dtype runs in C: a CSV's ids (all text) or a typed column skip the per-cell look.
+    if pd.api.types.infer_dtype(cells, skipna=True) not in ("mixed", "mixed-integer"):
         return []
     named = rows.code >= 0
     text = cells.map(type, na_action="ignore").eq(str).to_numpy()
