@@ -444,3 +444,42 @@ def test_m1_slice_validates_clean(tmp_path: Path) -> None:
     assert panel.ids.tolist() == sorted(first)
     assert str(panel.times.max())[:7] == "2019-12"
     assert json.loads((tmp_path / "reports/validation/summary.json").read_text())["panel"]
+
+
+def test_fixed_step_grid_per_series_with_features(tmp_path: Path) -> None:
+    """Hourly: each series on its own grid from its first row; a feature's gap filled per column."""
+    a = pd.DataFrame(
+        {
+            "series_id": "A",
+            "month": pd.date_range("2024-01-01 00:00", periods=10, freq="h"),
+            "value": np.arange(10.0),
+            "temp": np.arange(10.0) * 2,
+        }
+    )
+    b = a.assign(series_id="B", month=a["month"] + pd.Timedelta("30min"))  # its own grid
+    c = a.assign(series_id="C")
+    c.loc[4, "month"] = c.loc[4, "month"] + pd.Timedelta("15min")
+    frame = pd.concat([a, b, c], ignore_index=True)
+    frame.loc[3, "temp"] = np.nan  # A: one empty feature cell, filled from A's own rows
+    frame["month"] = frame["month"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    write(tmp_path, frame)
+    cfg = make_config(
+        frequency="h",
+        features=["temp"],
+        bounds={},
+        max_null_fraction=0.2,
+        max_filled_fraction=0.2,
+        max_excluded_fraction=0.5,
+    )
+    summary = validation.validate(cfg, tmp_path)
+    assert [(e["series"], e["check"], e["row"]) for e in summary["excluded"]] == [
+        ("C", "on_grid", 24)
+    ]
+    assert summary["excluded"][0]["reason"] == (
+        "1 timestamp off the h grid, e.g. '2024-01-01 04:15:00' (expected steps of h from the "
+        "series' first timestamp: mixed frequencies?)"
+    )
+    panel = clean_panel(cfg, tmp_path)
+    assert panel.ids.tolist() == ["A", "B"]
+    np.testing.assert_array_equal(panel.values[:10, 1], np.arange(10.0) * 2)
+    assert str(panel.times[10]) == "2024-01-01T00:30:00.000000000"
