@@ -354,7 +354,8 @@ def test_bad_series_fail_writes_nothing(tmp_path: Path) -> None:
     bad.to_csv(path, index=False)
     with pytest.raises(ValidationFailed) as failed:
         validation.validate(cfg, tmp_path)
-    assert str(failed.value).splitlines() == [
+    lines = str(failed.value).splitlines()
+    assert lines[:3] == [
         f"validation failed for {SOURCE}: 2 of 5 series fail (data.bad_series: fail; exclude "
         "would leave them out and go on)",
         f"{SOURCE}: series 'S1': line 31: 2 rows share a timestamp, e.g. '2018-06-01' "
@@ -362,6 +363,8 @@ def test_bad_series_fail_writes_nothing(tmp_path: Path) -> None:
         f"{SOURCE}: series 'S2': line 52: 1 value of value outside [0, 1000000] (data.bounds), "
         "e.g. -1.0",
     ]
+    # Every run is kept in the GX history (not an output): the failed one too, with its page.
+    assert lines[3].startswith(f"data docs of this run: {tmp_path / 'gx' / 'docs'}")
     assert summary.read_text() == before
     assert not (tmp_path / "reports" / "validation" / "excluded.csv").read_text().count("S1")
 
@@ -378,7 +381,7 @@ def test_more_than_max_excluded_fraction_fails(tmp_path: Path) -> None:
         f"validation failed for {SOURCE}: 2 of 10 series (20.0%) would be excluded, more than "
         "data.max_excluded_fraction 0.1 allows"
     )
-    assert [line.split(":")[1] for line in lines[1:]] == [" series 'S1'", " series 'S2'"]
+    assert [line.split(":")[1] for line in lines[1:3]] == [" series 'S1'", " series 'S2'"]
     assert not (tmp_path / "reports").exists()
 
 

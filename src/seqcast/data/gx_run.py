@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
@@ -23,6 +24,14 @@ if TYPE_CHECKING:
 
 DOCS_SITE = "seqcast"
 RUN_PREFIX = "seqcast validate"
+# The persistent GX store, under the main checkout: results of every run and their data docs.
+GX_HOME = Path("gx")
+GX_RESULTS = GX_HOME / "results"
+GX_DOCS = GX_HOME / "docs"
+GX_LOCK = GX_HOME / ".lock"
+LOCK_TIMEOUT = 300  # seconds: a concurrent run holds the lock for a docs build, a few seconds
+HISTORY_STORE = "seqcast_history"
+HISTORY_SITE = "seqcast_history"
 
 
 def gx() -> ModuleType:
@@ -106,3 +115,55 @@ def number(value: float) -> str:
     if value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return repr(value)
+
+
+def record_run(context: AbstractDataContext, key: Any, store: Path) -> Path | None:
+    """Keep a run's GX result under store/gx and rebuild its docs; the run's page, or None."""
+    from filelock import FileLock, Timeout
+
+    try:
+        (store / GX_HOME).mkdir(parents=True, exist_ok=True)
+        # Experiments queued with -j 2 validate at the same time: one writer at a time, so the
+        # index never reads a half-written result.
+        with FileLock(str(store / GX_LOCK), timeout=LOCK_TIMEOUT):
+            return _record(context, key, store)
+    except (Timeout, OSError) as err:
+        # The history is a record, not the verdict: the stage still passes or fails on the data.
+        print(f"validate: this run is not in {store / GX_HOME}: {err}", flush=True)
+        return None
+
+
+def _record(context: AbstractDataContext, key: Any, store: Path) -> Path:
+    """Store the result in the history store and build its page and the index; the page."""
+    backend = {
+        "class_name": "TupleFilesystemStoreBackend",
+        "base_directory": str(store / GX_RESULTS),
+    }
+    if HISTORY_STORE not in context.stores:
+        context.add_store(
+            HISTORY_STORE, {"class_name": "ValidationResultsStore", "store_backend": backend}
+        )
+    context.stores[HISTORY_STORE].set(key, context.validation_results_store.get(key))
+    history = site(store / GX_DOCS) | {
+        "site_section_builders": {
+            # The suite page is the latest run's suite (it changes with params); each result
+            # page lists the expectations that run checked.
+            "profiling": "0",
+            "validations": {
+                "source_store_name": HISTORY_STORE,
+                "run_name_filter": {"includes": RUN_PREFIX},
+            },
+        },
+    }
+    context.add_data_docs_site(HISTORY_SITE, history)
+    try:
+        # Renders this run's page only; the index lists every result in the store.
+        suite = key.expectation_suite_identifier
+        context.build_data_docs(site_names=[HISTORY_SITE], resource_identifiers=[key, suite])
+        url = context.get_docs_sites_urls(resource_identifier=key, site_name=HISTORY_SITE)
+    finally:
+        context.delete_data_docs_site(HISTORY_SITE)
+    page = url[0].get("site_url") if url else None
+    if not page or not page.startswith("file://"):
+        return store / GX_DOCS / "index.html"
+    return Path(unquote(page.removeprefix("file://")))

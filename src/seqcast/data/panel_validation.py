@@ -29,7 +29,15 @@ from seqcast.core import paths
 from seqcast.core.config import Config
 from seqcast.core.errors import DataError, ValidationFailed
 from seqcast.core.io import atomic_dir, write_json
-from seqcast.data.gx_run import build_docs, context, fixed_step, gx, plural, run_id
+from seqcast.data.gx_run import (
+    build_docs,
+    context,
+    fixed_step,
+    gx,
+    plural,
+    record_run,
+    run_id,
+)
 from seqcast.data.gx_run import number as _num
 from seqcast.data.panel import SEPARATOR, Panel
 from seqcast.data.series import file_hash
@@ -94,6 +102,7 @@ class PanelReport:
     last_timestamp: str | None
     seconds: dict[str, float] = field(default_factory=dict)
     gx_context: Any = field(default=None, repr=False, compare=False)
+    gx_key: Any = field(default=None, repr=False, compare=False)
 
     @property
     def n_series(self) -> int:
@@ -652,8 +661,10 @@ def _expectations(cfg: Config) -> list[tuple[str, str, dict[str, Any], str]]:
     return checks
 
 
-def _run_gx(typed: pd.DataFrame, cfg: Config, source: str) -> tuple[Any, list[dict], list[Any]]:
-    """Run the whole-frame suite; the context, each expectation's row, and its failing rows."""
+def _run_gx(
+    typed: pd.DataFrame, cfg: Config, source: str
+) -> tuple[Any, Any, list[dict], list[Any]]:
+    """Run the whole-frame suite; the context, result key, each expectation's row, failing rows."""
     gxe = gx().expectations
     checks = _expectations(cfg)
     expectations = [
@@ -684,7 +695,7 @@ def _run_gx(typed: pd.DataFrame, cfg: Config, source: str) -> tuple[Any, list[di
         )
     gx_context.validation_results_store.set(key, outcome)
     results.sort(key=lambda r: [c[0] for c in checks].index(r["check"]))
-    return gx_context, results, unexpected
+    return gx_context, key, results, unexpected
 
 
 def _run_complete(gx_context: Any, typed: pd.DataFrame, expectations: list, source: str) -> Any:
@@ -879,7 +890,7 @@ def validate_panel_frame(frame: pd.DataFrame, cfg: Config, source: str) -> Panel
     findings = _id_findings(rows, cfg, where) + _vectorised_findings(rows, layout, runs, cfg)
     vectorised = time.perf_counter() - started
     started = time.perf_counter()
-    gx_context, results, unexpected = _run_gx(_gx_frame(rows, cfg), cfg, source)
+    gx_context, key, results, unexpected = _run_gx(_gx_frame(rows, cfg), cfg, source)
     gx_seconds = time.perf_counter() - started
     started = time.perf_counter()
     findings += _gx_findings(rows, results, unexpected, cfg)
@@ -898,10 +909,11 @@ def validate_panel_frame(frame: pd.DataFrame, cfg: Config, source: str) -> Panel
         last_timestamp=str(pd.Timestamp(times.max())) if len(times) else None,
         seconds={"vectorised": vectorised, "gx": gx_seconds},
         gx_context=gx_context,
+        gx_key=key,
     )
 
 
-def verdict(report: PanelReport, cfg: Config) -> None:
+def verdict(report: PanelReport, cfg: Config, docs: Path | None = None) -> None:
     """Raise ValidationFailed if bad series stop the run: bad_series fail, or too many excluded."""
     if not report.excluded:
         return
@@ -920,14 +932,17 @@ def verdict(report: PanelReport, cfg: Config) -> None:
             f"data.max_excluded_fraction {_num(data.max_excluded_fraction)} allows"
         )
     if header:
-        raise ValidationFailed("\n".join([header, *report.lines]))
+        where = [f"data docs of this run: {docs}"] if docs else []
+        raise ValidationFailed("\n".join([header, *report.lines, *where]))
 
 
 def validate(cfg: Config, root: Path) -> dict[str, Any]:
     """The validate stage for a panel: bad series excluded (and listed) or the run stopped."""
     source = root / cfg.data.path
     report = validate_panel_frame(read_panel(source, cfg), cfg, source=cfg.data.path)
-    verdict(report, cfg)
+    # Every run is kept in the GX history under the main checkout, pass or fail.
+    page = record_run(report.gx_context, report.gx_key, paths.store_root(root))
+    verdict(report, cfg, docs=page)
     for line in report.lines:
         print(f"validate: excluded: {line}", flush=True)
     summary = report.summary() | {"raw_md5": file_hash(source)}

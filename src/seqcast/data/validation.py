@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -31,7 +30,7 @@ from seqcast.core import paths
 from seqcast.core.config import Config
 from seqcast.core.errors import ValidationFailed
 from seqcast.core.io import atomic_dir, write_json
-from seqcast.data.gx_run import RUN_PREFIX
+from seqcast.data.gx_run import GX_DOCS, record_run
 from seqcast.data.gx_run import build_docs as _build_docs
 from seqcast.data.gx_run import context as _context
 from seqcast.data.gx_run import fixed_step as _step
@@ -39,7 +38,6 @@ from seqcast.data.gx_run import gx as _gx
 from seqcast.data.gx_run import number as _num
 from seqcast.data.gx_run import plural as _plural
 from seqcast.data.gx_run import run_id as _run_id
-from seqcast.data.gx_run import site as _site
 
 if TYPE_CHECKING:
     from great_expectations.core.expectation_validation_result import (
@@ -53,14 +51,6 @@ EXAMPLES = 3
 GAP_EXAMPLES = 5
 # GX keeps this many unexpected values per expectation, shown in the data docs.
 DOCS_EXAMPLES = 20
-# The persistent GX store, under the main checkout: results of every run and their data docs.
-GX_HOME = Path("gx")
-GX_RESULTS = GX_HOME / "results"
-GX_DOCS = GX_HOME / "docs"
-GX_LOCK = GX_HOME / ".lock"
-LOCK_TIMEOUT = 300  # seconds: a concurrent run holds the lock for a docs build, a few seconds
-HISTORY_STORE = "seqcast_history"
-HISTORY_SITE = "seqcast_history"
 # A number as written in a CSV cell: what float() reads, without inf, nan or digit separators.
 NUMBER = r"^\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$"
 
@@ -253,55 +243,7 @@ def write_outputs(report: ValidationReport, summary: dict[str, Any], folder: Pat
 
 def record(report: ValidationReport, store: Path) -> Path | None:
     """Keep the run's GX result under store/gx and rebuild its docs; the run's page, or None."""
-    from filelock import FileLock, Timeout
-
-    context = report.gx_context
-    try:
-        (store / GX_HOME).mkdir(parents=True, exist_ok=True)
-        # Experiments queued with -j 2 validate at the same time: one writer at a time, so the
-        # index never reads a half-written result.
-        with FileLock(str(store / GX_LOCK), timeout=LOCK_TIMEOUT):
-            return _record(context, report.gx_key, store)
-    except (Timeout, OSError) as err:
-        # The history is a record, not the verdict: the stage still passes or fails on the data.
-        print(f"validate: this run is not in {store / GX_HOME}: {err}", flush=True)
-        return None
-
-
-def _record(context: AbstractDataContext, key: Any, store: Path) -> Path:
-    """Store the result in the history store and build its page and the index; the page."""
-    backend = {
-        "class_name": "TupleFilesystemStoreBackend",
-        "base_directory": str(store / GX_RESULTS),
-    }
-    if HISTORY_STORE not in context.stores:
-        context.add_store(
-            HISTORY_STORE, {"class_name": "ValidationResultsStore", "store_backend": backend}
-        )
-    context.stores[HISTORY_STORE].set(key, context.validation_results_store.get(key))
-    site = _site(store / GX_DOCS) | {
-        "site_section_builders": {
-            # The suite page is the latest run's suite (it changes with params); each result
-            # page lists the expectations that run checked.
-            "profiling": "0",
-            "validations": {
-                "source_store_name": HISTORY_STORE,
-                "run_name_filter": {"includes": RUN_PREFIX},
-            },
-        },
-    }
-    context.add_data_docs_site(HISTORY_SITE, site)
-    try:
-        # Renders this run's page only; the index lists every result in the store.
-        suite = key.expectation_suite_identifier
-        context.build_data_docs(site_names=[HISTORY_SITE], resource_identifiers=[key, suite])
-        url = context.get_docs_sites_urls(resource_identifier=key, site_name=HISTORY_SITE)
-    finally:
-        context.delete_data_docs_site(HISTORY_SITE)
-    page = url[0].get("site_url") if url else None
-    if not page or not page.startswith("file://"):
-        return store / GX_DOCS / "index.html"
-    return Path(unquote(page.removeprefix("file://")))
+    return record_run(report.gx_context, report.gx_key, store)
 
 
 # --- the typed copy -------------------------------------------------------------------------
