@@ -20,6 +20,7 @@ from pathlib import Path
 from benchmarks import (
     backtest,
     bigseries,
+    panel_validation,
     replay,
     repro,
     search,
@@ -42,6 +43,7 @@ SECTIONS = (
     "backtest-repro",
     "search",
     "team",
+    "panel-validation",
 )
 # Only with --only: replay is 15-20 min of nightly pipeline runs, search-quality a 30-trial search.
 OPT_IN = ("replay", "search-quality")
@@ -93,6 +95,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--team-writers", type=int, default=team.WRITERS, help="concurrent writers")
     g.add_argument("--team-runs", type=int, default=team.RUNS_PER_WRITER, help="runs per writer")
     g.add_argument("--team-no-dvc", action="store_true", help="skip the DVC push/pull part")
+    g = p.add_argument_group("panel-validation")
+    g.add_argument("--panel-rows", default="2e6", help="rows of the synthetic panel (and M1)")
     g = p.add_argument_group("serving")
     g.add_argument("--requests", type=int, default=100)
     g.add_argument("--series", type=int, default=1000)
@@ -307,6 +311,10 @@ def run_section(section: str, args: argparse.Namespace, work: Path) -> tuple[dic
         worker = ["quality", "--timeout-minutes", str(args.search_minutes)]
         result = run_worker("benchmarks.search", worker, args.timeout + 60 * args.search_minutes)
         return result, table(*search.quality_report(result))
+    if section == "panel-validation":
+        worker = ["--rows", args.panel_rows, "--json"]
+        result = run_worker("benchmarks.panel_validation", worker, args.timeout)
+        return result, table(*panel_validation.report(result))
     if section == "team":
         result = team.bench(work / "team", args.team_writers, args.team_runs, not args.team_no_dvc)
         return result, table(*team.report(result))

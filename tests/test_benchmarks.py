@@ -20,6 +20,7 @@ TINY = {
     "bigseries": "--big-points 20000 --big-train-windows 256 --big-pipeline-batches 3",
     "repro": "--repro-dry",
     "serving": "--requests 5 --series 20",
+    "panel-validation": "--panel-rows 3000",
 }
 
 
@@ -166,3 +167,15 @@ def test_cold_repro_splits_each_stage_into_fit_and_the_rest(tmp_path: Path, caps
     assert "| refit | 8.0 | 6.0 | 2.0 |" in out
     assert "| **total** | 30.0 | 17.5 | 12.5 |" in out
     assert "fixed overhead 12.5 s" in out
+
+
+def test_panel_validation_times_m1_and_a_synthetic_panel(tmp_path: Path) -> None:
+    """M1 validates clean; the synthetic panel's 10 spoiled series are excluded; seconds split."""
+    result = bench(tmp_path, "panel-validation")
+    m1, synthetic = result["panels"]
+    assert (m1["rows"], m1["series"], m1["excluded"]) == (55998, 617, 0)
+    assert m1["clean_rows"] == 55998
+    assert synthetic["excluded"] == 10
+    assert synthetic["clean_rows"] < synthetic["rows"]
+    assert result["single_series_baseline"]["rows"] == 55998
+    assert all(p["gx_s"] > 0 and p["vectorised_s"] > 0 for p in result["panels"])

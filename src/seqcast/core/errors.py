@@ -15,5 +15,9 @@ class DataError(SeqcastError):
     """Raw data that cannot be used; the message names the file, column or row."""
 
 
+class ValidationFailed(SeqcastError):
+    """Raw data that failed its expectations; the message lists each failure."""
+
+
 class StoreError(SeqcastError):
     """The MLflow store cannot be used as it is (read-only, missing); the message says where."""

@@ -14,18 +14,13 @@ checkout (`gx/`, beside `mlruns/`), whose data docs index lists every run, pass 
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-import os
-import re
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -33,8 +28,16 @@ from pandas.tseries.frequencies import to_offset
 
 from seqcast.core import paths
 from seqcast.core.config import Config
-from seqcast.core.errors import SeqcastError
+from seqcast.core.errors import ValidationFailed
 from seqcast.core.io import atomic_dir, write_json
+from seqcast.data.gx_run import GX_DOCS, record_run
+from seqcast.data.gx_run import build_docs as _build_docs
+from seqcast.data.gx_run import context as _context
+from seqcast.data.gx_run import fixed_step as _step
+from seqcast.data.gx_run import gx as _gx
+from seqcast.data.gx_run import number as _num
+from seqcast.data.gx_run import plural as _plural
+from seqcast.data.gx_run import run_id as _run_id
 
 if TYPE_CHECKING:
     from great_expectations.core.expectation_validation_result import (
@@ -44,26 +47,12 @@ if TYPE_CHECKING:
     from great_expectations.expectations import Expectation
 
 SUITE = "seqcast_raw_data"
-DOCS_SITE = "seqcast"
 EXAMPLES = 3
 GAP_EXAMPLES = 5
 # GX keeps this many unexpected values per expectation, shown in the data docs.
 DOCS_EXAMPLES = 20
-# The persistent GX store, under the main checkout: results of every run and their data docs.
-GX_HOME = Path("gx")
-GX_RESULTS = GX_HOME / "results"
-GX_DOCS = GX_HOME / "docs"
-GX_LOCK = GX_HOME / ".lock"
-LOCK_TIMEOUT = 300  # seconds: a concurrent run holds the lock for a docs build, a few seconds
-HISTORY_STORE = "seqcast_history"
-HISTORY_SITE = "seqcast_history"
-RUN_PREFIX = "seqcast validate"
 # A number as written in a CSV cell: what float() reads, without inf, nan or digit separators.
 NUMBER = r"^\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$"
-
-
-class ValidationFailed(SeqcastError):
-    """Raw data that failed its expectations; the message lists each failure."""
 
 
 @dataclass
@@ -209,6 +198,11 @@ def validate_frame(frame: pd.DataFrame, cfg: Config, source: str) -> ValidationR
 
 def validate(cfg: Config, root: Path) -> dict[str, Any]:
     """The validate stage: the raw CSV against the suite; every run kept, outputs on success."""
+    if cfg.data.is_panel:
+        # A panel is checked per series (bad series excluded and listed): its own module.
+        from seqcast.data import panel_validation
+
+        return panel_validation.validate(cfg, root)
     from seqcast.data.series import file_hash, read_raw
 
     source = root / cfg.data.path
@@ -249,55 +243,7 @@ def write_outputs(report: ValidationReport, summary: dict[str, Any], folder: Pat
 
 def record(report: ValidationReport, store: Path) -> Path | None:
     """Keep the run's GX result under store/gx and rebuild its docs; the run's page, or None."""
-    from filelock import FileLock, Timeout
-
-    context = report.gx_context
-    try:
-        (store / GX_HOME).mkdir(parents=True, exist_ok=True)
-        # Experiments queued with -j 2 validate at the same time: one writer at a time, so the
-        # index never reads a half-written result.
-        with FileLock(str(store / GX_LOCK), timeout=LOCK_TIMEOUT):
-            return _record(context, report.gx_key, store)
-    except (Timeout, OSError) as err:
-        # The history is a record, not the verdict: the stage still passes or fails on the data.
-        print(f"validate: this run is not in {store / GX_HOME}: {err}", flush=True)
-        return None
-
-
-def _record(context: AbstractDataContext, key: Any, store: Path) -> Path:
-    """Store the result in the history store and build its page and the index; the page."""
-    backend = {
-        "class_name": "TupleFilesystemStoreBackend",
-        "base_directory": str(store / GX_RESULTS),
-    }
-    if HISTORY_STORE not in context.stores:
-        context.add_store(
-            HISTORY_STORE, {"class_name": "ValidationResultsStore", "store_backend": backend}
-        )
-    context.stores[HISTORY_STORE].set(key, context.validation_results_store.get(key))
-    site = _site(store / GX_DOCS) | {
-        "site_section_builders": {
-            # The suite page is the latest run's suite (it changes with params); each result
-            # page lists the expectations that run checked.
-            "profiling": "0",
-            "validations": {
-                "source_store_name": HISTORY_STORE,
-                "run_name_filter": {"includes": RUN_PREFIX},
-            },
-        },
-    }
-    context.add_data_docs_site(HISTORY_SITE, site)
-    try:
-        # Renders this run's page only; the index lists every result in the store.
-        suite = key.expectation_suite_identifier
-        context.build_data_docs(site_names=[HISTORY_SITE], resource_identifiers=[key, suite])
-        url = context.get_docs_sites_urls(resource_identifier=key, site_name=HISTORY_SITE)
-    finally:
-        context.delete_data_docs_site(HISTORY_SITE)
-    page = url[0].get("site_url") if url else None
-    if not page or not page.startswith("file://"):
-        return store / GX_DOCS / "index.html"
-    return Path(unquote(page.removeprefix("file://")))
+    return record_run(report.gx_context, report.gx_key, store)
 
 
 # --- the typed copy -------------------------------------------------------------------------
@@ -391,14 +337,6 @@ def _grid(parsed: pd.Series, frequency: str) -> tuple[pd.Series, pd.Series]:
     position = pd.Series(below + fraction, index=valid.index, dtype="float64")
     nearest = pd.Series(points[np.round(position.to_numpy()).astype(int)], index=valid.index)
     return position.reindex(parsed.index), nearest.reindex(parsed.index)
-
-
-def _step(frequency: str) -> pd.Timedelta | None:
-    """The fixed length of one step, or None for calendar frequencies (W-SUN, MS, B)."""
-    try:
-        return pd.Timedelta(to_offset(frequency))
-    except ValueError:
-        return None
 
 
 def _find_gaps(
@@ -554,45 +492,6 @@ def _mostly(max_null_fraction: float) -> float:
 # --- running GX -----------------------------------------------------------------------------
 
 
-def _gx() -> ModuleType:
-    """Import GX with analytics off; deferred so importing seqcast stays fast."""
-    # Read by GX when it starts; the context config below also turns analytics off.
-    os.environ["GX_ANALYTICS_ENABLED"] = "false"
-    import great_expectations as gx
-    import great_expectations.expectations  # noqa: F401  (so gx.expectations is loaded)
-
-    return gx
-
-
-def _context() -> AbstractDataContext:
-    """A fresh in-memory GX context: no analytics, no progress bars, no default docs site."""
-    gx = _gx()
-    from great_expectations.data_context.types.base import (
-        DataContextConfig,
-        InMemoryStoreBackendDefaults,
-        ProgressBarsConfig,
-    )
-
-    config = DataContextConfig(
-        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
-        analytics_enabled=False,
-        progress_bars=ProgressBarsConfig(globally=False),
-    )
-    return gx.get_context(mode="ephemeral", project_config=config)
-
-
-def _run_id(source: str) -> Any:
-    """The run's GX identifier: `seqcast validate <file> [experiment] <UTC time>`, and the time."""
-    from great_expectations.core.run_identifier import RunIdentifier
-
-    now = dt.datetime.now(dt.UTC)
-    experiment = paths.dvc_experiment().get("name")
-    parts = [RUN_PREFIX, Path(source).name or source, experiment, f"{now:%Y%m%dT%H%M%S.%fZ}"]
-    # The name is a folder of the result store: GX refuses path separators in it.
-    name = re.sub(r"[/\\]", "_", " ".join(p for p in parts if p))
-    return RunIdentifier(run_name=name, run_time=now)
-
-
 def _run(
     context: AbstractDataContext, typed: pd.DataFrame, expectations: list, source: str, run_id: Any
 ) -> tuple[Any, ExpectationSuiteValidationResult]:
@@ -621,29 +520,6 @@ def _run(
     outcome.meta.setdefault("batch_spec", {})["data_asset_name"] = source
     context.validation_results_store.set(key, outcome)
     return key, outcome
-
-
-def _site(folder: Path) -> dict[str, Any]:
-    """A data docs site config writing into folder."""
-    return {
-        "class_name": "SiteBuilder",
-        "show_how_to_buttons": False,
-        "store_backend": {
-            "class_name": "TupleFilesystemStoreBackend",
-            "base_directory": str(folder),
-        },
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    }
-
-
-def _build_docs(context: AbstractDataContext, folder: Path) -> None:
-    """Build the context's data docs (suite and validation pages, index.html) into folder."""
-    context.add_data_docs_site(DOCS_SITE, _site(folder))
-    try:
-        context.build_data_docs(site_names=[DOCS_SITE])
-    finally:
-        # Sites are named uniquely per context: drop it so write_outputs can run again.
-        context.delete_data_docs_site(DOCS_SITE)
 
 
 # --- reading the results --------------------------------------------------------------------
@@ -752,19 +628,6 @@ def _examples(rows: list[int], show: Callable[[int], str]) -> str:
 def _line(row: int) -> int:
     """The CSV line of 0-based data row `row` (line 1 is the header)."""
     return row + 2
-
-
-def _plural(count: int, word: str, plural: str | None = None) -> str:
-    """'1 value', '2 values'."""
-    return f"{count} {word if count == 1 else plural or word + 's'}"
-
-
-def _num(value: float) -> str:
-    """A number as a person writes it: 100000, not 100000.0 or 1e+05."""
-    value = float(value)
-    if value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value)
 
 
 def _raw(data: _Frame, column: str, row: int) -> str:
