@@ -116,6 +116,7 @@ def main() -> None:
         return result
 
     values = panel.values
+    fit_scaler(np.arange(4.0)[:, None], "standard")  # import scikit-learn outside the timings
     cuts = step("calendar_cuts", lambda: panel_split.calendar_cuts(panel, split_cfg, "D"), None)
     n_train = int((panel.times < cuts.val_start).sum())
     scalers = {}

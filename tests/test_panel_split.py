@@ -376,3 +376,32 @@ def test_m1_robust_scaler_matches_numpy_percentiles_on_every_series() -> None:
         low, median, high = np.percentile(train, [25, 50, 75])
         assert scaler.offset[i, 0] == pytest.approx(median, rel=1e-12)
         assert scaler.scale[i, 0] == pytest.approx(high - low, rel=1e-12)
+
+
+def test_segments_sort_and_pick_within_each_segment_only() -> None:
+    from seqcast.data import segments
+
+    rng = np.random.default_rng(5)
+    counts = np.array([1, 0, 2, 3, 1000, 5, 1, 17, 0, 300])
+    starts = np.cumsum(counts) - counts
+    values = rng.random(int(counts.sum()))
+    owner = np.repeat(np.arange(len(counts)), counts)
+    assert (
+        segments.sorted_within(values, starts, counts) == values[np.lexsort((values, owner))]
+    ).all()
+    keep = segments.smallest_within(values, starts, counts, 4)
+    assert np.bincount(owner[keep], minlength=len(counts)).tolist() == [
+        1,
+        0,
+        2,
+        3,
+        4,
+        4,
+        1,
+        4,
+        0,
+        4,
+    ]
+    for i in np.flatnonzero(counts > 4):  # the kept ones are the 4 smallest of their segment
+        mine = values[starts[i] : starts[i] + counts[i]]
+        assert sorted(values[keep & (owner == i)]) == sorted(np.sort(mine)[:4])

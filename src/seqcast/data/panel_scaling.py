@@ -4,8 +4,8 @@
 affine map as a scikit-learn scaler per series (standard: mean and population std; minmax:
 min and max - min; robust: median and the 25-75 % interquartile range, numpy's linear
 percentiles as RobustScaler's). They are computed for all series at once by segment
-reductions over the flat rows (the robust quantiles: a sort within each series, done as one
-matrix sort per band of series lengths).
+reductions over the flat rows (the robust quantiles: a sort within each series, done as
+matrix sorts by ``seqcast.data.segments``).
 
 Degenerate training rows keep every later step defined:
 - a column constant over a series' training rows (all zeros among them): offset = that value,
@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from seqcast.core.errors import DataError
+from seqcast.data import segments
 from seqcast.data.panel import Panel
 
 KINDS = ("standard", "minmax", "robust")
@@ -151,7 +152,7 @@ def _quantiles(
     """Median and other quantiles of every series' rows (numpy's linear rule), per column."""
     found = np.empty((len(qs), len(starts), train.shape[1]))
     for j in range(train.shape[1]):  # a loop over columns (a few), never over series
-        ordered = _sorted_within(train[:, j], starts, counts)
+        ordered = segments.sorted_within(train[:, j], starts, counts)
         for k, q in enumerate(qs):
             position = q * (counts - 1)
             below = np.floor(position).astype(np.int64)
@@ -163,26 +164,6 @@ def _quantiles(
                 weight >= 0.5, high - (high - low) * (1 - weight), low + (high - low) * weight
             )
     return found[0], [found[k] for k in range(1, len(qs))]
-
-
-def _sorted_within(values: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """The values sorted within each segment [start, start + count), segments left in place.
-
-    Series of similar length are sorted together as the rows of one matrix padded with +inf
-    (widths rounded up to a power of two: at most twice the rows, about log2(longest) matrices);
-    a lexsort by (value, series) is exact too, but took 47 s on 16 M rows where one matrix
-    sort took 0.5 s (load 11 on 2 CPUs).
-    """
-    out = np.empty_like(values)
-    width = 1 << np.ceil(np.log2(counts)).astype(np.int64)
-    for size in np.unique(width):
-        members = np.flatnonzero(width == size)
-        rows = starts[members][:, None] + np.arange(size)
-        valid = np.arange(size) < counts[members][:, None]
-        block = np.where(valid, values[np.minimum(rows, len(values) - 1)], np.inf)
-        block.sort(axis=1)  # the +inf padding sorts last, after each series' own values
-        out[rows[valid]] = block[valid]
-    return out
 
 
 def _refuse_missing(panel: Panel, train: np.ndarray, counts: np.ndarray) -> None:

@@ -32,6 +32,7 @@ import pandas as pd
 
 from seqcast.core.config import ROWS
 from seqcast.core.errors import ConfigError
+from seqcast.data import segments
 from seqcast.data.panel import Panel
 from seqcast.data.scaling import SPLITS, split_sizes
 from seqcast.data.windowing import layout
@@ -235,22 +236,19 @@ def sample_windows(
 
     Each window draws a random number; within its series the `cap` smallest are kept, so a
     few long series do not drown many short ones. Returned sorted (the caller shuffles batches).
+    A partition per series (``segments``) rather than an argsort of (series, draw) keys: on
+    2.75 M windows, 0.66-0.80 s against 1.2-2.1 s by argsort (same run, load 17 on 2 CPUs).
     """
     if cap is None or len(starts) == 0:
         return starts
     if cap < 1:
         raise ConfigError(f"window.max_windows_per_series: {cap} must be at least 1 (or null)")
-    series = np.searchsorted(panel.offsets, starts, side="right") - 1
-    draws = np.random.default_rng([seed, epoch]).integers(0, 2**32, len(starts), dtype=np.int64)
-    # One int64 key per window, series in the high bits, its draw in the low: a single argsort
-    # orders the windows by series then draw (a lexsort of the two: 11 times slower on 690 k).
-    order = np.argsort((series << 32) | draws)
-    ranked = series[order]
-    # Rank within the series: the position in the sorted order minus where the series begins.
-    first = np.flatnonzero(np.concatenate([[True], ranked[1:] != ranked[:-1]]))
-    counts = np.diff(np.append(first, len(ranked)))
-    rank = np.arange(len(ranked)) - np.repeat(first, counts)
-    return np.sort(starts[order[rank < cap]])
+    if len(starts) > 1 and (starts[1:] < starts[:-1]).any():
+        starts = np.sort(starts)
+    # Windows of each series: a contiguous run of the sorted starts.
+    counts = np.diff(np.searchsorted(starts, panel.offsets))
+    draws = np.random.default_rng([seed, epoch]).random(len(starts))
+    return starts[segments.smallest_within(draws, np.cumsum(counts) - counts, counts, cap)]
 
 
 def window_series(panel: Panel, starts: np.ndarray) -> np.ndarray:
