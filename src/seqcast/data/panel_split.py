@@ -157,17 +157,14 @@ def window_counts(
     panel: Panel, cuts: PanelCuts, window_cfg: WindowConfig, split: str
 ) -> np.ndarray:
     """Windows of each series in a split, (n_series,) int64."""
-    first, last = _start_range(panel, cuts, window_cfg, split)
-    stride = window_cfg.stride
-    return np.where(last >= first, (last - first) // stride + 1, 0).astype(np.int64)
+    return _first_starts(panel, cuts, window_cfg, split)[1]
 
 
 def window_starts(
     panel: Panel, cuts: PanelCuts, window_cfg: WindowConfig, split: str
 ) -> np.ndarray:
     """Starts of a split's windows over all series, in series then time order (int64)."""
-    first, last = _start_range(panel, cuts, window_cfg, split)
-    counts = np.where(last >= first, (last - first) // window_cfg.stride + 1, 0).astype(np.int64)
+    first, counts = _first_starts(panel, cuts, window_cfg, split)
     total = int(counts.sum())
     if total == 0:
         return np.zeros(0, dtype=np.int64)
@@ -177,10 +174,10 @@ def window_starts(
     return np.repeat(first, counts) + within * window_cfg.stride
 
 
-def _start_range(
+def _first_starts(
     panel: Panel, cuts: PanelCuts, window_cfg: WindowConfig, split: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per series, the first and last start whose targets lie in the split (last < first: none)."""
+    """Per series, the first start whose targets lie in the split, and how many windows follow."""
     if split not in SPLITS:
         raise ValueError(f"split {split!r}: expected one of {list(SPLITS)}")
     w = window_cfg
@@ -189,8 +186,9 @@ def _start_range(
     series_first = panel.offsets[:-1]
     history_first = series_first if w.history_across_splits or split == "train" else split_first
     first = np.maximum(history_first, split_first - lead)
-    last = split_stop - lead - w.horizon
-    return first, last
+    last = split_stop - lead - w.horizon  # its last target is the split's last row
+    counts = np.where(last >= first, (last - first) // w.stride + 1, 0).astype(np.int64)
+    return first, counts
 
 
 def short_series(panel: Panel, cuts: PanelCuts, window_cfg: WindowConfig) -> np.ndarray:
