@@ -245,3 +245,29 @@ def test_statistical_rivals_default_and_unknown_name_is_named() -> None:
     message = config_error(baselines={"statistical": ["autoets", "prophet"]})
     assert "baselines.statistical" in message and "'prophet'" in message
     assert parse_config(raw_params(baselines={"statistical": []})).baselines.statistical == []
+
+
+@pytest.mark.parametrize(
+    ("split", "message"),
+    [
+        ({"test": 0}, "params.yaml: split.test: expected a fraction between 0 and 1"),
+        ({"test": 18.0}, "params.yaml: split.test: expected a fraction between 0 and 1"),
+        ({"val": True}, "params.yaml: split.val: expected a fraction between 0 and 1"),
+        ({"test": 18}, "params.yaml: split: train, val and test are all given"),
+        ({"test": 0.3}, "params.yaml: split: train + val + test = 1.05 must be 1"),
+    ],
+)
+def test_split_sizes_are_fractions_or_steps(split: dict, message: str) -> None:
+    # raw_params' split holds train 0.5 and val 0.25 already.
+    assert message in config_error(split=split)
+
+
+def test_split_test_in_steps_leaves_train_what_is_left() -> None:
+    cfg = parse_config({**raw_params(), "split": {"val": 18, "test": 18}})
+    assert (cfg.split.train, cfg.split.val, cfg.split.test, cfg.split.left) == (
+        None,
+        18,
+        18,
+        "train",
+    )
+    assert make_config().split.test == 0.25 and make_config().split.left == "test"

@@ -134,3 +134,22 @@ def test_affine_is_precise_for_a_large_offset_and_small_spread() -> None:
     np.testing.assert_allclose(scale, scaler.scale_, rtol=1e-9)
     scaled = to_scaled(values, offset, scale)
     np.testing.assert_allclose(scaled, scaler.transform(values), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("rows", "split", "sizes"),
+    [
+        (100, {"val": 10, "test": 18}, {"train": 72, "val": 10, "test": 18}),
+        (100, {"test": 18}, {"train": 72, "val": 10, "test": 18}),  # val: the default 0.1
+        (100, {"train": 60, "val": 0.1}, {"train": 60, "val": 10, "test": 30}),
+        (90, {"train": 0.7, "test": 9}, {"train": 63, "val": 18, "test": 9}),
+        (90, {"train": 0.7, "val": 0.1, "test": 0.2}, {"train": 63, "val": 9, "test": 18}),
+    ],
+)
+def test_split_sizes_take_ints_as_rows(rows: int, split: dict, sizes: dict) -> None:
+    assert split_sizes(rows, SplitConfig(**split)) == sizes
+
+
+def test_split_sizes_in_rows_that_leave_no_training_rows_name_a_key() -> None:
+    with pytest.raises(ValueError, match=r"split.test: leaves no rows of 30 for the train split"):
+        split_sizes(30, SplitConfig(val=12, test=18))

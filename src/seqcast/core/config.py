@@ -133,23 +133,82 @@ class DataConfig(_Section):
         return "C" if is_exchange(str(self.step_frequency)) else str(self.step_frequency)
 
 
+# A split size: a fraction in (0, 1) of the rows (a panel: of its calendar steps) or an int
+# number of rows (steps). Of train, val and test, the one not given is what is left.
+SplitSize = int | float
+SPLIT_DEFAULTS = {"train": 0.7, "val": 0.1}
+
+
 class SplitConfig(_Section):
-    train: Fraction = 0.7
-    val: Fraction = 0.1
+    train: SplitSize | None = None
+    val: SplitSize | None = None
+    test: SplitSize | None = None
     max_gap_steps: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, raw: object) -> object:
+        if not isinstance(raw, dict):
+            return raw
+        raw = dict(raw)
+        given = [key for key in ("train", "val", "test") if raw.get(key) is not None]
+        # Today's default (train 0.7, val 0.1, test what is left) fills only what two sizes need.
+        if "val" not in given and len(given) < 2:
+            raw["val"] = SPLIT_DEFAULTS["val"]
+        if "train" not in given and "test" not in given:
+            raw["train"] = SPLIT_DEFAULTS["train"]
+        train, val = raw.get("train"), raw.get("val")
+        if raw.get("test") is None and _is_fraction(train) and _is_fraction(val):
+            left = round(1.0 - train - val, 12)  # 1 - 0.7 - 0.1 is 0.20000000000000004
+            raw["test"] = left if left > 0 else None
+        return raw
+
+    @field_validator("train", "val", "test", mode="before")
+    @classmethod
+    def _fraction_or_steps(cls, value: object) -> object:
+        if value is None or _is_fraction(value):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        raise ValueError(
+            f"expected a fraction between 0 and 1 (exclusive) or a whole number of steps >= 1, "
+            f"got {value!r}"
+        )
 
     @model_validator(mode="after")
     def _leaves_a_test_set(self) -> SplitConfig:
-        if self.train + self.val >= 1.0:
+        sizes = {"train": self.train, "val": self.val, "test": self.test}
+        given = {key: size for key, size in sizes.items() if size is not None}
+        fractions = all(isinstance(size, float) for size in given.values())
+        if len(given) == 3 and not fractions:
             raise ValueError(
-                f"train + val = {self.train + self.val:g} leaves no test set (must be < 1)"
+                "train, val and test are all given with a number of steps among them: give two "
+                "of them (the third is what is left)"
+            )
+        if fractions and len(given) == 3 and abs(sum(given.values()) - 1.0) > 1e-9:
+            raise ValueError(
+                f"train + val + test = {sum(given.values()):g} must be 1 (or give two of them: "
+                "the third is what is left)"
+            )
+        if fractions and len(given) == 2 and sum(given.values()) >= 1.0:
+            missing = next(key for key in sizes if key not in given)
+            named = " + ".join(given)
+            raise ValueError(
+                f"{named} = {sum(given.values()):g} leaves no {missing} set (must be < 1)"
             )
         return self
 
     @property
-    def test(self) -> float:
-        """The fraction left for testing."""
-        return 1.0 - self.train - self.val
+    def left(self) -> str:
+        """The split that takes the rows the others leave: test, unless another is not given."""
+        if isinstance(self.train, float) and isinstance(self.val, float):
+            return "test"  # today's rule, to the row, whether or not test was written down
+        return next(key for key in ("train", "val", "test") if getattr(self, key) is None)
+
+
+def _is_fraction(value: object) -> bool:
+    """A float strictly between 0 and 1."""
+    return isinstance(value, float) and 0.0 < value < 1.0
 
 
 class ScalingConfig(_Section):
@@ -162,6 +221,9 @@ class WindowConfig(_Section):
     shift: PositiveInt = 1
     stride: PositiveInt = 1
     history_across_splits: bool = True
+    # A panel: train on at most this many windows of each series per epoch (null: all), drawn
+    # afresh each epoch, so a few long series do not drown many short ones.
+    max_windows_per_series: PositiveInt | None = None
 
 
 class FeaturesConfig(_Section):

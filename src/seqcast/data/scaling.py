@@ -20,16 +20,32 @@ SPLITS = ("train", "val", "test")
 
 
 def split_sizes(n_rows: int, cfg: SplitConfig) -> dict[str, int]:
-    """Rows in each chronological split; test takes what is left."""
-    # Round away float noise first: 90 * 0.7 is 62.99999999999999, which must count as 63.
-    n_train = int(round(n_rows * cfg.train, 9))
-    n_val = int(round(n_rows * cfg.val, 9))
-    sizes = {"train": n_train, "val": n_val, "test": n_rows - n_train - n_val}
+    """Rows in each chronological split: fractions of n_rows or ints as rows; one takes the rest."""
+    sizes = {
+        name: _rows(size, n_rows)
+        for name in SPLITS
+        if name != cfg.left and (size := getattr(cfg, name)) is not None
+    }
+    sizes[cfg.left] = n_rows - sum(sizes.values())
+    sizes = {name: sizes[name] for name in SPLITS}
     for name, size in sizes.items():
         if size < 1:
-            key = "split.train" if name == "test" else f"split.{name}"
+            key = f"split.{name}" if name != cfg.left else _given_key(cfg)
             raise ConfigError(f"{key}: leaves no rows of {n_rows} for the {name} split")
     return sizes
+
+
+def _rows(size: float | int, n_rows: int) -> int:
+    """A split size in rows: an int as it is, a fraction of n_rows."""
+    if isinstance(size, int):
+        return size
+    # Round away float noise first: 90 * 0.7 is 62.99999999999999, which must count as 63.
+    return int(round(n_rows * size, 9))
+
+
+def _given_key(cfg: SplitConfig) -> str:
+    """The key to shrink when the split that takes the rest is left empty (today: split.train)."""
+    return "split.train" if cfg.left != "train" else "split.test"
 
 
 def split_bounds(sizes: dict[str, int]) -> dict[str, tuple[int, int]]:

@@ -95,9 +95,15 @@ def layout(rows: dict[str, int], cfg: Config) -> list[Fold]:
     return folds
 
 
-def val_share(cfg: Config) -> float:
+def val_share(cfg: Config, rows: dict[str, int] | None = None) -> float:
     """The share of a fold's history held out for early stopping, as split.val is of train+val."""
-    return cfg.split.val / (cfg.split.train + cfg.split.val)
+    split = cfg.split
+    if isinstance(split.train, float) and isinstance(split.val, float):
+        return split.val / (split.train + split.val)  # today's fractions, to the last digit
+    # A size given in rows (or left to take the rest): the rows the split gave each.
+    if rows is None:
+        raise ValueError("val_share: split sizes in rows need the rows of each split")
+    return rows["val"] / (rows["train"] + rows["val"])
 
 
 def fold_origins(
@@ -117,13 +123,15 @@ def block_origins(fold: Fold, horizon: int, shift: int, stride: int = 1) -> np.n
     return np.arange(first, last + 1, stride, dtype=np.int64)
 
 
-def check_history(folds: list[Fold], cfg: Config, context: int) -> None:
+def check_history(
+    folds: list[Fold], cfg: Config, context: int, rows: dict[str, int] | None = None
+) -> None:
     """Refuse folds whose history leaves no training or early-stopping windows; say what fits."""
     if not folds:
         return
     w = cfg.window
     fold = folds[0]
-    found = fold_origins(fold, context, w.horizon, w.shift, w.stride, val_share(cfg))
+    found = fold_origins(fold, context, w.horizon, w.shift, w.stride, val_share(cfg, rows))
     fit, val = len(found["fit"]), len(found["val"])
     if fit >= cfg.train.batch_size and val >= 1:
         return
@@ -131,7 +139,7 @@ def check_history(folds: list[Fold], cfg: Config, context: int) -> None:
     window_rows = context + w.shift + w.horizon - 1
     need_fit = window_rows + (cfg.train.batch_size - 1) * w.stride
     need_val = w.shift + w.horizon
-    needed = math.ceil(max(need_fit / (1 - val_share(cfg)), need_fit + need_val))
+    needed = math.ceil(max(need_fit / (1 - val_share(cfg, rows)), need_fit + need_val))
     raise ConfigError(
         f"backtest: the first of {len(folds)} origins (row {fold.cutoff}) leaves "
         f"{fold.cutoff - fold.start} rows of history: {fit} training windows (train.batch_size "
@@ -195,7 +203,7 @@ def window(cfg: Config, root: Path) -> dict:
     found["train"] = origins(bounds, train_context, w.horizon, w.shift, w.stride)["train"]
     _require_windows(found, context, w, sizes)
     # The backtest's folds follow from the same rows: refuse impossible ones before any training.
-    check_history(layout(sizes, cfg), cfg, context)
+    check_history(layout(sizes, cfg), cfg, context, sizes)
     cal = features.calendar(pd.DatetimeIndex(frame.index), cfg.calendar)
     spec = features.InputSpec(
         input_width=w.input_width,
@@ -270,7 +278,7 @@ def _detect_seasons(
     for season in list(usable):
         # A baseline's season is history every backtest fold must hold as well.
         try:
-            check_history(layout(sizes, cfg), cfg, max(w.input_width, season))
+            check_history(layout(sizes, cfg), cfg, max(w.input_width, season), sizes)
         except ConfigError:
             usable.remove(season)
             unusable[season] = "the first backtest fold holds too little history for it"

@@ -66,13 +66,14 @@ def prepare(fold: Fold, units: np.ndarray, cal: np.ndarray, meta: dict, cfg: Con
         fit_scaler(units[fold.start : fold.cutoff], cfg.scaling.scaler), units.shape[1]
     )
     series = to_scaled(units, offset, scale)
-    inner = fold.start + int(round((fold.cutoff - fold.start) * (1.0 - val_share(cfg))))
+    share = val_share(cfg, meta.get("rows"))
+    inner = fold.start + int(round((fold.cutoff - fold.start) * (1.0 - share)))
     seasons = fold_seasons(fold, inner, units[:, :n], meta, cfg)
     reference, season = cfg.features.reference, cfg.reference_season
     choice: dict = {}
     if reference == "auto":
         provisional = fold_origins(
-            fold, max(w.input_width, *seasons, 1), w.horizon, w.shift, w.stride, val_share(cfg)
+            fold, max(w.input_width, *seasons, 1), w.horizon, w.shift, w.stride, share
         )
         fits, _ = baselines.affordable_references(
             seasons, inner - fold.start, w.input_width, w.horizon, w.shift
@@ -82,7 +83,7 @@ def prepare(fold: Fold, units: np.ndarray, cal: np.ndarray, meta: dict, cfg: Con
         )
     seasonal = reference == "seasonal_naive"
     spec = dataclasses.replace(base, reference=reference, season=season if seasonal else None)
-    found = fold_origins(fold, spec.context, w.horizon, w.shift, w.stride, val_share(cfg))
+    found = fold_origins(fold, spec.context, w.horizon, w.shift, w.stride, share)
     return FoldFit(
         fold, spec, offset, scale, series, cal, found["fit"], found["val"],
         {
@@ -111,7 +112,8 @@ def fold_seasons(fold: Fold, inner: int, targets: np.ndarray, meta: dict, cfg: C
     new = [s for s in detection.found if s not in defaults]
     usable, unusable = baselines.applicable_seasons(new, history, w.input_width, w.horizon, w.shift)
     context = max(w.input_width, *defaults, *usable, 1)
-    val = fold_origins(fold, context, w.horizon, w.shift, w.stride, val_share(cfg))["val"]
+    share = val_share(cfg, meta.get("rows"))
+    val = fold_origins(fold, context, w.horizon, w.shift, w.stride, share)["val"]
     if not new or len(val) == 0:
         return sorted(defaults)
     *_, val_mae = baselines.choose_reference(
@@ -517,7 +519,7 @@ def backtest(cfg: Config, root: Path, kind: str) -> dict:
     training.use_backend(cfg.train.backend)
     loaded = load_windows(root)
     folds = layout(loaded["meta"]["rows"], cfg)
-    check_history(folds, cfg, loaded["meta"]["context"])
+    check_history(folds, cfg, loaded["meta"]["context"], loaded["meta"]["rows"])
 
     def say(message: str) -> None:
         print(f"backtest-{kind}: {message}", flush=True)

@@ -119,7 +119,7 @@ def backtest_objective(cfg: Config, loaded: dict, kind: str, report: Report | No
 
     loaded = with_input_width(loaded, cfg.window.input_width)
     folds = layout(loaded["meta"]["rows"], cfg)
-    check_history(folds, cfg, loaded["meta"]["context"])
+    check_history(folds, cfg, loaded["meta"]["context"], loaded["meta"]["rows"])
     callbacks = [epoch_reports(cfg.train.epochs, report)] if report else None
     result = backtest.run(
         kind, folds, loaded, cfg, backtest.network_predictor(kind, cfg, callbacks)
