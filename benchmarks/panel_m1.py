@@ -1,0 +1,222 @@
+"""The global panel network on M1 monthly: its defaults chosen by backtest, then the holdout.
+
+    PYTHONPATH=src python -m benchmarks.panel_m1 --quick        # 60 series, 3 epochs, 1 setup
+    PYTHONPATH=src python -m benchmarks.panel_m1 --setups base,w12 --out /tmp/m1
+
+Test = the last 18 months of the calendar (M1's holdout); backtest origins are calendar cuts 18
+and 36 months before it (no test month is read to choose). Each setup is fit once per origin
+(early stopping on each series' last `VAL_WINDOWS` windows before the cut) and scored by sMAPE
+and MASE (season 12 over each series' rows before the cut). AutoETS at the same origins gives
+the combination rows (mean of network and AutoETS). Figures only: the load is printed beside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from seqcast.core.config import ModelConfig, TrainConfig
+from seqcast.data.panel import Panel, _ranges, from_frame
+
+M1 = Path("/work/shared/data/m1_monthly.csv")
+HORIZON = 18
+SEASON = 12
+BACKTEST_BACK = (36, 18)  # backtest cuts: months before the test start
+VAL_WINDOWS = 6  # per series, the latest windows before the cut: early stopping
+MIN_INPUT = 24  # series scored at an origin have at least this many rows before it (every width)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One candidate recipe."""
+
+    name: str
+    kind: str = "gru"
+    input_width: int = 18
+    units: int = 64
+    loss: str = "mae"
+    embedding: int = 0
+    members: int = 1
+
+
+SETUPS = {
+    s.name: s
+    for s in [
+        Setup("base"),
+        Setup("w12", input_width=12),
+        Setup("w24", input_width=24),
+        Setup("u32", units=32),
+        Setup("lstm", kind="lstm"),
+        Setup("mse", loss="mse"),
+        Setup("emb8", embedding=8),
+        Setup("base_x3", members=3),
+    ]
+}
+
+
+def load_m1(path: Path = M1) -> Panel:
+    """M1 monthly as a panel (one target column, value)."""
+    frame = pd.read_csv(path)
+    return from_frame(frame, "series_id", "month", ["value"], 1)
+
+
+def rows_before(panel: Panel, cut: np.datetime64) -> np.ndarray:
+    """Rows of each series before the cut (times increase within a series)."""
+    return np.add.reduceat((panel.times < cut).astype(np.int64), panel.offsets[:-1])
+
+
+def fit_windows(
+    panel: Panel, cut: np.datetime64, input_width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation window starts whose targets all lie before the cut."""
+    n = rows_before(panel, cut) - (input_width + HORIZON) + 1
+    n = np.maximum(n, 0)
+    starts = _ranges(panel.offsets[:-1], n)
+    # Position of each window from its series' end: the last VAL_WINDOWS validate.
+    from_end = np.repeat(n, n) - (starts - np.repeat(panel.offsets[:-1], n))
+    val = from_end <= np.minimum(VAL_WINDOWS, np.repeat(n, n) // 5)
+    return starts[~val], starts[val]
+
+
+def origin_windows(
+    panel: Panel, cut: np.datetime64, input_width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scored series at a cut (enough history and 18 months after) and their forecast windows."""
+    before = rows_before(panel, cut)
+    scored = np.flatnonzero((before >= MIN_INPUT) & (panel.lengths - before >= HORIZON))
+    return scored, panel.offsets[scored] + before[scored] - input_width
+
+
+def actuals(panel: Panel, cut: np.datetime64, scored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 18 months from the cut and the MASE scale (season 12 before the cut) per series."""
+    before = rows_before(panel, cut)
+    y = panel.targets[:, 0]
+    future = y[(panel.offsets[scored] + before[scored])[:, None] + np.arange(HORIZON)]
+    scales = []
+    # A loop over <= 617 series in a benchmark, not library code.
+    for i in scored:
+        history = y[panel.offsets[i] : panel.offsets[i] + before[i]]
+        m = SEASON if len(history) > SEASON else 1
+        d = np.abs(history[m:] - history[:-m]).mean()
+        scales.append(d if d > 0 else 1.0)
+    return future, np.asarray(scales)
+
+
+def smape_mase(y: np.ndarray, f: np.ndarray, scales: np.ndarray) -> tuple[float, float]:
+    """sMAPE over every series and step (0/0 counts 0); MASE averaged over series."""
+    den = np.abs(y) + np.abs(f)
+    s = np.where(den > 0, 200 * np.abs(y - f) / np.where(den > 0, den, 1), 0.0)
+    return float(s.mean()), float((np.abs(y - f).mean(axis=1) / scales).mean())
+
+
+def autoets(panel: Panel, cut: np.datetime64, scored: np.ndarray, cache: Path) -> np.ndarray:
+    """AutoETS (season 12) forecasts of the scored series from the cut, cached on disk."""
+    path = cache / f"ets_{str(cut)[:7]}.npy"
+    if path.exists():
+        return np.load(path)
+    from statsforecast.models import AutoETS
+
+    before = rows_before(panel, cut)
+    y = panel.targets[:, 0]
+    out = np.stack(
+        [
+            AutoETS(season_length=SEASON)
+            .fit(y[panel.offsets[i] : panel.offsets[i] + before[i]])
+            .predict(HORIZON)["mean"]
+            for i in scored
+        ]
+    )
+    np.save(path, out)
+    return out
+
+
+def run_setup(
+    panel: Panel, setup: Setup, cut: np.datetime64, train: TrainConfig, dropout: float
+) -> tuple[np.ndarray, float, int]:
+    """Fit one setup on the windows before a cut; forecasts of the scored series, seconds."""
+    from seqcast.models import global_network as gn
+
+    spec = gn.GlobalSpec(
+        kind=setup.kind,
+        input_width=setup.input_width,
+        horizon=HORIZON,
+        n_targets=1,
+        series_embedding=setup.embedding,
+    )
+    mcfg = ModelConfig(units=setup.units, dropout=dropout)
+    cfg = replace_train(train, loss=setup.loss, members=setup.members)
+    tr, va = fit_windows(panel, cut, setup.input_width)
+    start = time.perf_counter()
+    net = gn.fit(panel, tr, va, spec, mcfg, cfg)
+    seconds = time.perf_counter() - start
+    _, starts = origin_windows(panel, cut, setup.input_width)
+    epochs = sum(len(h["loss"]) for h in net.history)
+    return gn.forecast(net, panel, starts)[:, :, 0], seconds, epochs
+
+
+def replace_train(cfg: TrainConfig, **changes) -> TrainConfig:
+    """A TrainConfig with some keys changed (validated again)."""
+    return TrainConfig(**{**cfg.model_dump(), **changes})
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the table: setup, backtest and test sMAPE/MASE, alone and averaged with AutoETS."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="60 series, 3 epochs, one setup")
+    parser.add_argument("--setups", default="base", help=f"comma list of {list(SETUPS)}")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/panel_m1"))
+    parser.add_argument("--no-test", action="store_true", help="backtest origins only")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args.out.mkdir(parents=True, exist_ok=True)
+    panel = load_m1()
+    setups = [SETUPS[name] for name in args.setups.split(",")]
+    epochs = args.epochs
+    if args.quick:
+        panel = panel.take(np.arange(0, panel.n_series, max(1, panel.n_series // 60)))
+        setups, epochs = setups[:1], 3
+    train = TrainConfig(
+        seed=args.seed, epochs=epochs, batch_size=256, learning_rate=1e-3, patience=6
+    )
+    end = panel.times.max().astype("datetime64[M]")
+    test_cut = (end - HORIZON + 1).astype("datetime64[ns]")
+    cuts = [(f"bt-{b}", (end - HORIZON + 1 - b).astype("datetime64[ns]")) for b in BACKTEST_BACK]
+    if not args.no_test:
+        cuts.append(("test", test_cut))
+    print(f"M1: {panel.n_series} series, {panel.n_rows} rows; cuts {[str(c)[:7] for _, c in cuts]}")
+    print(f"load before: {os.getloadavg()}  cpus {os.cpu_count()}", flush=True)
+    header = f"{'setup':<14}{'origin':<8}{'sMAPE':>7}{'MASE':>7}{'+ets sMAPE':>11}{'MASE':>7}"
+    print(header + f"{'fit s':>8}{'epochs':>7}  load", flush=True)
+    for name, cut in cuts:
+        scored, _ = origin_windows(panel, cut, MIN_INPUT)
+        y, scales = actuals(panel, cut, scored)
+        ets = autoets(panel, cut, scored, args.out) if not args.quick else None
+        if ets is not None:
+            print(
+                f"{'autoets':<14}{name:<8}" + "{:7.2f}{:7.3f}".format(*smape_mase(y, ets, scales)),
+                flush=True,
+            )
+        for setup in setups:
+            f, seconds, n_epochs = run_setup(panel, setup, cut, train, dropout=0.1)
+            np.save(args.out / f"{setup.name}_s{args.seed}_{name}.npy", f)
+            row = f"{setup.name:<14}{name:<8}" + "{:7.2f}{:7.3f}".format(*smape_mase(y, f, scales))
+            if ets is not None:
+                row += "{:11.2f}{:7.3f}".format(*smape_mase(y, (f + ets) / 2, scales))
+            else:
+                row += " " * 18
+            load = os.getloadavg()[0]
+            print(row + f"{seconds:8.1f}{n_epochs:7d}  {load:.2f}", flush=True)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
