@@ -116,18 +116,29 @@ def smape_mase(y: np.ndarray, f: np.ndarray, scales: np.ndarray) -> tuple[float,
     return float(s.mean()), float((np.abs(y - f).mean(axis=1) / scales).mean())
 
 
+RIVALS = {"ets": "AutoETS", "theta": "AutoTheta"}
+
+
 def autoets(panel: Panel, cut: np.datetime64, scored: np.ndarray, cache: Path) -> np.ndarray:
     """AutoETS (season 12) forecasts of the scored series from the cut, cached on disk."""
-    path = cache / f"ets_{str(cut)[:7]}.npy"
+    return rival("ets", panel, cut, scored, cache)
+
+
+def rival(
+    name: str, panel: Panel, cut: np.datetime64, scored: np.ndarray, cache: Path
+) -> np.ndarray:
+    """A statsforecast rival's (season 12) forecasts of the scored series from the cut, cached."""
+    path = cache / f"{name}_{str(cut)[:7]}.npy"
     if path.exists():
         return np.load(path)
-    from statsforecast.models import AutoETS
+    import statsforecast.models
 
+    model = getattr(statsforecast.models, RIVALS[name])
     before = rows_before(panel, cut)
     y = panel.targets[:, 0]
     out = np.stack(
         [
-            AutoETS(season_length=SEASON)
+            model(season_length=SEASON)
             .fit(y[panel.offsets[i] : panel.offsets[i] + before[i]])
             .predict(HORIZON)["mean"]
             for i in scored
@@ -135,6 +146,77 @@ def autoets(panel: Panel, cut: np.datetime64, scored: np.ndarray, cache: Path) -
     )
     np.save(path, out)
     return out
+
+
+def summarise(panel: Panel, cuts: list[tuple[str, np.datetime64]], out: Path) -> None:
+    """The table from saved forecasts: single setups, seed ensembles, means with the rivals."""
+    scored, truth, forecasts = {}, {}, {}
+    for name, cut in cuts:
+        scored[name], _ = origin_windows(panel, cut, MIN_INPUT)
+        truth[name] = actuals(panel, cut, scored[name])
+        saved = {p.stem.rsplit("_", 1)[0]: np.load(p) for p in out.glob(f"*_{name}.npy")}
+        for rival_name in RIVALS:
+            saved[rival_name] = rival(rival_name, panel, cut, scored[name], out)
+        nets = {k: v for k, v in saved.items() if "_s" in k}
+        # Seed ensembles: every setup saved with more than one seed, averaged in units.
+        for setup in {k.split("_s")[0] for k in nets}:
+            seeds = [v for k, v in nets.items() if k.split("_s")[0] == setup]
+            if len(seeds) > 1:
+                saved[f"{setup}_x{len(seeds)}"] = np.mean(seeds, axis=0)
+        for k in [k for k in saved if k not in RIVALS]:
+            saved[f"{k}+ets"] = (saved[k] + saved["ets"]) / 2
+            saved[f"{k}+ets+theta"] = (saved[k] + saved["ets"] + saved["theta"]) / 3
+        forecasts[name] = saved
+    names = sorted(set.union(*(set(f) for f in forecasts.values())))
+    backtests = [name for name, _ in cuts if name != "test"]
+    head = "".join(f"{n + ' sMAPE':>14}{'MASE':>7}" for n, _ in cuts)
+    print(f"{'setup':<26}{head}{'bt mean sMAPE':>14}{'MASE':>7}")
+    for setup in names:
+        cells = {
+            n: smape_mase(*_pair(truth[n], forecasts[n][setup]))
+            for n, _ in cuts
+            if setup in forecasts[n]
+        }
+        row = "".join(_cell(cells.get(n)) for n, _ in cuts)
+        if all(n in cells for n in backtests) and backtests:
+            row += _cell(tuple(np.mean([cells[n] for n in backtests], axis=0)))
+        print(f"{setup:<26}{row}")
+    if "test" in forecasts and backtests:
+        fallback(panel, truth, scored, forecasts, backtests, names)
+
+
+def _cell(scores: tuple[float, float] | None) -> str:
+    """sMAPE and MASE right-aligned, or dashes when not run."""
+    if scores is None:
+        return f"{'-':>14}{'-':>7}"
+    return f"{scores[0]:14.2f}{scores[1]:7.3f}"
+
+
+def _pair(truth: tuple[np.ndarray, np.ndarray], f: np.ndarray) -> tuple:
+    """(actuals, forecast, scales) for smape_mase."""
+    return truth[0], f, truth[1]
+
+
+def scaled_errors(truth: tuple[np.ndarray, np.ndarray], f: np.ndarray) -> np.ndarray:
+    """Each series' mean absolute error over its MASE scale."""
+    return np.abs(truth[0] - f).mean(axis=1) / truth[1]
+
+
+def fallback(panel, truth, scored, forecasts, backtests, names) -> None:
+    """Per series, serve AutoETS where it beat a recipe on the backtest origins (scaled MAE)."""
+    print("per-series fallback to AutoETS (chosen on the backtest origins), test:")
+    y, scales = truth["test"]
+    complete = [n for n in names if all(n in forecasts[c] for c in [*backtests, "test"])]
+    for setup in [n for n in complete if n not in RIVALS and "+theta" not in n]:
+        better = np.zeros(panel.n_series)
+        for n in backtests:
+            ets_error = scaled_errors(truth[n], forecasts[n]["ets"])
+            better[scored[n]] += ets_error - scaled_errors(truth[n], forecasts[n][setup])
+        # Series with no backtest (too short) keep the recipe.
+        use_ets = (better < 0)[scored["test"]]
+        f = np.where(use_ets[:, None], forecasts["test"]["ets"], forecasts["test"][setup])
+        s, m = smape_mase(y, f, scales)
+        print(f"  {setup:<24}{s:7.2f}{m:7.3f}  ({int(use_ets.sum())} series on AutoETS)")
 
 
 def run_setup(
@@ -174,7 +256,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("/tmp/panel_m1"))
-    parser.add_argument("--no-test", action="store_true", help="backtest origins only")
+    parser.add_argument("--cuts", default="bt-36,bt-18,test", help="origins to run, in order")
+    parser.add_argument("--summary", action="store_true", help="table from saved forecasts")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -190,8 +273,11 @@ def main(argv: list[str] | None = None) -> None:
     end = panel.times.max().astype("datetime64[M]")
     test_cut = (end - HORIZON + 1).astype("datetime64[ns]")
     cuts = [(f"bt-{b}", (end - HORIZON + 1 - b).astype("datetime64[ns]")) for b in BACKTEST_BACK]
-    if not args.no_test:
-        cuts.append(("test", test_cut))
+    cuts.append(("test", test_cut))
+    cuts = [(name, cut) for name, cut in cuts if name in args.cuts.split(",")]
+    if args.summary:
+        summarise(panel, cuts, args.out)
+        return
     print(f"M1: {panel.n_series} series, {panel.n_rows} rows; cuts {[str(c)[:7] for _, c in cuts]}")
     print(f"load before: {os.getloadavg()}  cpus {os.cpu_count()}", flush=True)
     header = f"{'setup':<14}{'origin':<8}{'sMAPE':>7}{'MASE':>7}{'+ets sMAPE':>11}{'MASE':>7}"
