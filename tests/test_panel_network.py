@@ -134,7 +134,12 @@ def test_series_embedding_on_and_off(panel: Panel, net: gn.GlobalNetwork) -> Non
     train, val = all_windows(panel)
     embedded = gn.fit(panel, train, val, spec(series_embedding=2), TINY, QUICK)
     assert embedded.members[0].get_layer("embedding").get_weights()[0].shape == (3, 2)
-    assert gn.forecast(embedded, panel, last_windows(panel)).shape == (3, HORIZON, 1)
+    f = gn.forecast(embedded, panel, last_windows(panel))
+    assert f.shape == (3, HORIZON, 1)
+    # Each series finds its own embedding row in a panel holding them in another order.
+    shuffled = panel.take([2, 0, 1])
+    reordered = gn.forecast(embedded, shuffled, last_windows(shuffled))
+    np.testing.assert_allclose(reordered, f[[2, 0, 1]], rtol=1e-6)  # float32 rounding only
     # A series the fit never saw has no embedding row: named, not silently another's.
     other = monthly_panel([1.0, 2.0, 3.0, 4.0], [20, 20, 20, 20])
     with pytest.raises(KeyError, match=r"features.series_embedding: series \['s3'\]"):

@@ -153,8 +153,9 @@ def targets(net: GlobalNetwork, panel: Panel, starts: np.ndarray, scaling: tuple
 
 def _embedding_rows(net: GlobalNetwork, panel: Panel) -> np.ndarray:
     """Each panel series' row in the embedding, failing on a series the fit never saw."""
-    rows = np.searchsorted(net.ids, panel.ids)
-    rows = np.minimum(rows, len(net.ids) - 1)
+    # A sorter: a panel from `take` may hold its series in any order.
+    order = np.argsort(net.ids)
+    rows = order[np.minimum(np.searchsorted(net.ids, panel.ids, sorter=order), len(order) - 1)]
     unseen = net.ids[rows] != panel.ids
     if unseen.any():
         raise KeyError(
