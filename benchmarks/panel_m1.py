@@ -44,6 +44,8 @@ class Setup:
     loss: str = "mae"
     embedding: int = 0
     members: int = 1
+    learning_rate: float | None = None  # None: the run's
+    epochs: int | None = None
 
 
 SETUPS = {
@@ -57,6 +59,8 @@ SETUPS = {
         Setup("mse", loss="mse"),
         Setup("emb8", embedding=8),
         Setup("base_x3", members=3),
+        # Every fit above ran to its 40-epoch cap: a faster rate and a higher cap.
+        Setup("w12_long", input_width=12, learning_rate=3e-3, epochs=100),
     ]
 }
 
@@ -233,7 +237,13 @@ def run_setup(
         series_embedding=setup.embedding,
     )
     mcfg = ModelConfig(units=setup.units, dropout=dropout)
-    cfg = replace_train(train, loss=setup.loss, members=setup.members)
+    cfg = replace_train(
+        train,
+        loss=setup.loss,
+        members=setup.members,
+        learning_rate=setup.learning_rate or train.learning_rate,
+        epochs=setup.epochs or train.epochs,
+    )
     tr, va = fit_windows(panel, cut, setup.input_width)
     start = time.perf_counter()
     net = gn.fit(panel, tr, va, spec, mcfg, cfg)
