@@ -33,7 +33,7 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -295,7 +295,8 @@ def main(argv: list[str] | None = None) -> None:
     epochs = args.epochs
     if args.quick:
         panel = panel.take(np.arange(0, panel.n_series, max(1, panel.n_series // 60)))
-        setups, epochs = setups[:1], 3
+        # The setup's own epoch cap would override the quick run's.
+        setups, epochs = [replace(setups[0], epochs=None)], 3
     train = TrainConfig(
         seed=args.seed, epochs=epochs, batch_size=256, learning_rate=1e-3, patience=6
     )
