@@ -47,7 +47,7 @@ def resolve_jit(cfg: TrainConfig) -> bool:
 
 
 def compile_model(model, cfg: TrainConfig, steps_per_execution: int | None = None) -> None:
-    """Adam on the MSE of scaled residuals, MAE reported, XLA as configured."""
+    """Adam on the configured loss (auto: MSE of scaled residuals), MAE reported, XLA as set."""
     import keras
 
     if steps_per_execution is None:
@@ -55,7 +55,7 @@ def compile_model(model, cfg: TrainConfig, steps_per_execution: int | None = Non
         steps_per_execution = STEPS_PER_EXECUTION if tensorflow else 1
     model.compile(
         optimizer=keras.optimizers.Adam(cfg.learning_rate),
-        loss="mse",
+        loss="mse" if cfg.loss == "auto" else cfg.loss,
         metrics=["mae"],
         jit_compile=resolve_jit(cfg),
         steps_per_execution=steps_per_execution,
