@@ -59,7 +59,8 @@ class GlobalNetwork:
 
 def gather(values: np.ndarray, starts: np.ndarray, width: int, offset: int = 0) -> np.ndarray:
     """Rows ``[s + offset, s + offset + width)`` of ``values`` for every start: (n, width, ...)."""
-    # The lead swaps this for seqcast.data.panel_split.gather (same contract) once it lands.
+    # Any flat array (values, or the times for calendar inputs) at any offset, where
+    # seqcast.data.panel_split.gather builds a window's (inputs, targets) pair of values.
     return values[np.asarray(starts, dtype=np.int64)[:, None] + offset + np.arange(width)]
 
 
