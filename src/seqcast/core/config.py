@@ -335,7 +335,8 @@ class ParallelConfig(_Section):
     engine: Literal["ray", "local"] = "ray"
     # Local Ray's CPUs (null: the machine's); ignored with RAY_ADDRESS (the cluster's).
     cpus: PositiveInt | None = None
-    # Series per task: large enough that Ray's per-task cost is small beside the fits.
+    # Series per task at most (fewer when that gives each Ray CPU 4 tasks): large enough that
+    # Ray's per-task cost is small beside the fits.
     chunk_series: PositiveInt = 2000
     # Reruns of a task whose worker died or that raised a transient error (OSError, MemoryError).
     retries: Annotated[int, Field(ge=0)] = 3

@@ -11,6 +11,7 @@ Ray is imported only when a task runs on it: the layers above import this module
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -25,6 +26,9 @@ from seqcast.core.errors import SeqcastError
 # ValueError from a fit is not among them: the same series breaks the same fit every time.
 TRANSIENT = (OSError, MemoryError)
 
+# Tasks a CPU gets at least (when the items allow): a small panel is spread, and a slow chunk
+# at the end leaves the other CPUs idle for less of the run.
+TASKS_PER_CPU = 4
 RangeWork = Callable[..., Any]  # (payload, start, stop, *args) -> the result of items [start, stop)
 
 
@@ -116,10 +120,16 @@ def map_ranges(
     retries: int = 3,
 ) -> Ranges:
     """`work(payload, start, stop, *args)` over ranges of `size` items, on Ray or here."""
-    chunks = ranges(n_items, size)
     if engine == "local":
-        return _run_here(work, payload, chunks, args)
+        return _run_here(work, payload, ranges(n_items, size), args)
     with session(cpus) as where:
+        import ray
+
+        # At most `size` items a task, and few enough that every CPU gets some tasks to share.
+        spread = math.ceil(
+            n_items / (TASKS_PER_CPU * max(1, ray.cluster_resources().get("CPU", 1)))
+        )
+        chunks = ranges(n_items, max(1, min(size, spread)))
         out = _run_on_ray(work, payload, chunks, args, retries)
     out.where = where
     return out
