@@ -410,6 +410,20 @@ class MonitoringConfig(_Section):
         return self
 
 
+class ParallelConfig(_Section):
+    """Where a panel's per-series work (statistical rivals) runs: Ray tasks or this process."""
+
+    # ray: tasks on a local Ray (or the cluster at RAY_ADDRESS); local: in this process.
+    engine: Literal["ray", "local"] = "ray"
+    # Local Ray's CPUs (null: the machine's); ignored with RAY_ADDRESS (the cluster's).
+    cpus: PositiveInt | None = None
+    # Series per task at most (fewer when that gives each Ray CPU 4 tasks): large enough that
+    # Ray's per-task cost is small beside the fits.
+    chunk_series: PositiveInt = 2000
+    # Reruns of a task whose worker died or that raised a transient error (OSError, MemoryError).
+    retries: Annotated[int, Field(ge=0)] = 3
+
+
 class Config(_Section):
     data: DataConfig
     split: SplitConfig = SplitConfig()
@@ -429,6 +443,7 @@ class Config(_Section):
     schedule: ScheduleConfig = ScheduleConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     search: SearchConfig = Field(default_factory=lambda: SearchConfig())
+    parallel: ParallelConfig = ParallelConfig()
 
     @property
     def target_indices(self) -> list[int]:
@@ -622,7 +637,8 @@ def flatten(config: Config) -> dict[str, str]:
             out[prefix] = str(value)
 
     # The search's own knobs shape no model: a trial's run logs the settings it tried instead.
-    walk("", config.model_dump(mode="json", exclude={"search"}))
+    # Nor does where the per-series work runs: every engine gives the same results.
+    walk("", config.model_dump(mode="json", exclude={"search", "parallel"}))
     return out
 
 

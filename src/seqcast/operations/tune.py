@@ -16,8 +16,6 @@ overrides (`tune/best.yaml`) that `seqcast tune-apply` runs as a DVC experiment,
 from __future__ import annotations
 
 import math
-import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from seqcast.core import parallel
 from seqcast.core.config import Config, FloatRange, IntRange, SearchConfig, parse_config
 from seqcast.core.errors import ConfigError, SeqcastError
 
@@ -272,44 +271,12 @@ class Trial:
 
 def check_address(address: str, timeout: float = 5.0) -> None:
     """Refuse an unreachable RAY_ADDRESS in one line, before anything runs."""
-    if address in ("auto", "local"):
-        return
-    hostport = address.split("://", 1)[-1].rstrip("/")
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise SearchError(f"RAY_ADDRESS={address!r}: expected host:port or ray://host:port")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as err:
-        raise SearchError(
-            f"RAY_ADDRESS={address!r}: no Ray cluster answers there ({err.strerror or err}); "
-            "start one (`ray start --head`) or unset RAY_ADDRESS to run locally"
-        ) from None
+    parallel.check_address(address, timeout, error=SearchError)
 
 
 def connect(search: SearchConfig) -> str:
     """ray.init on RAY_ADDRESS's cluster, else a local Ray with search.cpus or every CPU."""
-    import ray
-
-    import seqcast
-
-    address = os.environ.get("RAY_ADDRESS", "").strip()
-    if address:
-        check_address(address)
-        # The cluster's nodes need the project's dependencies; seqcast itself is shipped.
-        ray.init(address=address, runtime_env={"py_modules": [seqcast]}, log_to_driver=False)
-        return f"Ray cluster at {address} ({ray.cluster_resources().get('CPU', 0):g} CPUs)"
-    cpus = search.cpus or os.cpu_count() or 1
-    source = str(Path(seqcast.__file__).resolve().parents[1])
-    path = os.pathsep.join(p for p in (source, os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(
-        num_cpus=cpus,
-        include_dashboard=False,
-        log_to_driver=False,
-        # Workers import this checkout's seqcast, whatever the environment was installed from.
-        runtime_env={"env_vars": {"PYTHONPATH": path}},
-    )
-    return f"local Ray, {cpus} CPUs"
+    return parallel.connect(search.cpus, error=SearchError)
 
 
 def load_windows(cfg: Config, root: Path) -> dict:
