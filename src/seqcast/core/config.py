@@ -227,6 +227,10 @@ class IntervalsConfig(_Section):
     # The latest out-of-sample errors per step that calibrate the served model: every backtest
     # block and test window (a simple baseline: every window), so several periods count.
     served_window: Annotated[int, Field(ge=10)] = 2000
+    # local: normalised conformal bands, each error divided by the local scale of the history
+    # at its origin (the mean one-step change over the rows a forecast reads), the band the
+    # scaled errors' quantile times the request's local scale; none: +/- the errors' quantile.
+    scale: Literal["local", "none"] = "local"
     # Adaptive conformal inference (Gibbs and Candes 2021) on the ledger's scored pipeline
     # forecasts: each miss of a served band moves its quantile level up by this rate, each hit
     # down by rate x the nominal miss share. 0: nominal levels, never adapted.
