@@ -251,3 +251,26 @@ def test_locally_scaled_bands_by_hand(tmp_path) -> None:
     assert again.band_scale == model.band_scale
     assert again.fingerprint() == model.fingerprint() != forecaster(calibration).fingerprint()
     assert "band_scale" not in forecaster(calibration)._settings()
+
+
+def test_live_errors_get_the_local_scale_of_the_row_at_their_origin() -> None:
+    """Each live forecast's scale reads the rows up to its origin, after the backtest's scales."""
+    from pathlib import Path
+
+    from seqcast.core.config import load_config
+    from seqcast.operations import refit
+    from seqcast.operations.monitoring import Live
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "params.yaml")
+    model = forecaster(np.ones((4, 2, 1)))  # reads 3 rows: a window of 2 changes
+    times = pd.date_range("2024-01-01", periods=8, freq="h")
+    units = (np.arange(8.0) ** 2)[:, None]  # the change into row t is 2t - 1
+    # Origins at row 3 and between rows 5 and 6 (the row at or before it: 5).
+    live = Live(
+        np.ones((2, 2, 1)), np.zeros((2, 2)), ["1", "1"],
+        [times[3], times[5] + pd.Timedelta(minutes=30)],
+    )  # fmt: skip
+    found = refit.local_scales(cfg, model, np.full((4, 1), 7.0), live, units, times)
+    # Row 3: changes 3 and 5, mean 4; row 5: changes 7 and 9, mean 8 (row 6 not read).
+    assert found[:, 0].tolist() == [7.0, 7.0, 7.0, 7.0, 4.0, 8.0]
+    assert refit.local_scales(cfg, model, np.full((4, 1), 7.0), None, units, times).shape == (4, 1)
