@@ -179,10 +179,10 @@ def test_served_calibration_is_the_latest_of_every_error_known_at_the_fit() -> N
         "series": (np.arange(8.0) ** 2)[:, None],
         "meta": {"offset": [0.0], "scale": [1.0]},
     }
-    naive, scale = serving_errors("naive", loaded, planted, scales, window=4, simple=True)
+    naive, scale = serving_errors("naive", loaded, planted, scales, 4, True, scale_window=2)
     # Not the planted errors: the naive errors at origins 2..5, the latest 4 of 6.
     assert naive[..., 0].tolist() == [[2 * o + 1, 4 * o + 4] for o in range(2, 6)]
-    # And their origins' local scales: the mean change over the 2 rows read (context 2),
+    # And their origins' local scales: the mean change over the latest 2 rows,
     # o^2 - (o - 1)^2 = 2o - 1, not the planted scales.
     assert scale[:, 0].tolist() == [2 * o - 1 for o in range(2, 6)]
     # The 80 % band of 4 errors needs rank ceil(5 x 0.8) = 4: the largest of step 1 and 2.
@@ -262,7 +262,9 @@ def test_live_errors_get_the_local_scale_of_the_row_at_their_origin() -> None:
     from seqcast.operations.monitoring import Live
 
     cfg = load_config(Path(__file__).resolve().parents[1] / "params.yaml")
-    model = forecaster(np.ones((4, 2, 1)))  # reads 3 rows: a window of 2 changes
+    # A local scale over 3 rows: 2 changes.
+    cfg = cfg.model_copy(update={"intervals": cfg.intervals.model_copy(update={"scale_window": 3})})
+    model = forecaster(np.ones((4, 2, 1)))
     times = pd.date_range("2024-01-01", periods=8, freq="h")
     units = (np.arange(8.0) ** 2)[:, None]  # the change into row t is 2t - 1
     # Origins at row 3 and between rows 5 and 6 (the row at or before it: 5).

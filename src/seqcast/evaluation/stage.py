@@ -290,8 +290,9 @@ def calibrate(
     targets = units[:, : spec.n_targets]
     # The local scale at each origin (rows up to it only): every model's errors are divided
     # by it when the bands are locally scaled, and always kept beside the served errors.
-    scale_oos = metrics.local_scale(targets, origins, spec.context)
-    scale_test = metrics.local_scale(targets, test, spec.context)
+    rows = cfg.intervals.scale_window
+    scale_oos = metrics.local_scale(targets, origins, rows)
+    scale_test = metrics.local_scale(targets, test, rows)
     local = cfg.intervals.scale == "local"
     for name, forecast in oos.items():
         errors = np.abs(actual_oos - forecast)
@@ -308,7 +309,7 @@ def calibrate(
             scores[name] |= native_scores(actual, native[name], levels, scale)
         simple = name == "naive" or name.startswith("seasonal_naive_")
         window = cfg.intervals.served_window
-        served, served_scale = serving_errors(name, loaded, errors, scale_oos, window, simple)
+        served, served_scale = serving_errors(name, loaded, errors, scale_oos, window, simple, rows)
         calibration[name] = served
         calibration[name + SCALE_SUFFIX] = served_scale
     plot = {
@@ -349,6 +350,7 @@ def serving_errors(
     oos_scale: np.ndarray,
     window: int,
     simple: bool,
+    scale_window: int = 10,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The out-of-sample errors that calibrate a served model's bands, and their local scales.
 
@@ -365,7 +367,7 @@ def serving_errors(
         targets = units_of(loaded)[:, : spec.n_targets]
         every = backtest.simple_origins(name, len(targets), spec.horizon, spec.shift)
         oos_errors = backtest.simple_errors(name, targets, spec.horizon, spec.shift)
-        oos_scale = metrics.local_scale(targets, every, spec.context)
+        oos_scale = metrics.local_scale(targets, every, scale_window)
     return intervals.latest_scores(oos_errors, window), intervals.latest_scores(oos_scale, window)
 
 

@@ -77,7 +77,7 @@ def local_scales(
     """
     from seqcast.operations.monitoring import _aligned
 
-    n, window = forecaster.spec.n_targets, forecaster.spec.context
+    n, window = forecaster.spec.n_targets, cfg.intervals.scale_window
     if live is None or not len(live.origins):
         return np.asarray(backtest_scale, dtype=np.float64)
     at = [int(times.searchsorted(_aligned(o, times), side="right")) - 1 for o in live.origins]
@@ -185,7 +185,7 @@ def refit(cfg: Config, root: Path) -> dict:
         )
         n = spec.n_targets
         floor = metrics.scale_floor(units[:last, :n])
-        forecaster.band_scale = {"window": spec.context, "floor": floor.tolist()}
+        forecaster.band_scale = {"window": cfg.intervals.scale_window, "floor": floor.tolist()}
         info["band_scale"] = forecaster.band_scale
     if live is not None and cfg.intervals.adapt_rate > 0:
         forecaster.band_levels = intervals.adaptive_levels(
