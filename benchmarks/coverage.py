@@ -54,8 +54,18 @@ def report(ahead: dict, levels: list[float]) -> list[list[object]]:
         ["future origins", ahead["origins"]],
         ["future MAE (served)", f"{ahead['served']:.1f}"],
     ]
+    scaled = "locally scaled" if ahead.get("locally_scaled") else "unscaled"
     for level in levels:
-        rows.append([f"future coverage {level:g}", f"{ahead[f'coverage_{level:g}']:.1%}"])
+        rows.append(
+            [f"future coverage {level:g} ({scaled})", f"{ahead[f'coverage_{level:g}']:.1%}"]
+        )
+        rows.append([f"mean band width {level:g}", f"{ahead[f'width_{level:g}']:.0f}"])
+        rows.append(
+            [
+                f"future coverage {level:g}, the same errors unscaled",
+                f"{ahead[f'unscaled_coverage_{level:g}']:.1%}",
+            ]
+        )
     for q in (50, 80, 95):
         per_step = np.nanpercentile(errors, q, axis=(0, 2))
         rows.append([f"future |error| p{q}, steps 1/6/12/24", _steps(per_step)])

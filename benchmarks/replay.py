@@ -9,6 +9,13 @@ of the first alarm, alarms on the unchanged replay, live coverage of the bands a
 and seconds of a night that does not retrain against `make repro` with nothing to do.
 
     python -m benchmarks.replay [--nights 14 --rows 48 --shift-night 8 --shift 0.1]
+                                [--retrain-every ROWS] [--no-shift]
+
+With `--retrain-every ROWS` the pipeline retrains every ROWS new rows (`monitoring.retrain:
+every_n_rows`), so each retrain's refit recalibrates the served bands on the scored live errors
+and reads them at the levels adaptive conformal inference moved (`intervals.adapt_rate`): on
+the unchanged replay with `on_alarm` nothing retrains, and the first champion's bands are never
+recalibrated. `--no-shift` runs the unchanged replay only.
 """
 
 from __future__ import annotations
@@ -114,7 +121,12 @@ def night(root: Path, rows: pd.DataFrame, timeout: float) -> dict:
     rows.to_csv(root / INCOMING, index=False)
     ran = pipeline(root, timeout)
     check = last_check(root)
+    refit = root / "models" / "served" / "refit.json"
+    served = json.loads(refit.read_text()) if refit.is_file() else {}
     return {
+        # What the latest refit served: live forecasts it recalibrated on, the ACI levels.
+        "live_forecasts": served.get("live_forecasts"),
+        "band_levels": served.get("band_levels"),
         "seconds": ran["seconds"],
         "returncode": ran["returncode"],
         "alarm": "Alarm:" in ran["output"],
@@ -143,7 +155,8 @@ def replay(
         done = nights[-1]
         print(
             f"{name} night {n + 1}: {done['seconds']:.0f} s, {done['reason']}, "
-            f"decay {done['decay']}, drift {done['drift']}",
+            f"decay {done['decay']}, drift {done['drift']}, retrained {done['retrained']}, "
+            f"bands from {done['live_forecasts']} live forecasts at {done['band_levels']}",
             file=sys.stderr,
             flush=True,
         )
@@ -157,9 +170,13 @@ def bench(args: argparse.Namespace) -> dict:
     """Cold run, the no-op figure, then the unchanged and the shifted replay."""
     full = pd.read_csv(ROOT / DATA)
     cut = len(full) - args.nights * args.rows
+    params = PARAMS
+    if args.retrain_every:
+        every = {"retrain": "every_n_rows", "every_n_rows": args.retrain_every}
+        params = PARAMS | {"monitoring": PARAMS["monitoring"] | every}
     with tempfile.TemporaryDirectory(prefix="seqcast-replay-") as tmp:
         work = Path(tmp)
-        base = git_copy(work / "base", PARAMS)
+        base = git_copy(work / "base", params)
         full.iloc[:cut].to_csv(base / DATA, index=False)
         (base / "incoming").mkdir()
         full.iloc[cut - args.rows : cut].to_csv(base / INCOMING, index=False)  # nothing new
@@ -178,16 +195,17 @@ def bench(args: argparse.Namespace) -> dict:
                 after = pipeline(base, args.timeout)["seconds"]
                 result.setdefault("noop_pipeline_after", []).append(after)
         future = full.iloc[cut:].reset_index(drop=True)
-        for name in ("unchanged", "shift"):
+        for name in ("unchanged",) if args.no_shift else ("unchanged", "shift"):
             result[name] = replay(base, work, name, future, args)
     return result
 
 
 def report(result: dict) -> tuple[list[str], list[list[object]]]:
     """One row per figure of issue 20 item 6."""
-    unchanged, shift = result["unchanged"]["nights"], result["shift"]["nights"]
+    unchanged = result["unchanged"]["nights"]
+    shift = result["shift"]["nights"] if "shift" in result else []
     shift_night = result["settings"]["shift_night"]
-    first = next((i + 1 for i, n in enumerate(shift) if n["alarm"]), None)
+    first = next((i + 1 for i, n in enumerate(shift) if n["alarm"]), None) if shift else "-"
     quiet = [n["seconds"] for n in unchanged if not n["retrained"]]
     rows = [
         ["cold pipeline run (train + promote), s", f"{result['cold_seconds']:.0f}"],
@@ -200,6 +218,13 @@ def report(result: dict) -> tuple[list[str], list[list[object]]]:
     ]
     for level, value in result["unchanged"]["coverage"].items():
         rows.append([f"live {level.replace('_', ' ')}% (unchanged)", f"{100 * value:.1f}%"])
+    last = unchanged[-1] if unchanged else {}
+    rows.append(
+        [
+            "last refit (unchanged): live forecasts recalibrated on, ACI levels",
+            f"{last.get('live_forecasts')}, {last.get('band_levels')}",
+        ]
+    )
     noop = median(result["noop_repro_seconds"])
     rows += [
         ["`make repro` with nothing stale, s", f"{noop:.1f}"],
@@ -226,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shift-night", type=int, default=8)
     parser.add_argument("--shift", type=float, default=0.1)
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument(
+        "--retrain-every", type=int, default=None,
+        help="retrain every this many new rows (recalibration and ACI act at each refit)",
+    )  # fmt: skip
+    parser.add_argument("--no-shift", action="store_true", help="the unchanged replay only")
     parser.add_argument(
         "--before",
         type=Path,

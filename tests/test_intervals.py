@@ -169,17 +169,110 @@ def test_served_calibration_is_the_latest_of_every_error_known_at_the_fit() -> N
     from seqcast.evaluation.stage import serving_errors
 
     planted = np.arange(12.0).reshape(6, 2, 1)
-    served = serving_errors("gru", {}, planted, window=4, simple=False)
+    scales = np.arange(6.0)[:, None] + 1
+    served, scale = serving_errors("gru", {}, planted, scales, window=4, simple=False)
     np.testing.assert_array_equal(served, planted[2:])
+    np.testing.assert_array_equal(scale, scales[2:])
     spec = InputSpec(input_width=2, horizon=2, shift=1, n_targets=1, n_values=1, n_calendar=0)
     loaded = {
         "spec": spec,
         "series": (np.arange(8.0) ** 2)[:, None],
         "meta": {"offset": [0.0], "scale": [1.0]},
     }
-    naive = serving_errors("naive", loaded, planted, window=4, simple=True)
+    naive, scale = serving_errors("naive", loaded, planted, scales, 4, True, scale_window=2)
     # Not the planted errors: the naive errors at origins 2..5, the latest 4 of 6.
     assert naive[..., 0].tolist() == [[2 * o + 1, 4 * o + 4] for o in range(2, 6)]
+    # And their origins' local scales: the mean change over the latest 2 rows,
+    # o^2 - (o - 1)^2 = 2o - 1, not the planted scales.
+    assert scale[:, 0].tolist() == [2 * o - 1 for o in range(2, 6)]
     # The 80 % band of 4 errors needs rank ceil(5 x 0.8) = 4: the largest of step 1 and 2.
     q = metrics.quantiles(naive, [80.0])
     assert q[0, :, 0].tolist() == [11.0, 24.0]
+
+
+def test_local_scale_by_hand() -> None:
+    """The mean one-step change over the `window` rows up to each origin; a floor; 1 if flat."""
+    values = np.array([0.0, 1.0, 3.0, 6.0, 10.0, 15.0])[:, None]  # changes 1, 2, 3, 4, 5
+    found = metrics.local_scale(values, np.array([0, 1, 4, 5]), window=3)[:, 0]
+    # Origin 0: no change known and the floor 0: 1. Origin 1: rows 0..1, change 1.
+    # Origin 4: rows 2..4, changes 3 and 4. Origin 5: rows 3..5, changes 4 and 5.
+    assert found.tolist() == [1.0, 1.0, 3.5, 4.5]
+    flat = np.array([0.0, 10.0, 10.0, 10.0, 10.0])[:, None]
+    # Rows 2..4 do not change: the floor, 0.1 x the mean change of rows 0..4 (10 / 4).
+    assert metrics.local_scale(flat, np.array([4]), window=3)[0, 0] == 0.25
+    assert metrics.local_scale(flat, np.array([4]), 3, floor=np.array([2.0]))[0, 0] == 2.0
+    assert metrics.scale_floor(flat)[0] == 0.25
+
+
+def test_the_local_scale_reads_only_the_window_up_to_the_origin() -> None:
+    """Rows after the origin, and the row before the window, never change an origin's scale.
+
+    The row after the origin (a one-row leak) and the window's first row (one row too few)
+    each change it, so a window shifted by one row either way fails here.
+    """
+    rng = np.random.default_rng(5)
+    values = rng.normal(0, 1, (80, 2)).cumsum(axis=0)
+    origins, window, none = np.array([10, 37, 60]), 6, np.zeros(2)
+    base = metrics.local_scale(values, origins, window, none)
+    floored = metrics.local_scale(values, origins, window)
+    for i, origin in enumerate(origins):
+        later = values.copy()
+        later[origin + 1 :] += 1e6
+        np.testing.assert_array_equal(metrics.local_scale(later, origins, window)[i], floored[i])
+        before = values.copy()
+        before[origin - window] += 1e6  # the row before the window's first
+        found = metrics.local_scale(before, origins, window, none)[i]
+        np.testing.assert_array_equal(found, base[i])
+        first = values.copy()
+        first[origin - window + 1] += 1e6  # the window's first row counts
+        assert (metrics.local_scale(first, origins, window, none)[i] > 1e5).all()
+
+
+def test_locally_scaled_bands_by_hand(tmp_path) -> None:
+    """The band is the scaled errors' corrected quantile times the request's local scale."""
+    calibration = np.stack([np.arange(1.0, 41.0), np.arange(1.0, 41.0) * 2], axis=1)[:, :, None]
+    model = forecaster(calibration)
+    model.calibration_scale = np.full((40, 1), 2.0)  # every error's origin had scale 2
+    model.band_scale = {"window": 3, "floor": [0.0]}
+    history = pd.DataFrame(
+        {"timestamp": pd.date_range("2024-01-01", periods=3, freq="h"), "y": [1.0, 3.0, 7.0]}
+    )
+    answer = model.forecast(history)
+    # Scaled errors 0.5..20 and 1..40; 80 %: the 33rd (16.5, 33), 95 %: the 39th (19.5, 39).
+    # The request's local scale: changes 2 and 4, mean 3.
+    assert list(answer["y"]) == [7.0, 7.0]
+    assert list(answer["y_upper_80"] - answer["y"]) == [49.5, 99.0]
+    assert list(answer["y"] - answer["y_lower_95"]) == [58.5, 117.0]
+    wider = model.band_half_widths(np.array([[1.0], [5.0], [13.0]]), np.array([2]))
+    assert wider[0, :, 0, 0].tolist() == [99.0, 198.0]  # changes 4 and 8: twice as wide
+    model.save(tmp_path / "f")
+    again = Forecaster.load(tmp_path / "f")
+    pd.testing.assert_frame_equal(again.forecast(history), answer)
+    assert again.band_scale == model.band_scale
+    assert again.fingerprint() == model.fingerprint() != forecaster(calibration).fingerprint()
+    assert "band_scale" not in forecaster(calibration)._settings()
+
+
+def test_live_errors_get_the_local_scale_of_the_row_at_their_origin() -> None:
+    """Each live forecast's scale reads the rows up to its origin, after the backtest's scales."""
+    from pathlib import Path
+
+    from seqcast.core.config import load_config
+    from seqcast.operations import refit
+    from seqcast.operations.monitoring import Live
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "params.yaml")
+    # A local scale over 3 rows: 2 changes.
+    cfg = cfg.model_copy(update={"intervals": cfg.intervals.model_copy(update={"scale_window": 3})})
+    model = forecaster(np.ones((4, 2, 1)))
+    times = pd.date_range("2024-01-01", periods=8, freq="h")
+    units = (np.arange(8.0) ** 2)[:, None]  # the change into row t is 2t - 1
+    # Origins at row 3 and between rows 5 and 6 (the row at or before it: 5).
+    live = Live(
+        np.ones((2, 2, 1)), np.zeros((2, 2)), ["1", "1"],
+        [times[3], times[5] + pd.Timedelta(minutes=30)],
+    )  # fmt: skip
+    found = refit.local_scales(cfg, model, np.full((4, 1), 7.0), live, units, times)
+    # Row 3: changes 3 and 5, mean 4; row 5: changes 7 and 9, mean 8 (row 6 not read).
+    assert found[:, 0].tolist() == [7.0, 7.0, 7.0, 7.0, 4.0, 8.0]
+    assert refit.local_scales(cfg, model, np.full((4, 1), 7.0), None, units, times).shape == (4, 1)

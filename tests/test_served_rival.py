@@ -188,3 +188,27 @@ def test_a_gap_policy_interpolates_every_step_after_the_kept_series() -> None:
         answer["y"], evaluated(forecaster, filled, FIT + 40), atol=1e-9, rtol=0
     )
     assert prepared.filled == [str(TIMES[FIT + 5])]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_remembered_answer_is_exactly_the_computed_one(name: str) -> None:
+    """Repeated requests are answered from memory: bit for bit what computing them gives."""
+    y = series()
+    forecaster = served(name, y, kept=FIT + 20)
+    rival = forecaster.predictor
+    for origin in (FIT + 10, FIT + 25):  # rows within the kept series, then 5 rows past it
+        sent = request(y, origin, first=origin - 40)
+        statistical._SERVED.pop(rival, None)
+        computed = forecaster.forecast(sent)
+        assert len(statistical._SERVED[rival]) == 1
+        remembered = forecaster.forecast(sent)
+        pd.testing.assert_frame_equal(remembered, computed, check_exact=True)
+        np.testing.assert_array_equal(remembered["y"].to_numpy(), evaluated(forecaster, y, origin))
+    # Another row after the kept series is another request, computed (not the remembered one).
+    changed = request(y, FIT + 25, first=FIT - 15)
+    changed.loc[changed.index[-1], "y"] += 1.0
+    assert not np.array_equal(forecaster.forecast(changed)["y"], computed["y"])
+    assert len(statistical._SERVED[rival]) == 2  # the last origin's answer and this one
+    # A new kept series forgets every answer through the old one.
+    rival.keep_history(y[: FIT + 20, None], TIMES[: FIT + 20])
+    assert rival not in statistical._SERVED

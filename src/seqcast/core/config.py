@@ -302,6 +302,13 @@ class IntervalsConfig(_Section):
     # The latest out-of-sample errors per step that calibrate the served model: every backtest
     # block and test window (a simple baseline: every window), so several periods count.
     served_window: Annotated[int, Field(ge=10)] = 2000
+    # local: normalised conformal bands, each error divided by the local scale of the history
+    # at its origin (the mean one-step change over its latest scale_window rows), the band the
+    # scaled errors' quantile times the request's local scale; none: +/- the errors' quantile.
+    scale: Literal["local", "none"] = "local"
+    # Rows (up to the origin) whose one-step changes make the local scale: a short window follows
+    # the noise of the moment (README: 10 against the model's whole context, on 5 futures).
+    scale_window: Annotated[int, Field(ge=2)] = 10
     # Adaptive conformal inference (Gibbs and Candes 2021) on the ledger's scored pipeline
     # forecasts: each miss of a served band moves its quantile level up by this rate, each hit
     # down by rate x the nominal miss share. 0: nominal levels, never adapted.

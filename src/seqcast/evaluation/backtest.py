@@ -324,14 +324,19 @@ def simple_forecast(
     return baselines.reference(targets, origins, kind, season, horizon, shift)
 
 
+def simple_origins(name: str, rows: int, horizon: int, shift: int) -> np.ndarray:
+    """Every origin a simple baseline can forecast: enough history read, a whole horizon after."""
+    first = baselines.history_needed(*simple_kind(name)) - 1
+    return np.arange(first, rows - shift - horizon + 1)
+
+
 def simple_errors(name: str, targets: np.ndarray, horizon: int, shift: int) -> np.ndarray:
     """A simple baseline's absolute errors at every origin of the series it can forecast.
 
     It fits nothing, so each is out-of-sample: from the first origin with the history it reads
     to the last with a whole horizon, (origins, horizon, targets).
     """
-    first = baselines.history_needed(*simple_kind(name)) - 1
-    every = np.arange(first, len(targets) - shift - horizon + 1)
+    every = simple_origins(name, len(targets), horizon, shift)
     point = simple_forecast(name, targets, every, horizon, shift)
     actual = targets[every[:, None] + shift + np.arange(horizon)[None, :]]
     return np.abs(actual - point)

@@ -13,6 +13,10 @@ import numpy as np
 
 from seqcast.models.metrics import conformal_rank, quantiles
 
+# calibration.npz holds each model's served errors under its name and the local scales of their
+# origins under its name plus this suffix (locally scaled bands: intervals.scale local).
+SCALE_SUFFIX = "__local_scale"
+
 
 def level_name(level: float) -> str:
     """80.0 -> '80', 97.5 -> '97.5': the suffix of band columns and metric names."""
@@ -80,7 +84,7 @@ def adaptive_levels(misses: np.ndarray, levels: list[float], rate: float) -> lis
 
 
 def latest_scores(errors: np.ndarray, window: int) -> np.ndarray:
-    """The most recent `window` errors (n, horizon, targets): what a served model calibrates on."""
+    """The latest `window` rows of errors (n, ...) or their scales: what serving calibrates on."""
     return np.asarray(errors[-window:], dtype=np.float64)
 
 

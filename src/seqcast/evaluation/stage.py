@@ -34,10 +34,12 @@ from seqcast.evaluation.scores import (
     test_id,
     units_of,
 )
+from seqcast.models import metrics
 
 OOS = "oos.npz"
 METRIC_KEYS = ("mae", "mase", "bt_mae", "bt_mase")
 CALIBRATION = "calibration.npz"
+SCALE_SUFFIX = intervals.SCALE_SUFFIX
 
 
 def evaluate(cfg: Config, root: Path) -> dict:
@@ -285,11 +287,21 @@ def calibrate(
     test = loaded["origins"]["test"]
     actual = features.targets(spec, units, test)
     scores, calibration, half = {}, {}, {}
+    targets = units[:, : spec.n_targets]
+    # The local scale at each origin (rows up to it only): every model's errors are divided
+    # by it when the bands are locally scaled, and always kept beside the served errors.
+    rows = cfg.intervals.scale_window
+    scale_oos = metrics.local_scale(targets, origins, rows)
+    scale_test = metrics.local_scale(targets, test, rows)
+    local = cfg.intervals.scale == "local"
     for name, forecast in oos.items():
         errors = np.abs(actual_oos - forecast)
         half[name] = intervals.rolling_half_widths(
-            origins, errors, test, levels, cfg.intervals.calibration_window, spec.shift
-        )
+            origins, errors / scale_oos[:, None, :] if local else errors, test, levels,
+            cfg.intervals.calibration_window, spec.shift,
+        )  # fmt: skip
+        if local:
+            half[name] = half[name] * scale_test[:, None, :, None]
         point = scored[name]["test"].forecast
         scores[name] = intervals.score_intervals(actual, point, half[name], levels, scale)
         scores[name]["calibration_errors"] = int(min(len(errors), cfg.intervals.calibration_window))
@@ -297,7 +309,9 @@ def calibrate(
             scores[name] |= native_scores(actual, native[name], levels, scale)
         simple = name == "naive" or name.startswith("seasonal_naive_")
         window = cfg.intervals.served_window
-        calibration[name] = serving_errors(name, loaded, errors, window, simple)
+        served, served_scale = serving_errors(name, loaded, errors, scale_oos, window, simple, rows)
+        calibration[name] = served
+        calibration[name + SCALE_SUFFIX] = served_scale
     plot = {
         "levels": levels,
         "origin": int(test[-1]),
@@ -330,9 +344,17 @@ def native_scores(
 
 
 def serving_errors(
-    name: str, loaded: dict, oos_errors: np.ndarray, window: int, simple: bool
-) -> np.ndarray:
-    """The out-of-sample errors that calibrate a served model's bands, (n, horizon, targets).
+    name: str,
+    loaded: dict,
+    oos_errors: np.ndarray,
+    oos_scale: np.ndarray,
+    window: int,
+    simple: bool,
+    scale_window: int = 10,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The out-of-sample errors that calibrate a served model's bands, and their local scales.
+
+    Errors (n, horizon, targets) and the local scale at each one's origin (n, targets).
 
     Every error known when the served model is fit, the latest `window` of them: a recipe's
     errors at every backtest block (refits of it) and test window. The errors' scale changes
@@ -343,8 +365,10 @@ def serving_errors(
     if simple:
         spec = loaded["spec"]
         targets = units_of(loaded)[:, : spec.n_targets]
+        every = backtest.simple_origins(name, len(targets), spec.horizon, spec.shift)
         oos_errors = backtest.simple_errors(name, targets, spec.horizon, spec.shift)
-    return intervals.latest_scores(oos_errors, window)
+        oos_scale = metrics.local_scale(targets, every, scale_window)
+    return intervals.latest_scores(oos_errors, window), intervals.latest_scores(oos_scale, window)
 
 
 def backtest_summary(

@@ -134,3 +134,47 @@ def diebold_mariano(loss_a: np.ndarray, loss_b: np.ndarray, horizon: int) -> dic
         "windows": n,
         "mean_difference": float(d.mean()),
     }
+
+
+# A local scale never falls below this share of the mean one-step change of every row known:
+# a flat stretch (intermittent zeros) would otherwise give a zero-width band after it.
+LOCAL_SCALE_FLOOR = 0.1
+
+
+def local_scale(
+    values: np.ndarray, origins: np.ndarray, window: int, floor: np.ndarray | None = None
+) -> np.ndarray:
+    """Mean absolute one-step change of each column over the `window` rows up to each origin.
+
+    values is (rows, columns) in units; the result is (origins, columns) and reads only rows at
+    or before each origin, so an error scaled by it stays known at its origin. floor: a lower
+    bound per column (a served model carries its fit rows'); None: LOCAL_SCALE_FLOOR times the
+    mean change of every row up to the origin. A column constant so far gets 1 (units).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    origins = np.asarray(origins, dtype=np.int64)
+    changes = np.abs(np.diff(values, axis=0))  # changes[t - 1]: into row t
+    width = max(window - 1, 1)  # the changes within `window` rows
+    local = np.zeros((len(origins), values.shape[1]))
+    # Each mean sums its own window's changes (not a difference of running sums), so a row
+    # outside the window cannot move it by a rounding error.
+    full = origins >= width
+    if full.any() and len(changes) >= width:
+        view = np.lib.stride_tricks.sliding_window_view(changes, width, axis=0)
+        local[full] = view[origins[full] - width].mean(axis=-1)
+    for i in np.flatnonzero(~full & (origins > 0)):
+        local[i] = changes[: origins[i]].mean(axis=0)
+    if floor is None:
+        # total[k]: the sum of the changes into rows 1..k (total[0] = 0).
+        total = np.concatenate([np.zeros((1, values.shape[1])), np.cumsum(changes, axis=0)])
+        floor = LOCAL_SCALE_FLOOR * total[origins] / np.maximum(origins, 1)[:, None]
+    found = np.maximum(local, floor)
+    return np.where(found > 0, found, 1.0)
+
+
+def scale_floor(values: np.ndarray) -> np.ndarray:
+    """The floor a served model carries: LOCAL_SCALE_FLOOR times its rows' mean one-step change."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        return np.zeros(values.shape[1])
+    return LOCAL_SCALE_FLOOR * np.mean(np.abs(np.diff(values, axis=0)), axis=0)

@@ -19,6 +19,9 @@ Forecaster.forecast_checked.
 from __future__ import annotations
 
 import hashlib
+import threading
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,13 +33,20 @@ from seqcast.models import theta
 # statsforecast's AutoETS refuses seasons longer than this (its state space grows with them).
 ETS_MAX_SEASON = 24
 ROLE = "statistical"
+# Distinct requests a served rival remembers the answer of: each recomputes the season test,
+# decomposition and states over the whole kept series (O(n), tens of ms for 40,000 rows), and
+# repeated requests (clients polling the latest forecast) read the same rows.
+SERVED_CACHE = 64
+# Keyed weakly by the rival (identity, hence eq=False below): the answers go when it does.
+_SERVED: weakref.WeakKeyDictionary[Any, OrderedDict] = weakref.WeakKeyDictionary()
+_SERVED_LOCK = threading.Lock()
 
 
 class RivalFailed(ValueError):
     """A rival that cannot be fit or forecast on these rows; the message says why."""
 
 
-@dataclass
+@dataclass(eq=False)
 class StatisticalRival:
     """A fitted statsforecast model per target, forecasting in the series' units."""
 
@@ -81,10 +91,25 @@ class StatisticalRival:
     ) -> np.ndarray:
         """The forecast (horizon, targets) at origin of a series whose row 0 is the first fit row.
 
-        The same code as the evaluation's at that origin (cut, the kept series' rows, is not
-        needed: every rival filters the whole series in one numpy pass).
+        The same code as the evaluation's at that origin, run once per distinct request: the
+        first cut rows are the kept series' own, so the request's length and its rows after them
+        decide the answer, which is remembered (SERVED_CACHE) and returned as computed.
         """
-        return self.forecast_from_fit_start(series, np.array([origin]), horizon, shift)[0]
+        after = np.ascontiguousarray(series[cut : origin + 1], dtype=np.float64)
+        key = (origin, horizon, shift, cut, hashlib.md5(after.tobytes()).digest())
+        with _SERVED_LOCK:
+            answers = _SERVED.setdefault(self, OrderedDict())
+            found = answers.get(key)
+            if found is not None:
+                answers.move_to_end(key)
+        if found is None:
+            found = self.forecast_from_fit_start(series, np.array([origin]), horizon, shift)[0]
+            found.setflags(write=False)  # shared by every request with these rows
+            with _SERVED_LOCK:
+                answers[key] = found
+                while len(answers) > SERVED_CACHE:
+                    answers.popitem(last=False)
+        return found.copy()
 
     def keep_history(self, targets: np.ndarray, times: Any) -> None:
         """Keep the series (rows, targets; units) and its DatetimeIndex, from the first fit row."""
@@ -96,6 +121,8 @@ class StatisticalRival:
                 f"{self.start}; expected as many of each and at least the {self.fit_rows} fit rows"
             )
         self.history, self.history_times = values, stamps
+        with _SERVED_LOCK:
+            _SERVED.pop(self, None)  # answers through the series kept before
 
     def weights(self) -> list[np.ndarray]:
         """Every number the fits hold, in a fixed order: the model's fingerprint reads them."""

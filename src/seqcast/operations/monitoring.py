@@ -159,6 +159,7 @@ class Live:
     errors: np.ndarray  # (forecasts, horizon, targets) absolute errors, in units
     misses: np.ndarray  # (forecasts, levels) share of steps outside the served band
     versions: list[str]
+    origins: list[pd.Timestamp] = field(default_factory=list)  # each forecast's origin
 
 
 def live_record(
@@ -176,7 +177,7 @@ def live_record(
         return None  # never served on a schedule: nothing to learn from
     actual = actuals(cfg, root)
     names = [f"{level:g}" for level in levels]
-    errors, misses, versions = [], [], []
+    errors, misses, versions, origins = [], [], [], []
     for entry in ledger.entries(cfg, root):
         table = entry.table
         wanted = {"lower_" + n for n in names} | {"upper_" + n for n in names}
@@ -207,9 +208,10 @@ def live_record(
             ]
         )  # fmt: skip
         versions.append(entry.version)
+        origins.append(entry.origin)
     if not errors:
         return None
-    return Live(np.stack(errors), np.asarray(misses), versions)
+    return Live(np.stack(errors), np.asarray(misses), versions, origins)
 
 
 def _aligned(origin: pd.Timestamp, index: pd.DatetimeIndex) -> pd.Timestamp:

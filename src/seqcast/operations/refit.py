@@ -19,6 +19,7 @@ import numpy as np
 from seqcast.core import paths
 from seqcast.core.config import Config
 from seqcast.evaluation import intervals
+from seqcast.models import metrics
 from seqcast.models.forecaster import Forecaster
 
 SERVED = "forecaster"
@@ -61,6 +62,30 @@ def with_live_errors(
     return intervals.latest_scores(both, window), live
 
 
+def local_scales(
+    cfg: Config,
+    forecaster: Forecaster,
+    backtest_scale: np.ndarray,
+    live: Any,
+    units: np.ndarray,
+    times: Any,
+) -> np.ndarray:
+    """The local scale at each calibration error's origin, in with_live_errors' order.
+
+    A live forecast's origin is the row at or before its recorded origin; its scale reads only
+    rows up to that one, as the backtest's do.
+    """
+    from seqcast.operations.monitoring import _aligned
+
+    n, window = forecaster.spec.n_targets, cfg.intervals.scale_window
+    if live is None or not len(live.origins):
+        return np.asarray(backtest_scale, dtype=np.float64)
+    at = [int(times.searchsorted(_aligned(o, times), side="right")) - 1 for o in live.origins]
+    scale = metrics.local_scale(units[:, :n], np.maximum(np.asarray(at), 0), window)
+    both = np.concatenate([np.asarray(backtest_scale, dtype=np.float64), scale])
+    return intervals.latest_scores(both, cfg.intervals.served_window)
+
+
 def refit(cfg: Config, root: Path) -> dict:
     """The refit stage: fit the candidate on every row, attach its calibration, log it to MLflow."""
     import time
@@ -79,6 +104,8 @@ def refit(cfg: Config, root: Path) -> dict:
     name, role = decision["candidate"], decision["role"]
     with np.load(root / paths.EVALUATION / "calibration.npz") as found:
         calibration = found[name]
+        key = name + intervals.SCALE_SUFFIX
+        backtest_scale = found[key] if key in found.files else None
     units = units_of(loaded)
     n = len(units)
     started = time.perf_counter()
@@ -152,6 +179,14 @@ def refit(cfg: Config, root: Path) -> dict:
     forecaster.levels = list(cfg.intervals.levels)
     calibration, live = with_live_errors(cfg, root, forecaster, calibration)
     forecaster.calibration = calibration
+    if cfg.intervals.scale == "local" and backtest_scale is not None:
+        forecaster.calibration_scale = local_scales(
+            cfg, forecaster, backtest_scale, live, units, times
+        )
+        n = spec.n_targets
+        floor = metrics.scale_floor(units[:last, :n])
+        forecaster.band_scale = {"window": cfg.intervals.scale_window, "floor": floor.tolist()}
+        info["band_scale"] = forecaster.band_scale
     if live is not None and cfg.intervals.adapt_rate > 0:
         forecaster.band_levels = intervals.adaptive_levels(
             live.misses, forecaster.levels, cfg.intervals.adapt_rate
