@@ -57,6 +57,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # core, so `--durations` alone ranks tests by the load more than by their own cost.
 CPU_KEY = "cpu_seconds"
 CPU_SHOWN = 15
+# A file each finished test's CPU seconds and id are appended to, when set.
+CPU_LOG = "SEQCAST_TEST_CPU_LOG"
 
 
 def _cpu() -> float:
@@ -107,6 +109,12 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     for key, value in report.user_properties:
         if key == f"{CPU_KEY}_{report.when}":
             _CPU_BY_TEST[report.nodeid] = _CPU_BY_TEST.get(report.nodeid, 0.0) + float(value)
+    log = os.environ.get(CPU_LOG)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # the controller writes it, once per test
+    if log and not worker and report.when == "teardown" and report.nodeid in _CPU_BY_TEST:
+        # A long run followed as it goes (the summary comes only at its end).
+        with open(log, "a", encoding="utf-8") as out:
+            out.write(f"{_CPU_BY_TEST[report.nodeid]:.1f}\t{report.nodeid}\n")
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
