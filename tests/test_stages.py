@@ -113,7 +113,8 @@ def test_interrupted_training_fails_its_run_and_writes_nothing(tmp_path: Path) -
     """SIGTERM mid-fit: the MLflow training run ends FAILED and models/gru is not written."""
     root = make_root(
         tmp_path,
-        train={"epochs": 200, "patience": 200},
+        # XLA off: its compile (seconds of CPU) is not what this test is about.
+        train={"epochs": 200, "patience": 200, "jit_compile": False},
         models={"gru": {"units": 8, "layers": 1, "dropout": 0.0, "recurrent_dropout": 0.0}},
     )
     cfg = config(root)

@@ -33,6 +33,8 @@ SPEC = InputSpec(
     calendar_names=["time_of_day"],
 )
 SMALL = TrainConfig(seed=7, epochs=2, batch_size=32, learning_rate=0.01, patience=2)
+# XLA on: what jit_compile auto picks for fits large enough to repay its compile.
+COMPILED = SMALL.model_copy(update={"jit_compile": True})
 TINY_GRU = ModelConfig(units=4, dropout=0.0)
 
 
@@ -118,9 +120,31 @@ def test_batches_are_what_serving_computes() -> None:
 
 @pytest.fixture(scope="module")
 def default_fit():
-    """One fit with the default jit_compile (auto: XLA on), shared by the tests below."""
+    """One fit with XLA on (what auto picks for a fit large enough), shared by the tests below."""
     assert training.resolve_jit(SMALL) is True
-    return fitted()
+    return fitted(COMPILED)
+
+
+def test_auto_jit_compiles_only_fits_that_repay_the_compile() -> None:
+    """auto: XLA from XLA_MIN_WINDOWS epochs x windows on; true and false are kept as set."""
+    enough = training.XLA_MIN_WINDOWS // SMALL.epochs
+    assert training.resolve_jit(SMALL, enough) is True
+    assert training.resolve_jit(SMALL, enough - 1) is False
+    assert training.resolve_jit(SMALL.model_copy(update={"jit_compile": True}), 10) is True
+    assert training.resolve_jit(SMALL.model_copy(update={"jit_compile": False}), 10**9) is False
+    # The shipped series: 20 epochs of its ~2,800 training windows stay compiled.
+    assert training.resolve_jit(TrainConfig(), 2800) is True
+
+
+def test_short_epochs_take_one_step_per_call() -> None:
+    """Fewer batches than STEPS_PER_EXECUTION: one step a call (a cheaper trace), else 16."""
+    assert training.steps_per_call(None) == training.STEPS_PER_EXECUTION
+    assert training.steps_per_call(training.STEPS_PER_EXECUTION - 1) == 1
+    assert training.steps_per_call(training.STEPS_PER_EXECUTION) == training.STEPS_PER_EXECUTION
+    model, _ = fitted(SMALL.model_copy(update={"jit_compile": False}))
+    batches = -(-len(split_origins(SPEC)["train"]) // SMALL.batch_size)
+    assert model.steps_per_execution == training.steps_per_call(batches)
+    assert model.jit_compile is False
 
 
 def test_compiled_and_uncompiled_fits_agree(default_fit) -> None:
@@ -140,7 +164,7 @@ def test_compiled_and_uncompiled_fits_agree(default_fit) -> None:
 def test_same_seed_same_fit_twice(default_fit) -> None:
     """A rerun with the same seed repeats every epoch's metrics exactly."""
     _, first = default_fit
-    _, second = fitted()
+    _, second = fitted(COMPILED)
     assert first.history == second.history
     assert first.best_epoch == second.best_epoch
 

@@ -24,8 +24,15 @@ from seqcast.data import features
 from seqcast.data.features import InputSpec
 
 # TensorFlow train steps per call of the compiled function (a while loop in-graph): fewer returns
-# to Python, the same updates. Keras on JAX loops in Python either way, so it keeps one.
+# to Python, the same updates. Keras on JAX loops in Python either way, so it keeps one. An epoch
+# of fewer batches than this gains next to nothing from the loop, while tracing it (a while loop
+# around a cond around the step) costs more than tracing one step: such fits take one step a call.
 STEPS_PER_EXECUTION = 16
+# train.jit_compile auto: XLA only for fits of at least this many windows (epochs x training
+# windows). Its compile costs about 3 s of CPU per fit and saves about 0.15 ms per window (GRU,
+# units 32, width 96: measured 2026-12-08), so it repays itself after about 20,000 windows: the
+# shipped series (20 epochs of about 2,800 windows) stays compiled, a tiny fit does not.
+XLA_MIN_WINDOWS = 20_000
 # Validation in one batch up to this many windows: one shape, so one compile of the test step.
 VAL_BATCH = 2048
 
@@ -40,24 +47,38 @@ def use_backend(backend: str) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def resolve_jit(cfg: TrainConfig) -> bool:
-    """XLA on unless switched off: it is faster for these recurrent models on CPU."""
+def resolve_jit(cfg: TrainConfig, windows: int | None = None) -> bool:
+    """XLA unless switched off, or (auto) unless the fit is too small to repay its compile."""
     # Keras' own "auto" leaves XLA off on CPU-only TensorFlow: 2-3x slower here (make bench).
-    return True if cfg.jit_compile == "auto" else bool(cfg.jit_compile)
+    if cfg.jit_compile != "auto":
+        return bool(cfg.jit_compile)
+    return windows is None or cfg.epochs * windows >= XLA_MIN_WINDOWS
 
 
-def compile_model(model, cfg: TrainConfig, steps_per_execution: int | None = None) -> None:
-    """Adam on the configured loss (auto: MSE of scaled residuals), MAE reported, XLA as set."""
+def steps_per_call(batches: int | None) -> int:
+    """TensorFlow train steps per compiled call for an epoch of `batches` batches."""
+    return 1 if batches is not None and batches < STEPS_PER_EXECUTION else STEPS_PER_EXECUTION
+
+
+def compile_model(
+    model, cfg: TrainConfig, steps_per_execution: int | None = None, windows: int | None = None
+) -> None:
+    """Adam on the configured loss (auto: MSE of scaled residuals), MAE reported, XLA as set.
+
+    windows: the training windows of the fit (None: unknown), which size its steps per call
+    and, with jit_compile auto, decide whether XLA repays its compile.
+    """
     import keras
 
     if steps_per_execution is None:
         tensorflow = keras.backend.backend() == "tensorflow"
-        steps_per_execution = STEPS_PER_EXECUTION if tensorflow else 1
+        batches = None if windows is None else math.ceil(windows / cfg.batch_size)
+        steps_per_execution = steps_per_call(batches) if tensorflow else 1
     model.compile(
         optimizer=keras.optimizers.Adam(cfg.learning_rate),
         loss="mse" if cfg.loss == "auto" else cfg.loss,
         metrics=["mae"],
-        jit_compile=resolve_jit(cfg),
+        jit_compile=resolve_jit(cfg, windows),
         steps_per_execution=steps_per_execution,
     )
 
@@ -161,7 +182,7 @@ def fit(
 
     keras.utils.set_random_seed(cfg.seed)
     if recompile or not model.compiled:
-        compile_model(model, cfg)
+        compile_model(model, cfg, windows=len(train_origins))
     else:
         reset_optimizer(model)
     stop = keras.callbacks.EarlyStopping(
@@ -205,8 +226,9 @@ def fit_epochs(
     import keras
 
     keras.utils.set_random_seed(cfg.seed)
-    compile_model(model, cfg)
     batch = min(cfg.batch_size, len(origins))
+    # Sized as fit sizes it: the refit decides XLA and steps per call as the fit it repeats.
+    compile_model(model, cfg.model_copy(update={"epochs": epochs}), windows=len(origins))
     train = make_batches(spec, series, cal, origins, batch, True, cfg.seed)
     start = time.perf_counter()
     history = model.fit(
@@ -323,7 +345,7 @@ def train(cfg: Config, root: Path, kind: str) -> dict:
             "best_val_loss": min(result.history["val_loss"]),
             "windows_per_second": round(result.windows_per_second, 1),
             "backend": cfg.train.backend,
-            "jit_compile": resolve_jit(cfg.train),
+            "jit_compile": resolve_jit(cfg.train, n_train),
             "train_run_id": run.info.run_id,
             "parameters": model.count_params(),
             "fingerprint": forecaster.fingerprint(),
