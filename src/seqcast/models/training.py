@@ -267,6 +267,7 @@ def train(cfg: Config, root: Path, kind: str) -> dict:
     from seqcast.models import networks, tracking
     from seqcast.models.forecaster import forecaster_for
 
+    paths.refuse_panel(root)
     mcfg = cfg.models.get(kind)
     use_backend(cfg.train.backend)
     loaded = load_windows(root)
