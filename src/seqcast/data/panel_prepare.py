@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from seqcast.core import paths
 from seqcast.core.errors import ConfigError, DataError
@@ -73,10 +74,10 @@ def normalise_panel(cfg: Config, root: Path) -> dict:
         panels.save(panel, out / PANEL_FILE, timestamp=cfg.data.timestamp)
         scaler.save(out / SCALER_FILE)
         write_json(out / SPLIT_FILE, summary)
-    cut = summary["cuts"]
     print(
-        f"normalise: {panel.n_series} series, {panel.n_rows} rows; val from {cut['val_start']}, "
-        f"test from {cut['test_start']}; rows {summary['rows']}",
+        f"normalise: {panel.n_series} series, {panel.n_rows} rows; val from "
+        f"{pd.Timestamp(cuts.val_start)}, test from {pd.Timestamp(cuts.test_start)}; rows "
+        f"{summary['rows']}",
         flush=True,
     )
     return summary
