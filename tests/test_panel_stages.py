@@ -114,3 +114,28 @@ def test_no_train_window_in_any_series_is_refused_naming_the_key(panel_repo: Pat
     cfg = load_config(panel_repo / "long.yaml")
     with pytest.raises(ConfigError, match=r"^window.input_width: 100 .* no train windows"):
         window(cfg, panel_repo)
+
+
+def test_every_stage_after_window_refuses_a_panel_at_its_start(panel_repo: Path) -> None:
+    """train, backtest, evaluate, refit and promote called directly: the same one line."""
+    from seqcast.core.config import load_config
+    from seqcast.core.errors import ConfigError
+    from seqcast.evaluation import backtest, stage
+    from seqcast.models import training
+    from seqcast.operations import refit
+    from seqcast.registry import registry
+
+    if not (panel_repo / "data/windows/panel_windows.npz").is_file():
+        assert dvc(panel_repo, "window").returncode == 0
+    cfg = load_config(panel_repo / "params.yaml")
+    calls = [
+        lambda: training.train(cfg, panel_repo, "gru"),
+        lambda: backtest.backtest(cfg, panel_repo, "lstm"),
+        lambda: stage.evaluate(cfg, panel_repo),
+        lambda: refit.refit(cfg, panel_repo),
+        lambda: registry.promote(cfg, panel_repo),
+    ]
+    for call in calls:
+        with pytest.raises(ConfigError) as raised:
+            call()
+        assert str(raised.value) == PANEL_NOT_WIRED
