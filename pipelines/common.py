@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 # (and what it imports) as the stage's dependencies.
 STAGE_FUNCTIONS = {
     "validate": "seqcast.data.validation:validate",
-    "normalise": "seqcast.data.scaling:normalise",
-    "window": "seqcast.data.windowing:window",
+    # One series or a panel (data.series): the entry points choose.
+    "normalise": "seqcast.data.prepare:normalise",
+    "window": "seqcast.data.prepare:window",
     "train": "seqcast.models.training:train",
     "backtest": "seqcast.evaluation.backtest:backtest",
     "evaluate": "seqcast.evaluation.stage:evaluate",
@@ -31,6 +32,8 @@ STAGE_FUNCTIONS = {
 # Stages run once per model kind (dvc.yaml matrix stages).
 PER_MODEL = ("train", "backtest")
 STAGES = tuple(STAGE_FUNCTIONS)
+# The stages a panel runs through so far (issue 27); the later ones refuse it in one line.
+PANEL_STAGES = ("validate", "normalise", "window")
 MODEL_KINDS = ("gru", "lstm")
 
 # Exit codes of `python -m pipelines.stages`: the pipeline flow reads them back out of DVC's
@@ -196,11 +199,14 @@ def call_stage(stage: str, root: Path, kind: str | None = None) -> dict[str, Any
     import importlib
 
     from seqcast.core.config import load_config
+    from seqcast.core.paths import refuse_panel
 
     module, name = STAGE_FUNCTIONS[stage].split(":")
     function = getattr(importlib.import_module(module), name)
     try:
         cfg = load_config(root / "params.yaml")
+        if stage not in PANEL_STAGES:  # before Keras' import: a panel stops here in one line
+            refuse_panel(root)
         warm_up(stage, cfg, stage_label(stage, kind))
         return function(cfg, root, kind) if stage in PER_MODEL else function(cfg, root)
     except BaseException as exc:

@@ -18,6 +18,14 @@ VALIDATION = Path("reports/validation")
 VALIDATION_SUMMARY = VALIDATION / "summary.json"
 PREPARED = Path("data/prepared")
 WINDOWS = Path("data/windows")
+# The normalise stage's record of a panel's calendar split (its presence says: a panel).
+PANEL_SPLIT = PREPARED / "split.json"
+# The window stage's output for a panel (data.series): the stages after it are not wired yet.
+PANEL_WINDOWS = WINDOWS / "panel_windows.npz"
+PANEL_NOT_WIRED = (
+    "data.series: panels run through validate, normalise and window so far; training a global "
+    "network per panel is not wired yet (issue 27)"
+)
 MODELS = Path("models")
 BACKTEST = Path("backtest")  # one folder per network: its forecasts of every backtest block
 SERVED = Path("models/served")  # the chosen recipe, refit on every row (refit stage)
@@ -30,6 +38,16 @@ PLOTS = Path("plots")
 EVALUATION = Path("evaluation")
 PROMOTION_METRICS = Path("metrics/promotion.json")
 REPORT = Path("reports/report")
+
+
+def refuse_panel(root: Path) -> None:
+    """Stop a stage after window, in one line, when the windows it reads are a panel's."""
+    # Read off the window stage's output (every later stage's dep), not data.series: a params
+    # key those stages do not declare, and one the single-series params.yaml does not hold.
+    if (root / PANEL_WINDOWS).is_file():
+        from seqcast.core.errors import ConfigError
+
+        raise ConfigError(PANEL_NOT_WIRED)
 
 
 def workspace(start: Path | None = None) -> Path:

@@ -521,6 +521,7 @@ def backtest(cfg: Config, root: Path, kind: str) -> dict:
     from seqcast.data.windowing import load_windows
     from seqcast.models import training
 
+    paths.refuse_panel(root)
     training.use_backend(cfg.train.backend)
     loaded = load_windows(root)
     folds = layout(loaded["meta"]["rows"], cfg)

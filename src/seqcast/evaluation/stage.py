@@ -54,6 +54,7 @@ def evaluate(cfg: Config, root: Path) -> dict:
     from seqcast.models import statistical, tracking, training
     from seqcast.models.forecaster import Forecaster, forecaster_for
 
+    paths.refuse_panel(root)
     training.use_backend(cfg.train.backend)
     loaded = load_windows(root)
     meta, spec = loaded["meta"], loaded["spec"]

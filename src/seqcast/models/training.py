@@ -280,9 +280,11 @@ def train(cfg: Config, root: Path, kind: str) -> dict:
     """The train stage: fit one network; its folder is written only if the whole fit succeeds."""
     import csv
 
+    from seqcast.core import paths
+
+    paths.refuse_panel(root)  # before MLflow's import: a panel stops at once, in one line
     import mlflow
 
-    from seqcast.core import paths
     from seqcast.core.config import ConfigError, flatten
     from seqcast.core.io import atomic_dir, write_json
     from seqcast.data.windowing import load_windows

@@ -97,6 +97,7 @@ def refit(cfg: Config, root: Path) -> dict:
     from seqcast.models import networks, statistical, training
     from seqcast.models.forecaster import forecaster_for
 
+    paths.refuse_panel(root)
     training.use_backend(cfg.train.backend)
     loaded = windowing.load_windows(root)
     meta, spec, times = loaded["meta"], loaded["spec"], loaded["times"]

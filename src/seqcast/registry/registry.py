@@ -146,6 +146,7 @@ def promote(cfg: Config, root: Path) -> dict:
     from mlflow import MlflowClient
 
     root = Path(root)
+    paths.refuse_panel(root)
     tracking.setup(cfg.tracking.experiment, root)
     metric, name = cfg.promotion.metric, cfg.tracking.registered_model
     if not (root / RUNS).is_file():
