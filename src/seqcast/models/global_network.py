@@ -18,6 +18,7 @@ import numpy as np
 
 from seqcast.core.config import MODEL_KINDS, ModelConfig, TrainConfig
 from seqcast.data.panel import Panel
+from seqcast.models.networks import recurrent_stack
 
 # Targets below this fraction of a positive window's level are clipped before the log: a zero
 # after positive inputs would otherwise be -inf (training only; forecasts are never clipped).
@@ -175,16 +176,7 @@ def build(spec: GlobalSpec, mcfg: ModelConfig, n_series: int):
         raise ValueError(f"models: unknown model kind {spec.kind!r}; expected one of {MODEL_KINDS}")
     window = keras.Input((spec.input_width, spec.n_targets + CALENDAR), name="window")
     inputs_, parts = [window], []
-    x = window
-    recurrent = layers.GRU if spec.kind == "gru" else layers.LSTM
-    for depth in range(mcfg.layers):
-        x = recurrent(
-            mcfg.units,
-            dropout=mcfg.dropout,
-            recurrent_dropout=mcfg.recurrent_dropout,
-            return_sequences=depth < mcfg.layers - 1,
-            name=f"{spec.kind}_{depth}",
-        )(x)
+    x = recurrent_stack(window, spec.kind, mcfg)
     parts.append(x)
     if spec.series_embedding:
         series = keras.Input((1,), dtype="int32", name="series")

@@ -39,12 +39,10 @@ def build(kind: str, spec: InputSpec, cfg: ModelConfig):
     return keras.Model(inputs=inputs, outputs=out, name=kind)
 
 
-def _correction(kind: str, spec: InputSpec, cfg: ModelConfig, past, future):
-    """A recurrent summary of the normalised history, decoded per step with that step's future."""
+def recurrent_stack(x, kind: str, cfg: ModelConfig):
+    """`cfg.layers` GRU or LSTM layers over a sequence, the last returning its final state."""
     from keras import layers
 
-    # Seasonal differences are a tenth the size of levels and calendar: normalise every channel.
-    x = normed = layers.BatchNormalization(momentum=NORM_MOMENTUM, name="past_norm")(past)
     recurrent = getattr(layers, RECURRENT[kind])
     for depth in range(cfg.layers):
         x = recurrent(
@@ -54,6 +52,16 @@ def _correction(kind: str, spec: InputSpec, cfg: ModelConfig, past, future):
             return_sequences=depth < cfg.layers - 1,
             name=f"{kind}_{depth}",
         )(x)
+    return x
+
+
+def _correction(kind: str, spec: InputSpec, cfg: ModelConfig, past, future):
+    """A recurrent summary of the normalised history, decoded per step with that step's future."""
+    from keras import layers
+
+    # Seasonal differences are a tenth the size of levels and calendar: normalise every channel.
+    x = normed = layers.BatchNormalization(momentum=NORM_MOMENTUM, name="past_norm")(past)
+    x = recurrent_stack(x, kind, cfg)
     x = layers.Dropout(cfg.dropout, name="dropout")(x)
     # The last observation's own inputs, next to the summary the encoder made of the history.
     last = layers.Cropping1D((spec.input_width - 1, 0), name="last_step")(normed)
