@@ -3,6 +3,7 @@ sequential windows bit for bit, with a worker killed (`kill -9`) mid-run retried
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import signal
@@ -33,16 +34,19 @@ def kill_first_worker(groups: list[int], killed: list[int], done: threading.Even
         time.sleep(0.1)
 
 
-def test_two_nodes_give_the_local_windows_and_a_killed_worker_loses_nothing(monkeypatch) -> None:
+def rivals_on_cluster(address: str) -> object:
+    """The per-series rivals from a fresh process connected to `address`, as a stage would be."""
+    os.environ.update({**ENV, "RAY_ADDRESS": address})
+    return rivals_by_chunk(synthetic_panel(), *RIVALS, ParallelConfig(chunk_series=2))
+
+
+def test_two_nodes_give_the_local_windows_and_a_killed_worker_loses_nothing() -> None:
     panel = synthetic_panel()
     expected = forecast_origins(panel, *RIVALS)
     # Short: Ray's socket paths under it must fit in 107 bytes (pytest's tmp_path may not).
     root = Path(tempfile.mkdtemp(prefix="seqcast-ray-", dir="/tmp"))
     try:
         with two_nodes(root) as cluster:
-            for key, value in ENV.items():
-                monkeypatch.setenv(key, value)
-            monkeypatch.setenv("RAY_ADDRESS", cluster.address)
             killed: list[int] = []
             done = threading.Event()
             killer = threading.Thread(
@@ -50,7 +54,12 @@ def test_two_nodes_give_the_local_windows_and_a_killed_worker_loses_nothing(monk
             )
             killer.start()
             try:
-                found = rivals_by_chunk(panel, *RIVALS, ParallelConfig(chunk_series=2))
+                # A fresh process, as a stage connects once: a driver that already ran and shut
+                # down a local Ray (another test of this worker) got OwnerDiedError for its own
+                # objects on this cluster once a worker died.
+                spawn = multiprocessing.get_context("spawn")
+                with spawn.Pool(1) as pool:
+                    found = pool.apply(rivals_on_cluster, (cluster.address,))
             finally:
                 done.set()
                 killer.join()
